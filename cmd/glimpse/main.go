@@ -1,0 +1,45 @@
+// Command glimpse is the image service: `glimpse serve` runs the daemon (the
+// mount and the REST listener); the other commands are clients and tools.
+// Each command lives in its own file as a thin layer that parses flags and
+// calls a package; main only builds the app and maps errors to exit codes.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "glimpse",
+		Usage: "a virtual-machine image service with a filesystem face and a Glance v2 REST face",
+		Commands: []*cli.Command{
+			serveCommand(),
+		},
+		// Errors are printed once, by main, as one readable line.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp().RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "glimpse: %v\n", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode maps an error to the process exit status: 1 for every failure,
+// unless the error carries its own code (cli.Exit).
+func exitCode(err error) int {
+	if coder, ok := err.(cli.ExitCoder); ok && coder.ExitCode() != 0 {
+		return coder.ExitCode()
+	}
+	return 1
+}
