@@ -1,17 +1,231 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/glimpse-project/glimpse/api"
+	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/backend/local"
+	"github.com/glimpse-project/glimpse/fs"
+	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/meta"
+	"github.com/glimpse-project/glimpse/meta/kv"
 )
 
+type serveOptions struct {
+	data         string
+	mount        string
+	listen       string
+	store        string
+	fsProject    string
+	maxImageSize int64
+	allowOther   bool
+	debugFUSE    bool
+	logLevel     string
+}
+
 func serveCommand() *cli.Command {
+	var o serveOptions
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the daemon: mount the catalogue and serve the Glance v2 REST API",
+		Description: `Examples:
+   glimpse serve --mount /mnt/glimpse
+   glimpse serve --data /srv/glimpse --mount /mnt/glimpse --listen 0.0.0.0:9292
+   glimpse serve --mount '' --listen 127.0.0.1:9292     (REST only)`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Usage: "directory for the registry and the default local store", Value: defaultDataDir(), Destination: &o.data, EnvVars: []string{"GLIMPSE_DATA"}},
+			&cli.StringFlag{Name: "mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
+			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
+			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
+			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
+			&cli.Int64Flag{Name: "max-image-size", Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount (with default_permissions)", Destination: &o.allowOther},
+			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request", Destination: &o.debugFUSE},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", Destination: &o.logLevel, EnvVars: []string{"GLIMPSE_LOG_LEVEL"}},
+		},
 		Action: func(c *cli.Context) error {
-			return errors.New("not yet")
+			if c.NArg() > 0 {
+				return fmt.Errorf("serve takes no arguments (got %q)", c.Args().First())
+			}
+			return runServe(c.Context, o)
 		},
 	}
+}
+
+func defaultDataDir() string {
+	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
+		return filepath.Join(dir, "glimpse")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "glimpse")
+	}
+	return "glimpse-data"
+}
+
+// runServe runs the daemon until ctx is cancelled (SIGINT/SIGTERM) or the
+// mount is taken away.
+func runServe(ctx context.Context, o serveOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if o.mount == "" && o.listen == "" {
+		return errors.New("nothing to serve: both --mount and --listen are empty")
+	}
+	data, err := filepath.Abs(o.data)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+
+	db, err := kv.OpenBadger(filepath.Join(data, "registry"), log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	store, err := meta.Open(db)
+	if err != nil {
+		return err
+	}
+	be, storeDir, err := openStore(ctx, o.store, data)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	if o.mount != "" {
+		if err := checkMountOverlap(o.mount, data, storeDir); err != nil {
+			return err
+		}
+	}
+
+	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, MaxImageSize: o.maxImageSize, Logger: log})
+	if err := svc.Recover(ctx); err != nil {
+		return err
+	}
+	// Whatever happens next, nothing is left saving.
+	defer svc.Shutdown(context.Background())
+
+	rest := api.New(svc, api.Options{Logger: log})
+	var httpSrv *http.Server
+	httpDone := make(chan error, 1)
+	if o.listen != "" {
+		ln, err := net.Listen("tcp", o.listen)
+		if err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		httpSrv = &http.Server{Handler: rest, ReadHeaderTimeout: 30 * time.Second}
+		go func() { httpDone <- httpSrv.Serve(ln) }()
+		log.Info("REST listener up", "addr", ln.Addr().String())
+	}
+
+	var mnt *fs.Server
+	mountGone := make(chan struct{})
+	if o.mount != "" {
+		mnt, err = fs.Mount(o.mount, svc, fs.Options{
+			Principal:  lifecycle.Principal{Project: o.fsProject, Admin: o.fsProject == "admin"},
+			UID:        uint32(os.Getuid()),
+			GID:        uint32(os.Getgid()),
+			AllowOther: o.allowOther,
+			StatfsDir:  data,
+			Logger:     log,
+			Debug:      o.debugFUSE,
+		})
+		if err != nil {
+			if httpSrv != nil {
+				httpSrv.Close()
+			}
+			return err
+		}
+		go func() { mnt.Wait(); close(mountGone) }()
+		log.Info("catalogue mounted", "mount", o.mount)
+	}
+
+	rest.SetReady(true)
+	log.Info("glimpse ready", "data", data)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-mountGone:
+		log.Warn("the mount was removed from outside; shutting down")
+	case err := <-httpDone:
+		runErr = fmt.Errorf("REST listener: %w", err)
+	}
+	rest.SetReady(false)
+	svc.Shutdown(context.Background())
+	if mnt != nil {
+		if err := mnt.Unmount(); err != nil {
+			log.Error("unmount", "mount", o.mount, "err", err)
+		}
+	}
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		httpSrv.Shutdown(sctx)
+		cancel()
+	}
+	return runErr
+}
+
+// openStore opens the store named by --store; the default is DATA/images
+// on local disk. It also returns the store's local directory, if any.
+func openStore(ctx context.Context, raw, data string) (backend.Backend, string, error) {
+	if raw == "" {
+		raw = "file://" + filepath.Join(data, "images")
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return nil, "", fmt.Errorf("--store %q: want file:///path", raw)
+	}
+	switch scheme {
+	case "file":
+		if !filepath.IsAbs(rest) {
+			return nil, "", fmt.Errorf("--store %q: a file store needs an absolute path (file:///path)", raw)
+		}
+		l, err := local.Open(local.Config{Dir: rest})
+		if err != nil {
+			return nil, "", err
+		}
+		return l, rest, nil
+	}
+	return nil, "", fmt.Errorf("--store %q: unknown store scheme %q (this glimpse knows file://)", raw, scheme)
+}
+
+// checkMountOverlap refuses a mount point that holds or lies inside the
+// registry or the store: a FUSE server reading its own files through its
+// own mount deadlocks (restic GH #5234).
+func checkMountOverlap(mount string, dirs ...string) error {
+	m, err := filepath.Abs(mount)
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if within(m, d) || within(d, m) {
+			return fmt.Errorf("--mount %s overlaps %s, which glimpse itself reads: choose another mount point", m, d)
+		}
+	}
+	return nil
+}
+
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -1,0 +1,241 @@
+package fs
+
+import (
+	"context"
+	"strings"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/meta"
+)
+
+// idsDir is images/: every image by id. Entries can be opened, read,
+// written (queued images), removed and have attributes, but not renamed or
+// created: ids are assigned.
+type idsDir struct {
+	gofs.Inode
+	root *Root
+}
+
+func (d *idsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.root.dirAttr(&out.Attr)
+	return 0
+}
+
+func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if !lifecycle.ValidID(name) {
+		return nil, syscall.ENOENT
+	}
+	img, err := d.root.svc.Get(ctx, d.root.opts.Principal, name)
+	if err != nil {
+		return nil, toErrno(d.root.log, "lookup", err)
+	}
+	return d.root.imageInode(ctx, &d.Inode, img, &out.Attr), 0
+}
+
+func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	var entries []fuse.DirEntry
+	err := d.root.svc.All(ctx, d.root.opts.Principal, func(img *meta.Image) error {
+		entries = append(entries, fuse.DirEntry{Name: img.ID, Mode: syscall.S_IFREG, Ino: imageIno(img.ID)})
+		return nil
+	})
+	if err != nil {
+		return nil, toErrno(d.root.log, "readdir", err)
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+func (d *idsDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	return toErrno(d.root.log, "unlink", d.root.svc.Delete(ctx, d.root.opts.Principal, name))
+}
+
+func (d *idsDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EPERM
+}
+
+func (d *idsDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EPERM
+}
+
+func (d *idsDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+// renameNoReplace is rename(2)'s RENAME_NOREPLACE flag, as FUSE passes it.
+const renameNoReplace = 1
+
+// statusDir is one directory per Glance status, its images by name. A name
+// held by several images in the directory is shown, for each, as NAME@ID.
+type statusDir struct {
+	gofs.Inode
+	root   *Root
+	status meta.Status
+}
+
+func (d *statusDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.root.dirAttr(&out.Attr)
+	return 0
+}
+
+// resolve finds the image a name in this directory stands for: a path being
+// written, a name held by one image, or NAME@ID for a shared name.
+func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
+	d.root.mu.Lock()
+	id, ok := d.root.pending[pendingPath{d.status, name}]
+	d.root.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	p := d.root.opts.Principal
+	ids, err := d.root.svc.Named(ctx, p, d.status, name)
+	if err != nil {
+		return "", err
+	}
+	if len(ids) == 1 {
+		return ids[0], nil
+	}
+	if at := strings.LastIndexByte(name, '@'); at >= 0 && lifecycle.ValidID(name[at+1:]) {
+		base, id := name[:at], name[at+1:]
+		shared, err := d.root.svc.Named(ctx, p, d.status, base)
+		if err != nil {
+			return "", err
+		}
+		if len(shared) > 1 {
+			for _, s := range shared {
+				if s == id {
+					return id, nil
+				}
+			}
+		}
+	}
+	return "", lifecycle.ErrNotFound
+}
+
+func (d *statusDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	id, err := d.resolve(ctx, name)
+	if err != nil {
+		return nil, toErrno(d.root.log, "lookup", err)
+	}
+	img, err := d.root.svc.Get(ctx, d.root.opts.Principal, id)
+	if err != nil {
+		return nil, toErrno(d.root.log, "lookup", err)
+	}
+	return d.root.imageInode(ctx, &d.Inode, img, &out.Attr), 0
+}
+
+func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	var entries []fuse.DirEntry
+	var prev meta.Entry
+	run := 0 // how many entries so far share prev.Name
+	add := func(name, id string) {
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: imageIno(id)})
+	}
+	err := d.root.svc.Entries(ctx, d.root.opts.Principal, d.status, func(e meta.Entry) error {
+		switch {
+		case run > 0 && e.Name == prev.Name:
+			if run == 1 { // the name turns out to be shared: show the first as NAME@ID too
+				entries[len(entries)-1].Name = prev.Name + "@" + prev.ID
+			}
+			add(e.Name+"@"+e.ID, e.ID)
+			run++
+		default:
+			add(e.Name, e.ID)
+			run = 1
+		}
+		prev = e
+		return nil
+	})
+	if err != nil {
+		return nil, toErrno(d.root.log, "readdir", err)
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+// Create registers a new image named name. In active/ the data written is
+// uploaded at once (the image is saving until close, then active or
+// killed); in queued/ the image stays queued until data is written.
+func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if d.status != meta.Active && d.status != meta.Queued {
+		return nil, nil, 0, syscall.EPERM
+	}
+	p := d.root.opts.Principal
+	img, err := d.root.svc.Create(ctx, p, lifecycle.CreateSpec{Name: name})
+	if err != nil {
+		return nil, nil, 0, toErrno(d.root.log, "create", err)
+	}
+	h := &writeHandle{root: d.root, id: img.ID, opener: callerTgid(ctx), path: pendingPath{d.status, name}}
+	if d.status == meta.Active {
+		// An empty file copied into active/ is an empty image.
+		h.commitAlways = true
+		if errno := h.begin(ctx); errno != 0 {
+			return nil, nil, 0, errno
+		}
+		if img, err = d.root.svc.Get(ctx, p, img.ID); err != nil {
+			return nil, nil, 0, toErrno(d.root.log, "create", err)
+		}
+	}
+	d.root.mu.Lock()
+	d.root.pending[h.path] = img.ID
+	d.root.mu.Unlock()
+	node := d.root.imageInode(ctx, &d.Inode, img, &out.Attr)
+	return node, h, 0, 0
+}
+
+func (d *statusDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+func (d *statusDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	id, err := d.resolve(ctx, name)
+	if err != nil {
+		return toErrno(d.root.log, "unlink", err)
+	}
+	return toErrno(d.root.log, "unlink", d.root.svc.Delete(ctx, d.root.opts.Principal, id))
+}
+
+// Rename renames within a status directory, deactivates (active/ to
+// deactivated/) and reactivates (back); every other move is EPERM.
+// Renaming onto a name another image holds replaces nothing: both images
+// keep the name and show as NAME@ID.
+func (d *statusDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	to, ok := newParent.(*statusDir)
+	if !ok {
+		return syscall.EPERM
+	}
+	if flags&^renameNoReplace != 0 {
+		return syscall.EINVAL // RENAME_EXCHANGE and friends make no sense for images
+	}
+	id, err := d.resolve(ctx, name)
+	if err != nil {
+		return toErrno(d.root.log, "rename", err)
+	}
+	img, err := d.root.svc.Get(ctx, d.root.opts.Principal, id)
+	if err != nil {
+		return toErrno(d.root.log, "rename", err)
+	}
+	if newName == img.Name+"@"+img.ID {
+		newName = img.Name // NAME@ID names the image, it is not a new name
+	}
+	if flags&renameNoReplace != 0 {
+		if other, err := to.resolve(ctx, newName); err == nil && other != id {
+			return syscall.EEXIST
+		}
+	}
+	target := to.status
+	if to == d && img.Status == meta.Saving {
+		target = meta.Saving // a file still being written, renamed in place
+	}
+	if _, err := d.root.svc.Move(ctx, d.root.opts.Principal, id, newName, target); err != nil {
+		return toErrno(d.root.log, "rename", err)
+	}
+	d.root.mu.Lock()
+	if d.root.pending[pendingPath{d.status, name}] == id {
+		delete(d.root.pending, pendingPath{d.status, name})
+		d.root.pending[pendingPath{to.status, newName}] = id
+	}
+	d.root.mu.Unlock()
+	return 0
+}

@@ -1,0 +1,206 @@
+package fs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/lifecycle"
+)
+
+// readHandle reads committed content.
+type readHandle struct {
+	r backend.Reader
+}
+
+func (h *readHandle) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	size := h.r.Size()
+	if off >= size {
+		return fuse.ReadResultData(nil), 0
+	}
+	if max := size - off; int64(len(dest)) > max {
+		dest = dest[:max]
+	}
+	if fr, ok := h.r.(backend.FileReader); ok {
+		// Local store: the kernel splices straight from the file.
+		return fuse.ReadResultFd(fr.Fd(), off, len(dest)), 0
+	}
+	n, err := h.r.ReadAt(dest, off)
+	if err != nil && n < len(dest) {
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// writeHandle is an open file that uploads an image's content. The upload
+// starts at the first write (or at create, in active/), and is committed
+// by the first flush (close) from the process that opened the file, once
+// data was written; a flush from another process (a child that inherited
+// the descriptor) or with nothing written does nothing, and release
+// commits what no flush did (mountpoint-s3's rule).
+type writeHandle struct {
+	root   *Root
+	id     string
+	opener uint32      // thread group of the process that opened the file
+	path   pendingPath // where the file was created; zero when opened
+
+	// commitAlways: commit even if nothing was written (a file created in
+	// active/ is an image, even an empty one).
+	commitAlways bool
+
+	mu        sync.Mutex        // guards the fields below
+	up        *lifecycle.Upload // nil before the upload starts
+	wrote     bool              // data was written (or truncated)
+	committed bool              // the upload was committed or aborted
+	commitErr syscall.Errno     // the commit's outcome
+}
+
+func (h *writeHandle) begin(ctx context.Context) syscall.Errno {
+	if h.up != nil {
+		return 0
+	}
+	up, err := h.root.svc.BeginUpload(ctx, h.root.opts.Principal, h.id)
+	if err != nil {
+		return toErrno(h.root.log, "write", err)
+	}
+	h.up = up
+	return 0
+}
+
+func (h *writeHandle) size() (int64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.up == nil || h.committed {
+		return 0, false
+	}
+	return h.up.Size(), true
+}
+
+func (h *writeHandle) write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.committed {
+		return 0, syscall.EBADF
+	}
+	if errno := h.begin(ctx); errno != 0 {
+		return 0, errno
+	}
+	h.wrote = true
+	n, err := h.up.WriteAt(data, off)
+	if err != nil {
+		return uint32(n), toErrno(h.root.log, "write", err)
+	}
+	return uint32(n), 0
+}
+
+func (h *writeHandle) truncate(ctx context.Context, size int64) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.committed {
+		return syscall.EBADF
+	}
+	if h.up == nil && size == 0 {
+		return 0 // O_TRUNC on a queued image: nothing to do
+	}
+	if errno := h.begin(ctx); errno != 0 {
+		return errno
+	}
+	h.wrote = true
+	return toErrno(h.root.log, "truncate", h.up.Truncate(size))
+}
+
+func (h *writeHandle) read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.up == nil || h.committed {
+		return fuse.ReadResultData(nil), 0
+	}
+	n, err := h.up.ReadAt(dest, off)
+	if err != nil {
+		return nil, toErrno(h.root.log, "read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *writeHandle) flush(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.committed {
+		return h.commitErr
+	}
+	if !h.wrote || callerTgid(ctx) != h.opener {
+		return 0
+	}
+	return h.commitLocked(ctx)
+}
+
+func (h *writeHandle) release(ctx context.Context) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.committed && (h.wrote || h.commitAlways) {
+		// No flush committed it (the opener never closed it itself); the
+		// outcome is in the image's status and user.glimpse.error.
+		h.commitLocked(context.Background())
+	}
+	if h.path != (pendingPath{}) {
+		h.root.mu.Lock()
+		if h.root.pending[h.path] == h.id {
+			delete(h.root.pending, h.path)
+		}
+		h.root.mu.Unlock()
+	}
+}
+
+// commitLocked settles the upload. A refused or failed upload leaves the
+// image killed, and close(2) fails with EIO (EFBIG when over the cap).
+func (h *writeHandle) commitLocked(ctx context.Context) syscall.Errno {
+	h.committed = true
+	if errno := h.begin(ctx); errno != 0 {
+		h.commitErr = errno
+		return errno
+	}
+	if _, err := h.up.Commit(ctx); err != nil {
+		h.commitErr = syscall.EIO
+		if isTooLarge(err) {
+			h.commitErr = syscall.EFBIG
+		}
+		h.root.log.Info("upload killed", "image", h.id, "reason", err)
+	}
+	return h.commitErr
+}
+
+// callerTgid is the thread group (process) of the FUSE request's caller:
+// the request carries a thread id, and a multithreaded writer may open and
+// close from different threads.
+func callerTgid(ctx context.Context) uint32 {
+	caller, ok := fuse.FromContext(ctx)
+	if !ok {
+		return 0
+	}
+	return tgidOf(caller.Pid)
+}
+
+func tgidOf(tid uint32) uint32 {
+	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
+	if err != nil {
+		return tid
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("Tgid:")); ok {
+			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 32)
+			if err == nil {
+				return uint32(n)
+			}
+		}
+	}
+	return tid
+}

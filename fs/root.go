@@ -1,0 +1,222 @@
+// Package fs is the FUSE face of glimpse: it mounts the catalogue as
+//
+//	MOUNT/images/<id>          every image, by id
+//	MOUNT/<status>/<name>      one directory per Glance status
+//
+// with every property as a user.* extended attribute. It holds no state of
+// its own beyond what the kernel protocol needs (open handles, the paths of
+// files being written): every operation is a call into the lifecycle, and
+// every change to the catalogue, from either face, comes back as an event
+// that invalidates the kernel's caches.
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/meta"
+)
+
+// Options configure a mount.
+type Options struct {
+	// Principal is who the mount acts as (the --fs-project); admin by
+	// default in the daemon.
+	Principal lifecycle.Principal
+	// UID and GID own every file; the daemon's by default.
+	UID, GID uint32
+	// AllowOther lets other users use the mount (with default_permissions).
+	AllowOther bool
+	// StatfsDir is a directory whose filesystem df reports for the mount.
+	StatfsDir string
+	Logger    *slog.Logger
+	// Debug logs every FUSE request.
+	Debug bool
+}
+
+// Root is the mount's root directory. It holds the mount's dependencies.
+type Root struct {
+	gofs.Inode
+	svc  *lifecycle.Service
+	opts Options
+	log  *slog.Logger
+
+	ids    *gofs.Inode                 // images/
+	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
+
+	mu      sync.Mutex             // guards pending and live
+	pending map[pendingPath]string // image id created at a path and still being written
+	live    map[string]*imageNode  // image nodes the kernel knows, by id
+}
+
+// pendingPath is where a writer created an image it is still writing: the
+// image is listed in saving/, but the path it was created under keeps
+// working for the writer (rsync renames its temp file after close).
+type pendingPath struct {
+	dir  meta.Status
+	name string
+}
+
+const (
+	rootIno = 1
+	idsIno  = 2
+	// status directories take 3 and up, images a hash with the top bit set.
+	imageInoBit = 1 << 63
+)
+
+func imageIno(id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return h.Sum64() | imageInoBit
+}
+
+// NewRoot returns the root of a mount of svc's catalogue.
+func NewRoot(svc *lifecycle.Service, opts Options) *Root {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Root{
+		svc:     svc,
+		opts:    opts,
+		log:     opts.Logger,
+		status:  map[meta.Status]*gofs.Inode{},
+		pending: map[pendingPath]string{},
+		live:    map[string]*imageNode{},
+	}
+}
+
+var _ gofs.NodeOnAdder = (*Root)(nil)
+
+// OnAdd builds the fixed directories.
+func (r *Root) OnAdd(ctx context.Context) {
+	r.ids = r.NewPersistentInode(ctx, &idsDir{root: r}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: idsIno})
+	r.AddChild("images", r.ids, false)
+	for i, st := range meta.Statuses {
+		d := r.NewPersistentInode(ctx, &statusDir{root: r, status: st}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(3 + i)})
+		r.AddChild(string(st), d, false)
+		r.status[st] = d
+	}
+}
+
+// Getattr implements gofs.NodeGetattrer for the root directory.
+func (r *Root) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	r.dirAttr(&out.Attr)
+	return 0
+}
+
+// Statfs reports the filesystem holding the data directory.
+func (r *Root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	if r.opts.StatfsDir == "" {
+		return 0
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(r.opts.StatfsDir, &st); err != nil {
+		return gofs.ToErrno(err)
+	}
+	out.FromStatfsT(&st)
+	return 0
+}
+
+func (r *Root) dirAttr(a *fuse.Attr) {
+	a.Mode = syscall.S_IFDIR | 0o755
+	a.Uid, a.Gid = r.opts.UID, r.opts.GID
+}
+
+// Server is a live mount.
+type Server struct {
+	server *fuse.Server
+	root   *Root
+	stop   func()
+	dir    string
+}
+
+// Mount mounts svc's catalogue on dir and serves it until Unmount. A stale
+// mount left on dir by a crashed daemon is detached first.
+func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
+	if err := recoverStaleMount(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	root := NewRoot(svc, opts)
+	second := time.Second
+	var zero time.Duration
+	mopts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName:     "glimpse",
+			Name:       "glimpse",
+			AllowOther: opts.AllowOther,
+			Debug:      opts.Debug,
+			// As root (the daemon, the tests) mount directly; elsewhere fall
+			// back to fusermount.
+			DirectMount: true,
+			// Large writes for writers that use them (dd bs=1M, qemu-img);
+			// 1 MiB is the kernel's default max_pages_limit.
+			MaxWrite:                1 << 20,
+			MaxBackground:           64,
+			MaxInflightRequestBytes: 64 << 20,
+			// security.* lookups are answered in go-fuse, and with
+			// HANDLE_KILLPRIV_V2 the kernel stops asking for
+			// security.capability before every write.
+			IgnoreSecurityLabels: true,
+			ExtraCapabilities:    fuse.CAP_HANDLE_KILLPRIV_V2,
+		},
+		EntryTimeout:    &second,
+		AttrTimeout:     &second,
+		NegativeTimeout: &zero,
+		UID:             opts.UID,
+		GID:             opts.GID,
+		Logger:          nil,
+	}
+	if opts.AllowOther {
+		mopts.MountOptions.Options = append(mopts.MountOptions.Options, "default_permissions")
+	}
+	server, err := gofs.Mount(dir, root, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	stop := root.startInvalidator()
+	return &Server{server: server, root: root, stop: stop, dir: dir}, nil
+}
+
+// Unmount detaches the mount, lazily if it is busy, and waits until the
+// server has stopped.
+func (m *Server) Unmount() error {
+	err := m.server.Unmount()
+	if err != nil {
+		// Busy (a shell sits in it): detach now, the kernel finishes later.
+		if derr := syscall.Unmount(m.dir, syscall.MNT_DETACH); derr == nil {
+			err = nil
+		}
+	}
+	m.server.Wait()
+	m.stop()
+	return err
+}
+
+// Wait blocks until the mount is gone (unmounted from outside too).
+func (m *Server) Wait() { m.server.Wait() }
+
+// recoverStaleMount detaches a FUSE mount whose daemon died (the mount point
+// then fails with ENOTCONN).
+func recoverStaleMount(dir string) error {
+	_, err := os.Stat(dir)
+	if err == nil || !errors.Is(err, syscall.ENOTCONN) {
+		return nil
+	}
+	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the stale mount on %s: %w", dir, err)
+	}
+	return nil
+}

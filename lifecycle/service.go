@@ -1,0 +1,317 @@
+// Package lifecycle is the one image lifecycle that both faces of glimpse
+// (the FUSE mount and the REST listener) call: create, upload with hashing
+// and inspection, activate or kill, download, rename and update,
+// deactivate and reactivate, delete, and recovery after a crash. It alone
+// talks to the registry (meta) and the store (backend), and it enforces who
+// may do what.
+package lifecycle
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/convert"
+	"github.com/glimpse-project/glimpse/meta"
+)
+
+// Principal is who asks: a project, and whether it holds the admin role.
+type Principal struct {
+	Project string
+	Admin   bool
+	// ReadOnly is true for callers with only the reader role.
+	ReadOnly bool
+}
+
+// Config holds the Service's dependencies.
+type Config struct {
+	Store   *meta.Store
+	Backend backend.Backend
+	// Inspect detects an upload's format and refuses unsafe content;
+	// convert.Inspect by default.
+	Inspect func(r io.ReaderAt, size int64) (convert.Report, error)
+	// MaxImageSize caps an upload in bytes; 0 means no cap.
+	MaxImageSize int64
+	Logger       *slog.Logger
+}
+
+// Service is the image lifecycle. It is safe for concurrent use.
+type Service struct {
+	store   *meta.Store
+	backend backend.Backend
+	inspect func(io.ReaderAt, int64) (convert.Report, error)
+	maxSize int64
+	log     *slog.Logger
+
+	mu      sync.Mutex         // guards uploads
+	uploads map[string]*Upload // the live upload of each image being written
+}
+
+// New returns a Service on cfg's registry and store.
+func New(cfg Config) *Service {
+	s := &Service{
+		store:   cfg.Store,
+		backend: cfg.Backend,
+		inspect: cfg.Inspect,
+		maxSize: cfg.MaxImageSize,
+		log:     cfg.Logger,
+		uploads: map[string]*Upload{},
+	}
+	if s.inspect == nil {
+		s.inspect = convert.Inspect
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// Subscribe registers fn for every committed change to the catalogue (see
+// meta.Store.Subscribe).
+func (s *Service) Subscribe(fn func(meta.Event)) (cancel func()) { return s.store.Subscribe(fn) }
+
+// CreateSpec is what a caller may give a new image.
+type CreateSpec struct {
+	ID              string // empty: a new UUID
+	Name            string
+	DiskFormat      string
+	ContainerFormat string
+	Visibility      string // empty: "shared", Glance's default
+	Protected       bool
+	OSHidden        bool
+	MinDisk         int64
+	MinRAM          int64
+	Tags            []string
+	Properties      map[string]string
+}
+
+// Create registers a new image in status queued, owned by p's project.
+func (s *Service) Create(ctx context.Context, p Principal, spec CreateSpec) (*meta.Image, error) {
+	if p.ReadOnly {
+		return nil, fmt.Errorf("%w: readers cannot create images", ErrForbidden)
+	}
+	id := spec.ID
+	if id == "" {
+		id = NewID()
+	} else if !ValidID(id) {
+		return nil, fmt.Errorf("%w: id %q is not a UUID", ErrInvalid, id)
+	}
+	img := &meta.Image{ID: id, Status: meta.Queued, Owner: p.Project, Visibility: "shared"}
+	ops := []Op{
+		{Op: "add", Key: "name", Value: spec.Name},
+		{Op: "add", Key: "protected", Value: spec.Protected},
+		{Op: "add", Key: "os_hidden", Value: spec.OSHidden},
+		{Op: "add", Key: "min_disk", Value: spec.MinDisk},
+		{Op: "add", Key: "min_ram", Value: spec.MinRAM},
+	}
+	if spec.Visibility != "" {
+		ops = append(ops, Op{Op: "add", Key: "visibility", Value: spec.Visibility})
+	}
+	if spec.DiskFormat != "" {
+		ops = append(ops, Op{Op: "add", Key: "disk_format", Value: spec.DiskFormat})
+	}
+	if spec.ContainerFormat != "" {
+		ops = append(ops, Op{Op: "add", Key: "container_format", Value: spec.ContainerFormat})
+	}
+	if spec.Tags != nil {
+		ops = append(ops, Op{Op: "add", Key: "tags", Value: spec.Tags})
+	}
+	for k, v := range spec.Properties {
+		ops = append(ops, Op{Op: "add", Key: k, Value: v})
+	}
+	for _, op := range ops {
+		if err := apply(img, op, p.Admin); err != nil {
+			return nil, err
+		}
+	}
+	created, err := s.store.Create(img)
+	if errors.Is(err, meta.ErrExists) {
+		return nil, fmt.Errorf("%w: image %s already exists", ErrConflict, id)
+	}
+	return created, err
+}
+
+// Get returns image id if p may see it.
+func (s *Service) Get(ctx context.Context, p Principal, id string) (*meta.Image, error) {
+	img, err := s.store.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if !CanSee(p, img) {
+		return nil, fmt.Errorf("image %s: %w", id, ErrNotFound)
+	}
+	return img, nil
+}
+
+// CanSee reports whether p may see img: admins see everything, others their
+// own project's images and public or community ones (Glance's default
+// policy; private images of other projects are not found).
+func CanSee(p Principal, img *meta.Image) bool {
+	return p.Admin || img.Owner == p.Project || img.Visibility == "public" || img.Visibility == "community"
+}
+
+func canModify(p Principal, img *meta.Image) error {
+	if p.ReadOnly || !(p.Admin || img.Owner == p.Project) {
+		return fmt.Errorf("%w: only admins or the owner may change image %s", ErrForbidden, img.ID)
+	}
+	return nil
+}
+
+// Update applies ops to image id atomically: all of them or none.
+func (s *Service) Update(ctx context.Context, p Principal, id string, ops []Op) (*meta.Image, error) {
+	return s.store.Update(id, func(img *meta.Image) error {
+		if !CanSee(p, img) {
+			return ErrNotFound
+		}
+		if err := canModify(p, img); err != nil {
+			return err
+		}
+		for _, op := range ops {
+			if err := apply(img, op, p.Admin); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Rename gives image id a new name.
+func (s *Service) Rename(ctx context.Context, p Principal, id, name string) (*meta.Image, error) {
+	return s.Update(ctx, p, id, []Op{{Op: "replace", Key: "name", Value: name}})
+}
+
+// Deactivate stops consumption of an active image (admins only, as in
+// Glance). Deactivating a deactivated image succeeds.
+func (s *Service) Deactivate(ctx context.Context, p Principal, id string) (*meta.Image, error) {
+	return s.setStatus(p, id, meta.Active, meta.Deactivated)
+}
+
+// Reactivate makes a deactivated image active again (admins only).
+func (s *Service) Reactivate(ctx context.Context, p Principal, id string) (*meta.Image, error) {
+	return s.setStatus(p, id, meta.Deactivated, meta.Active)
+}
+
+func (s *Service) setStatus(p Principal, id string, from, to meta.Status) (*meta.Image, error) {
+	return s.store.Update(id, func(img *meta.Image) error {
+		if !CanSee(p, img) {
+			return ErrNotFound
+		}
+		if !p.Admin {
+			return fmt.Errorf("%w: only admins may change image %s to %s", ErrForbidden, id, to)
+		}
+		if img.Status != from && img.Status != to {
+			return fmt.Errorf("%w: image %s is %s, not %s", ErrConflict, id, img.Status, from)
+		}
+		img.Status = to
+		return nil
+	})
+}
+
+// Delete removes image id and its content. A protected image refuses; an
+// upload in progress is aborted.
+func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
+	img, err := s.Get(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	if err := canModify(p, img); err != nil {
+		return err
+	}
+	if img.Protected {
+		return fmt.Errorf("image %s: %w", id, ErrProtected)
+	}
+	s.mu.Lock()
+	up := s.uploads[id]
+	s.mu.Unlock()
+	if up != nil {
+		up.abort(ctx, "image deleted during upload", false)
+	}
+	// The record goes first: if we crash before the content is gone, the
+	// content is an orphan that Recover removes, never a record pointing at
+	// nothing.
+	old, err := s.store.Delete(id)
+	if err != nil {
+		return err
+	}
+	if old.StoreKey != "" {
+		if err := s.backend.Delete(ctx, old.StoreKey); err != nil {
+			s.log.Error("content of a deleted image left in the store; the next start removes it", "image", id, "err", err)
+		}
+	}
+	return nil
+}
+
+// OpenOptions say what a face allows when opening content.
+type OpenOptions struct {
+	// AllowDeactivated lets the caller read a deactivated image (REST
+	// admins). The mount never sets it.
+	AllowDeactivated bool
+}
+
+// Open gives random access to the content of image id. Images without
+// content (queued, killed) read as empty.
+func (s *Service) Open(ctx context.Context, p Principal, id string, opts OpenOptions) (backend.Reader, *meta.Image, error) {
+	img, err := s.Get(ctx, p, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch img.Status {
+	case meta.Active:
+	case meta.Deactivated:
+		if !opts.AllowDeactivated {
+			return nil, nil, fmt.Errorf("%w: image %s is deactivated", ErrForbidden, id)
+		}
+	default:
+		if img.StoreKey == "" {
+			return emptyReader{}, img, nil
+		}
+		return nil, nil, fmt.Errorf("%w: image %s is %s", ErrConflict, id, img.Status)
+	}
+	r, err := s.backend.Open(ctx, img.StoreKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open content of image %s: %w", id, err)
+	}
+	return r, img, nil
+}
+
+type emptyReader struct{}
+
+func (emptyReader) ReadAt(p []byte, off int64) (int, error) { return 0, io.EOF }
+func (emptyReader) Size() int64                             { return 0 }
+func (emptyReader) Close() error                            { return nil }
+
+// NewID returns a random (version 4) UUID, the form Glance gives image ids.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never happens on Linux
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// ValidID reports whether id has the form of a UUID.
+func ValidID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i, c := range id {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}

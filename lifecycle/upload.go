@@ -1,0 +1,349 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"sync"
+
+	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/convert"
+	"github.com/glimpse-project/glimpse/meta"
+)
+
+// HashAlgo is the os_hash_algo of every image glimpse stores (Glance's
+// default, hashing_algorithm = sha512).
+const HashAlgo = "sha512"
+
+// Upload is the content of one image being written. Writes may come in any
+// order when the store offers random writes (local disk); the hashes are
+// computed as the bytes stream in, in order, and only a part written out of
+// order is read back at Commit. Its methods are safe for concurrent use.
+type Upload struct {
+	s  *Service
+	id string
+
+	mu     sync.Mutex           // guards every field below
+	w      backend.Writer       // nil once finished
+	rw     backend.RandomWriter // w, when it takes random writes; else nil
+	size   int64                // bytes the content holds so far
+	hashed int64                // the prefix [0, hashed) is in md5 and sha
+	md5    hash.Hash            //
+	sha    hash.Hash            //
+	failed error                // a write error that dooms the upload
+	done   bool                 // committed or aborted
+	result *meta.Image          // the image after a successful commit
+	doneCh chan struct{}        // closed when done
+}
+
+// BeginUpload moves queued image id to saving and opens its content for
+// writing. Only one upload per image runs at a time.
+func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upload, error) {
+	_, err := s.store.Update(id, func(img *meta.Image) error {
+		if !CanSee(p, img) {
+			return ErrNotFound
+		}
+		if err := canModify(p, img); err != nil {
+			return err
+		}
+		if img.Status != meta.Queued {
+			return fmt.Errorf("%w: image %s is %s; only a queued image takes data", ErrConflict, id, img.Status)
+		}
+		img.Status = meta.Saving
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	u := &Upload{s: s, id: id, md5: md5.New(), sha: sha512.New(), doneCh: make(chan struct{})}
+	s.mu.Lock()
+	s.uploads[id] = u
+	s.mu.Unlock()
+	w, err := s.backend.Create(ctx, id)
+	if err != nil {
+		u.abort(ctx, fmt.Sprintf("store refused the upload: %v", err), true)
+		return nil, fmt.Errorf("upload image %s: %w", id, err)
+	}
+	u.w = w
+	u.rw, _ = w.(backend.RandomWriter)
+	return u, nil
+}
+
+// ID is the image being written.
+func (u *Upload) ID() string { return u.id }
+
+// Size is the number of bytes written so far.
+func (u *Upload) Size() int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.size
+}
+
+// Write appends p.
+func (u *Upload) Write(p []byte) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.writeAt(p, u.size)
+}
+
+// WriteAt writes p at off.
+func (u *Upload) WriteAt(p []byte, off int64) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.writeAt(p, off)
+}
+
+func (u *Upload) writeAt(p []byte, off int64) (int, error) {
+	if u.done {
+		return 0, ErrUploadClosed
+	}
+	if u.failed != nil {
+		return 0, u.failed
+	}
+	end := off + int64(len(p))
+	if u.s.maxSize > 0 && end > u.s.maxSize {
+		u.failed = fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
+		return 0, u.failed
+	}
+	if u.rw == nil && off != u.size {
+		// Streaming stores take bytes in order only.
+		u.failed = fmt.Errorf("%w: this store takes writes in order only (write at %d, expected %d)", ErrInvalid, off, u.size)
+		return 0, u.failed
+	}
+	var n int
+	var werr error
+	if off == u.hashed {
+		// In order: store and hash at once, md5 and sha512 in parallel.
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); n, werr = u.store(p, off) }()
+		go func() { defer wg.Done(); u.md5.Write(p) }()
+		u.sha.Write(p)
+		wg.Wait()
+		if werr == nil {
+			u.hashed = end
+		} else {
+			u.resetHashes() // the hashed prefix no longer matches what was stored
+		}
+	} else {
+		if off < u.hashed {
+			u.resetHashes() // rewriting hashed bytes: hash again at Commit
+		}
+		n, werr = u.store(p, off)
+	}
+	if werr != nil {
+		u.failed = fmt.Errorf("store write failed: %w", werr)
+		return n, u.failed
+	}
+	if end > u.size {
+		u.size = end
+	}
+	return n, nil
+}
+
+func (u *Upload) store(p []byte, off int64) (int, error) {
+	if u.rw != nil {
+		return u.rw.WriteAt(p, off)
+	}
+	return u.w.Write(p)
+}
+
+func (u *Upload) resetHashes() {
+	u.md5.Reset()
+	u.sha.Reset()
+	u.hashed = 0
+}
+
+// ReadAt reads back written content (a writer reading its own file).
+func (u *Upload) ReadAt(p []byte, off int64) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done || u.rw == nil {
+		return 0, fmt.Errorf("%w: content being uploaded cannot be read back", ErrConflict)
+	}
+	if off >= u.size {
+		return 0, nil
+	}
+	if max := u.size - off; int64(len(p)) > max {
+		p = p[:max]
+	}
+	return u.rw.ReadAt(p, off)
+}
+
+// Truncate sets the content's size, as ftruncate does.
+func (u *Upload) Truncate(size int64) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return ErrUploadClosed
+	}
+	if size == u.size {
+		return nil
+	}
+	if u.rw == nil {
+		return fmt.Errorf("%w: this store cannot truncate content being uploaded", ErrInvalid)
+	}
+	if u.s.maxSize > 0 && size > u.s.maxSize {
+		return fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
+	}
+	if err := u.rw.Truncate(size); err != nil {
+		return fmt.Errorf("truncate upload: %w", err)
+	}
+	if size < u.hashed {
+		u.resetHashes()
+	}
+	u.size = size
+	return nil
+}
+
+// Done is closed once the upload is committed or aborted.
+func (u *Upload) Done() <-chan struct{} { return u.doneCh }
+
+// Commit finishes the upload: it completes the hashes, makes the content
+// durable in the store, inspects it, and activates the image; or, when
+// anything fails, kills the image with the reason and removes the content.
+// The image is settled when Commit returns. A second Commit returns the
+// first one's outcome.
+func (u *Upload) Commit(ctx context.Context) (*meta.Image, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		if u.result != nil {
+			return u.result, nil
+		}
+		return nil, ErrUploadClosed
+	}
+	if u.failed != nil {
+		u.abortLocked(ctx, u.failed.Error(), true)
+		return nil, u.failed
+	}
+	img, err := u.commitLocked(ctx)
+	if err != nil {
+		u.abortLocked(ctx, err.Error(), true)
+		return nil, err
+	}
+	u.result = img
+	u.finishLocked()
+	return img, nil
+}
+
+func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
+	if u.hashed < u.size {
+		// Only what arrived out of order is read back.
+		buf := make([]byte, 1<<20)
+		for u.hashed < u.size {
+			n := int64(len(buf))
+			if rest := u.size - u.hashed; rest < n {
+				n = rest
+			}
+			if _, err := u.rw.ReadAt(buf[:n], u.hashed); err != nil {
+				return nil, fmt.Errorf("read back upload: %w", err)
+			}
+			u.md5.Write(buf[:n])
+			u.sha.Write(buf[:n])
+			u.hashed += n
+		}
+	}
+	if err := u.w.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("store could not commit the upload: %w", err)
+	}
+	report, err := u.inspectCommitted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size := u.size
+	vsize := report.VirtualSize
+	checksum := hex.EncodeToString(u.md5.Sum(nil))
+	osHash := hex.EncodeToString(u.sha.Sum(nil))
+	return u.s.store.Update(u.id, func(img *meta.Image) error {
+		if !report.Matches(img.DiskFormat) {
+			return fmt.Errorf("%w: content is %s, but the image declares disk_format %s", convert.ErrUnsafe, report.Format, img.DiskFormat)
+		}
+		if img.DiskFormat == "" {
+			img.DiskFormat = report.Format
+		}
+		if img.ContainerFormat == "" {
+			img.ContainerFormat = "bare"
+		}
+		img.Status = meta.Active
+		img.Size = &size
+		img.VirtualSize = &vsize
+		img.Checksum = checksum
+		img.OSHashAlgo = HashAlgo
+		img.OSHashValue = osHash
+		img.StoreKey = u.id
+		img.Error = ""
+		return nil
+	})
+}
+
+// inspectCommitted inspects the committed content through the store, reading
+// only the metadata the inspector asks for.
+func (u *Upload) inspectCommitted(ctx context.Context) (convert.Report, error) {
+	r, err := u.s.backend.Open(ctx, u.id)
+	if err != nil {
+		return convert.Report{}, fmt.Errorf("reopen upload for inspection: %w", err)
+	}
+	defer r.Close()
+	report, err := u.s.inspect(r, r.Size())
+	if err != nil {
+		return convert.Report{}, fmt.Errorf("image refused: %w", err)
+	}
+	return report, nil
+}
+
+// Abort kills the image with reason and removes whatever content was
+// written. It is a no-op after Commit or Abort.
+func (u *Upload) Abort(ctx context.Context, reason string) {
+	u.abort(ctx, reason, true)
+}
+
+func (u *Upload) abort(ctx context.Context, reason string, kill bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.done {
+		u.abortLocked(ctx, reason, kill)
+	}
+}
+
+func (u *Upload) abortLocked(ctx context.Context, reason string, kill bool) {
+	defer u.finishLocked()
+	if u.w != nil {
+		if err := u.w.Abort(ctx); err != nil {
+			u.s.log.Error("abort upload", "image", u.id, "err", err)
+		}
+		// Commit may have reached the store before a later step failed.
+		if err := u.s.backend.Delete(ctx, u.id); err != nil {
+			u.s.log.Error("remove content of killed image; the next start removes it", "image", u.id, "err", err)
+		}
+	}
+	if !kill {
+		return
+	}
+	_, err := u.s.store.Update(u.id, func(img *meta.Image) error {
+		img.Status = meta.Killed
+		img.Error = reason
+		img.Size, img.VirtualSize = nil, nil
+		img.Checksum, img.OSHashAlgo, img.OSHashValue, img.StoreKey = "", "", "", ""
+		return nil
+	})
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		u.s.log.Error("mark image killed", "image", u.id, "reason", reason, "err", err)
+	}
+	u.s.log.Warn("upload killed", "image", u.id, "reason", reason)
+}
+
+func (u *Upload) finishLocked() {
+	u.done = true
+	u.w, u.rw = nil, nil
+	close(u.doneCh)
+	u.s.mu.Lock()
+	if u.s.uploads[u.id] == u {
+		delete(u.s.uploads, u.id)
+	}
+	u.s.mu.Unlock()
+}

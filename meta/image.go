@@ -1,0 +1,61 @@
+package meta
+
+import "time"
+
+// Image is the registry's record of one image: Glance's image fields plus
+// glimpse's own facts. It is stored as JSON (see keys.go).
+type Image struct {
+	ID              string            `json:"id"`
+	Name            string            `json:"name"`
+	Status          Status            `json:"status"`
+	Visibility      string            `json:"visibility"`
+	Protected       bool              `json:"protected"`
+	OSHidden        bool              `json:"os_hidden"`
+	Owner           string            `json:"owner"`
+	DiskFormat      string            `json:"disk_format,omitempty"`
+	ContainerFormat string            `json:"container_format,omitempty"`
+	Size            *int64            `json:"size,omitempty"`
+	VirtualSize     *int64            `json:"virtual_size,omitempty"`
+	Checksum        string            `json:"checksum,omitempty"`
+	OSHashAlgo      string            `json:"os_hash_algo,omitempty"`
+	OSHashValue     string            `json:"os_hash_value,omitempty"`
+	MinDisk         int64             `json:"min_disk"`
+	MinRAM          int64             `json:"min_ram"`
+	Tags            []string          `json:"tags,omitempty"`
+	Properties      map[string]string `json:"properties,omitempty"`
+	CreatedAt       time.Time         `json:"created_at"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+
+	// StoreKey names the image's content in the store; empty while the
+	// image owns no committed content.
+	StoreKey string `json:"store_key,omitempty"`
+	// Error says why the image was killed.
+	Error string `json:"error,omitempty"`
+}
+
+// Clone returns a deep copy, so that callers can change it freely.
+func (img *Image) Clone() *Image {
+	c := *img
+	if img.Size != nil {
+		v := *img.Size
+		c.Size = &v
+	}
+	if img.VirtualSize != nil {
+		v := *img.VirtualSize
+		c.VirtualSize = &v
+	}
+	c.Tags = append([]string(nil), img.Tags...)
+	if img.Properties != nil {
+		c.Properties = make(map[string]string, len(img.Properties))
+		for k, v := range img.Properties {
+			c.Properties[k] = v
+		}
+	}
+	return &c
+}
+
+// Event reports one committed change: Old is nil for a creation, New is nil
+// for a deletion.
+type Event struct {
+	Old, New *Image
+}

@@ -1,0 +1,289 @@
+// Package meta is the registry: image records, their statuses and the legal
+// moves between them, and the queries the two faces need. It keeps its
+// records on the transactional key-value layer of package kv (the key schema
+// is in keys.go) and publishes every committed change as an Event.
+package meta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/glimpse-project/glimpse/meta/kv"
+)
+
+var (
+	// ErrNotFound: no image has that id.
+	ErrNotFound = errors.New("image not found")
+	// ErrExists: an image with that id already exists.
+	ErrExists = errors.New("image already exists")
+	// ErrIllegalMove: the status change is not allowed by the state machine.
+	ErrIllegalMove = errors.New("illegal status change")
+)
+
+// Store is the image registry. It is safe for concurrent use.
+type Store struct {
+	kv  kv.KV
+	now func() time.Time
+
+	mu   sync.Mutex // guards subs and nextSub
+	subs map[int]func(Event)
+	next int
+}
+
+// Open returns the registry kept on db, initialising an empty one.
+func Open(db kv.KV) (*Store, error) {
+	err := db.Update(func(tx kv.Txn) error {
+		v, err := tx.Get(versionKey)
+		if errors.Is(err, kv.ErrNotFound) {
+			return tx.Set(versionKey, []byte(schemaVersion))
+		}
+		if err != nil {
+			return err
+		}
+		if string(v) != schemaVersion {
+			return fmt.Errorf("registry schema version %q, this glimpse reads %q", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open registry: %w", err)
+	}
+	return &Store{kv: db, now: func() time.Time { return time.Now().UTC() }, subs: map[int]func(Event){}}, nil
+}
+
+// Subscribe registers fn to be called, in the committing goroutine, after
+// every committed change. fn must not block or call back into the Store's
+// writers. The returned function unsubscribes.
+func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.next
+	s.next++
+	s.subs[id] = fn
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.subs, id)
+	}
+}
+
+func (s *Store) publish(ev Event) {
+	s.mu.Lock()
+	subs := make([]func(Event), 0, len(s.subs))
+	for _, fn := range s.subs {
+		subs = append(subs, fn)
+	}
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(ev)
+	}
+}
+
+// Create stores a new image. CreatedAt and UpdatedAt are set to now.
+func (s *Store) Create(img *Image) (*Image, error) {
+	if !img.Status.Valid() {
+		return nil, fmt.Errorf("create image %s: invalid status %q", img.ID, img.Status)
+	}
+	img = img.Clone()
+	img.CreatedAt = s.now()
+	img.UpdatedAt = img.CreatedAt
+	err := s.kv.Update(func(tx kv.Txn) error {
+		if _, err := tx.Get(imageKey(img.ID)); err == nil {
+			return ErrExists
+		} else if !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+		return putImage(tx, nil, img)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create image %s: %w", img.ID, err)
+	}
+	s.publish(Event{New: img.Clone()})
+	return img, nil
+}
+
+// Get returns the image with the id.
+func (s *Store) Get(id string) (*Image, error) {
+	var img *Image
+	err := s.kv.View(func(tx kv.Txn) error {
+		var err error
+		img, err = getImage(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", id, err)
+	}
+	return img, nil
+}
+
+// Update applies fn to the current record of image id and stores the result
+// atomically, keeping the indexes and UpdatedAt right and refusing status
+// changes the state machine forbids. fn may run more than once (on a
+// conflict) and must only change the image it is given. An error from fn
+// aborts the update and is returned as is.
+func (s *Store) Update(id string, fn func(*Image) error) (*Image, error) {
+	var old, img *Image
+	err := s.kv.Update(func(tx kv.Txn) error {
+		var err error
+		old, err = getImage(tx, id)
+		if err != nil {
+			return err
+		}
+		img = old.Clone()
+		if err := fn(img); err != nil {
+			return err
+		}
+		if img.ID != old.ID {
+			return fmt.Errorf("image id cannot change")
+		}
+		if !CanMove(old.Status, img.Status) {
+			return fmt.Errorf("%w: %s to %s", ErrIllegalMove, old.Status, img.Status)
+		}
+		img.CreatedAt = old.CreatedAt
+		img.UpdatedAt = s.now()
+		return putImage(tx, old, img)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.publish(Event{Old: old, New: img.Clone()})
+	return img, nil
+}
+
+// Delete removes the record of image id and returns it.
+func (s *Store) Delete(id string) (*Image, error) {
+	var old *Image
+	err := s.kv.Update(func(tx kv.Txn) error {
+		var err error
+		old, err = getImage(tx, id)
+		if err != nil {
+			return err
+		}
+		return deleteImage(tx, old)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete image %s: %w", id, err)
+	}
+	s.publish(Event{Old: old})
+	return old, nil
+}
+
+// All calls fn for every image, in id order, stopping at fn's first error.
+func (s *Store) All(fn func(*Image) error) error {
+	return s.kv.View(func(tx kv.Txn) error {
+		return tx.Scan(imagePrefix(), func(_, v []byte) error {
+			img, err := decode(v)
+			if err != nil {
+				return err
+			}
+			return fn(img)
+		})
+	})
+}
+
+// InStatus returns the ids of every image in status st.
+func (s *Store) InStatus(st Status) ([]string, error) {
+	var ids []string
+	prefix := statusPrefix(st)
+	err := s.kv.View(func(tx kv.Txn) error {
+		return tx.Scan(prefix, func(k, _ []byte) error {
+			ids = append(ids, string(k[len(prefix):]))
+			return nil
+		})
+	})
+	return ids, err
+}
+
+// Entry is one image in a status directory.
+type Entry struct {
+	Name string
+	ID   string
+}
+
+// Names calls fn for every image with a listable name in status st, sorted
+// by name (images sharing a name are adjacent, by id).
+func (s *Store) Names(st Status, fn func(Entry) error) error {
+	prefix := namePrefix(st, "", false)
+	return s.kv.View(func(tx kv.Txn) error {
+		return tx.Scan(prefix, func(k, _ []byte) error {
+			name, id := splitNameKey(prefix, k)
+			return fn(Entry{Name: name, ID: id})
+		})
+	})
+}
+
+// Named returns the ids of the images in status st whose name is name.
+func (s *Store) Named(st Status, name string) ([]string, error) {
+	var ids []string
+	prefix := namePrefix(st, name, true)
+	err := s.kv.View(func(tx kv.Txn) error {
+		return tx.Scan(prefix, func(k, _ []byte) error {
+			ids = append(ids, string(k[len(prefix):]))
+			return nil
+		})
+	})
+	return ids, err
+}
+
+func getImage(tx kv.Txn, id string) (*Image, error) {
+	v, err := tx.Get(imageKey(id))
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decode(v)
+}
+
+func decode(v []byte) (*Image, error) {
+	var img Image
+	if err := json.Unmarshal(v, &img); err != nil {
+		return nil, fmt.Errorf("decode image record: %w", err)
+	}
+	return &img, nil
+}
+
+// putImage writes img and moves its index entries from those of old (nil
+// for a new image).
+func putImage(tx kv.Txn, old, img *Image) error {
+	if old != nil {
+		if err := deleteIndexes(tx, old); err != nil {
+			return err
+		}
+	}
+	v, err := json.Marshal(img)
+	if err != nil {
+		return err
+	}
+	if err := tx.Set(imageKey(img.ID), v); err != nil {
+		return err
+	}
+	if err := tx.Set(statusKey(img.Status, img.ID), nil); err != nil {
+		return err
+	}
+	if Listable(img.Name) {
+		return tx.Set(nameKey(img.Status, img.Name, img.ID), nil)
+	}
+	return nil
+}
+
+func deleteImage(tx kv.Txn, img *Image) error {
+	if err := deleteIndexes(tx, img); err != nil {
+		return err
+	}
+	return tx.Delete(imageKey(img.ID))
+}
+
+func deleteIndexes(tx kv.Txn, img *Image) error {
+	if err := tx.Delete(statusKey(img.Status, img.ID)); err != nil {
+		return err
+	}
+	if Listable(img.Name) {
+		return tx.Delete(nameKey(img.Status, img.Name, img.ID))
+	}
+	return nil
+}
