@@ -64,6 +64,9 @@ func (d *idsDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.
 	return nil, syscall.EPERM
 }
 
+// maxNameBytes is NAME_MAX: a longer name cannot be a file name.
+const maxNameBytes = 255
+
 // renameNoReplace is rename(2)'s RENAME_NOREPLACE flag, as FUSE passes it.
 const renameNoReplace = 1
 
@@ -161,6 +164,9 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 	if d.status != meta.Active && d.status != meta.Queued {
 		return nil, nil, 0, syscall.EPERM
 	}
+	if len(name) > maxNameBytes {
+		return nil, nil, 0, syscall.ENAMETOOLONG
+	}
 	p := d.root.opts.Principal
 	img, err := d.root.svc.Create(ctx, p, lifecycle.CreateSpec{Name: name})
 	if err != nil {
@@ -207,6 +213,9 @@ func (d *statusDir) Rename(ctx context.Context, name string, newParent gofs.Inod
 	}
 	if flags&^renameNoReplace != 0 {
 		return syscall.EINVAL // RENAME_EXCHANGE and friends make no sense for images
+	}
+	if len(newName) > maxNameBytes {
+		return syscall.ENAMETOOLONG
 	}
 	id, err := d.resolve(ctx, name)
 	if err != nil {

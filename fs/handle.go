@@ -13,11 +13,13 @@ import (
 
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/meta"
 )
 
 // readHandle reads committed content.
 type readHandle struct {
-	r backend.Reader
+	r   backend.Reader
+	img *meta.Image // the image when opened: fstat of a removed image shows it
 }
 
 func (h *readHandle) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -147,7 +149,7 @@ func (h *writeHandle) release(ctx context.Context) {
 	if !h.committed && (h.wrote || h.commitAlways) {
 		// No flush committed it (the opener never closed it itself); the
 		// outcome is in the image's status and user.glimpse.error.
-		h.commitLocked(context.Background())
+		h.commitLocked(ctx)
 	}
 	if h.path != (pendingPath{}) {
 		h.root.mu.Lock()

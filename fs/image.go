@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"syscall"
 
@@ -65,6 +66,12 @@ func (r *Root) imageAttr(img *meta.Image, a *fuse.Attr) {
 
 func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
+	if rh, ok := f.(*readHandle); ok && errors.Is(err, lifecycle.ErrNotFound) {
+		// Removed while open: the open file still is what it was.
+		n.root.imageAttr(rh.img, &out.Attr)
+		out.Attr.Nlink = 0
+		return 0
+	}
 	if err != nil {
 		return toErrno(n.root.log, "getattr", err)
 	}
@@ -131,7 +138,7 @@ func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if img.Status == meta.Active {
 		fl |= fuse.FOPEN_KEEP_CACHE // immutable: the page cache stays valid
 	}
-	return &readHandle{r: r}, fl, 0
+	return &readHandle{r: r, img: img}, fl, 0
 }
 
 func (n *imageNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

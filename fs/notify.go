@@ -3,43 +3,76 @@ package fs
 import (
 	"context"
 	"sync"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/glimpse-project/glimpse/meta"
 )
 
+// syncInvalidateTimeout bounds how long a change made outside the mount
+// waits for the kernel to drop its stale entries. The wait only blocks if a
+// FUSE operation on the same directory is stuck; past the bound, the
+// entries expire on their own (after the 1 s entry timeout).
+const syncInvalidateTimeout = 2 * time.Second
+
 // startInvalidator subscribes to the catalogue's changes and tells the
-// kernel which of its cached names and attributes went stale, so that a
-// change made through REST shows in the mount at once. The kernel calls go
-// out from one goroutine, never from inside a FUSE handler: a notification
-// about a directory blocks while an operation on it is in flight, and that
-// operation may be the one whose change we are announcing.
+// kernel which of its cached names and attributes went stale. The kernel
+// calls go out from one goroutine, never from inside a FUSE handler: a
+// notification about a directory blocks while an operation on it is in
+// flight, and that operation may be the one whose change we announce. A
+// change made elsewhere (the REST listener) waits until its notifications
+// are done, so it shows in the mount by the time that call returns.
 func (r *Root) startInvalidator() (stop func()) {
+	type item struct {
+		ev   meta.Event
+		done chan struct{} // closed once ev is handled; nil if nobody waits
+	}
 	var (
 		mu     sync.Mutex // guards queue and closed
-		queue  []meta.Event
+		queue  []item
 		closed bool
 		wake   = make(chan struct{}, 1)
-		done   = make(chan struct{})
+		exited = make(chan struct{})
 	)
 	cancel := r.svc.Subscribe(func(ev meta.Event) {
+		it := item{ev: ev}
+		_, fromMount := fuse.FromContext(ev.Context)
+		if !fromMount {
+			it.done = make(chan struct{})
+		}
 		mu.Lock()
-		queue = append(queue, ev)
+		if closed {
+			mu.Unlock()
+			return
+		}
+		queue = append(queue, it)
 		mu.Unlock()
 		select {
 		case wake <- struct{}{}:
 		default:
 		}
+		if it.done != nil {
+			select {
+			case <-it.done:
+			case <-time.After(syncInvalidateTimeout):
+				r.log.Warn("kernel cache invalidation is slow; the mount may show the old state for a second", "image", imageID(ev))
+			}
+		}
 	})
 	go func() {
-		defer close(done)
+		defer close(exited)
 		for range wake {
 			mu.Lock()
 			batch := queue
 			queue = nil
 			stopping := closed
 			mu.Unlock()
-			for _, ev := range batch {
-				r.invalidate(ev)
+			for _, it := range batch {
+				r.invalidate(it.ev)
+				if it.done != nil {
+					close(it.done)
+				}
 			}
 			if stopping {
 				return
@@ -55,8 +88,18 @@ func (r *Root) startInvalidator() (stop func()) {
 		case wake <- struct{}{}:
 		default:
 		}
-		<-done
+		<-exited
 	}
+}
+
+func imageID(ev meta.Event) string {
+	if ev.New != nil {
+		return ev.New.ID
+	}
+	if ev.Old != nil {
+		return ev.Old.ID
+	}
+	return ""
 }
 
 // invalidate drops every kernel cache entry that ev may have made wrong:
@@ -83,14 +126,8 @@ func (r *Root) invalidate(ev meta.Event) {
 			dir.NotifyEntry(img.Name + "@" + id)
 		}
 	}
-	id := ""
-	if ev.New != nil {
-		id = ev.New.ID
-	} else if ev.Old != nil {
-		id = ev.Old.ID
-	}
 	r.mu.Lock()
-	node := r.live[id]
+	node := r.live[imageID(ev)]
 	r.mu.Unlock()
 	if node != nil {
 		node.NotifyContent(-1, 0) // attributes only: content never changes once written

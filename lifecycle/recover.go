@@ -26,7 +26,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover: %w", err)
 		}
 		for _, id := range ids {
-			_, err := s.store.Update(id, func(img *meta.Image) error {
+			_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
 				img.Status = meta.Killed
 				img.Error = "upload interrupted: glimpse stopped before the upload completed"
 				img.Size, img.VirtualSize = nil, nil

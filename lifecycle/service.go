@@ -129,7 +129,7 @@ func (s *Service) Create(ctx context.Context, p Principal, spec CreateSpec) (*me
 			return nil, err
 		}
 	}
-	created, err := s.store.Create(img)
+	created, err := s.store.Create(ctx, img)
 	if errors.Is(err, meta.ErrExists) {
 		return nil, fmt.Errorf("%w: image %s already exists", ErrConflict, id)
 	}
@@ -164,7 +164,7 @@ func canModify(p Principal, img *meta.Image) error {
 
 // Update applies ops to image id atomically: all of them or none.
 func (s *Service) Update(ctx context.Context, p Principal, id string, ops []Op) (*meta.Image, error) {
-	return s.store.Update(id, func(img *meta.Image) error {
+	return s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}
@@ -188,16 +188,16 @@ func (s *Service) Rename(ctx context.Context, p Principal, id, name string) (*me
 // Deactivate stops consumption of an active image (admins only, as in
 // Glance). Deactivating a deactivated image succeeds.
 func (s *Service) Deactivate(ctx context.Context, p Principal, id string) (*meta.Image, error) {
-	return s.setStatus(p, id, meta.Active, meta.Deactivated)
+	return s.setStatus(ctx, p, id, meta.Active, meta.Deactivated)
 }
 
 // Reactivate makes a deactivated image active again (admins only).
 func (s *Service) Reactivate(ctx context.Context, p Principal, id string) (*meta.Image, error) {
-	return s.setStatus(p, id, meta.Deactivated, meta.Active)
+	return s.setStatus(ctx, p, id, meta.Deactivated, meta.Active)
 }
 
-func (s *Service) setStatus(p Principal, id string, from, to meta.Status) (*meta.Image, error) {
-	return s.store.Update(id, func(img *meta.Image) error {
+func (s *Service) setStatus(ctx context.Context, p Principal, id string, from, to meta.Status) (*meta.Image, error) {
+	return s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}
@@ -234,7 +234,7 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 	// The record goes first: if we crash before the content is gone, the
 	// content is an orphan that Recover removes, never a record pointing at
 	// nothing.
-	old, err := s.store.Delete(id)
+	old, err := s.store.Delete(ctx, id)
 	if err != nil {
 		return err
 	}

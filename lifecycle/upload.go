@@ -43,7 +43,7 @@ type Upload struct {
 // BeginUpload moves queued image id to saving and opens its content for
 // writing. Only one upload per image runs at a time.
 func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upload, error) {
-	_, err := s.store.Update(id, func(img *meta.Image) error {
+	_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}
@@ -259,7 +259,7 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 	vsize := report.VirtualSize
 	checksum := hex.EncodeToString(u.md5.Sum(nil))
 	osHash := hex.EncodeToString(u.sha.Sum(nil))
-	return u.s.store.Update(u.id, func(img *meta.Image) error {
+	return u.s.store.Update(ctx, u.id, func(img *meta.Image) error {
 		if !report.Matches(img.DiskFormat) {
 			return fmt.Errorf("%w: content is %s, but the image declares disk_format %s", convert.ErrUnsafe, report.Format, img.DiskFormat)
 		}
@@ -324,7 +324,7 @@ func (u *Upload) abortLocked(ctx context.Context, reason string, kill bool) {
 	if !kill {
 		return
 	}
-	_, err := u.s.store.Update(u.id, func(img *meta.Image) error {
+	_, err := u.s.store.Update(ctx, u.id, func(img *meta.Image) error {
 		img.Status = meta.Killed
 		img.Error = reason
 		img.Size, img.VirtualSize = nil, nil

@@ -1,6 +1,9 @@
 package meta
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Image is the registry's record of one image: Glance's image fields plus
 // glimpse's own facts. It is stored as JSON (see keys.go).
@@ -58,4 +61,8 @@ func (img *Image) Clone() *Image {
 // for a deletion.
 type Event struct {
 	Old, New *Image
+	// Context is the context of the call that made the change, so that a
+	// subscriber can tell who made it (the mount tells its own requests
+	// from the REST listener's).
+	Context context.Context
 }

@@ -5,6 +5,7 @@
 package meta
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,8 +56,8 @@ func Open(db kv.KV) (*Store, error) {
 }
 
 // Subscribe registers fn to be called, in the committing goroutine, after
-// every committed change. fn must not block or call back into the Store's
-// writers. The returned function unsubscribes.
+// every committed change, before the call that made it returns. fn must not
+// call back into the Store's writers. The returned function unsubscribes.
 func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,7 +84,7 @@ func (s *Store) publish(ev Event) {
 }
 
 // Create stores a new image. CreatedAt and UpdatedAt are set to now.
-func (s *Store) Create(img *Image) (*Image, error) {
+func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	if !img.Status.Valid() {
 		return nil, fmt.Errorf("create image %s: invalid status %q", img.ID, img.Status)
 	}
@@ -101,7 +102,7 @@ func (s *Store) Create(img *Image) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create image %s: %w", img.ID, err)
 	}
-	s.publish(Event{New: img.Clone()})
+	s.publish(Event{New: img.Clone(), Context: ctx})
 	return img, nil
 }
 
@@ -124,7 +125,7 @@ func (s *Store) Get(id string) (*Image, error) {
 // changes the state machine forbids. fn may run more than once (on a
 // conflict) and must only change the image it is given. An error from fn
 // aborts the update and is returned as is.
-func (s *Store) Update(id string, fn func(*Image) error) (*Image, error) {
+func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*Image, error) {
 	var old, img *Image
 	err := s.kv.Update(func(tx kv.Txn) error {
 		var err error
@@ -149,12 +150,12 @@ func (s *Store) Update(id string, fn func(*Image) error) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.publish(Event{Old: old, New: img.Clone()})
+	s.publish(Event{Old: old, New: img.Clone(), Context: ctx})
 	return img, nil
 }
 
 // Delete removes the record of image id and returns it.
-func (s *Store) Delete(id string) (*Image, error) {
+func (s *Store) Delete(ctx context.Context, id string) (*Image, error) {
 	var old *Image
 	err := s.kv.Update(func(tx kv.Txn) error {
 		var err error
@@ -167,7 +168,7 @@ func (s *Store) Delete(id string) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delete image %s: %w", id, err)
 	}
-	s.publish(Event{Old: old})
+	s.publish(Event{Old: old, Context: ctx})
 	return old, nil
 }
 
