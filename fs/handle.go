@@ -173,7 +173,6 @@ func (h *writeHandle) commitLocked(ctx context.Context) syscall.Errno {
 		if isTooLarge(err) {
 			h.commitErr = syscall.EFBIG
 		}
-		h.root.log.Info("upload killed", "image", h.id, "reason", err)
 	}
 	return h.commitErr
 }
