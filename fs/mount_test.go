@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,11 +21,11 @@ import (
 
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/lifecycletest"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
 )
 
-var admin = lifecycle.Principal{Project: "admin", Admin: true}
+var admin = lifecycletest.Admin
 
 type testEnv struct {
 	mnt   string
@@ -48,20 +47,8 @@ func testMount(t *testing.T) testEnv {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse")
 	}
-	db, err := kv.OpenBadger("", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := meta.Open(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	be, err := local.Open(local.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be})
+	env := lifecycletest.New(t, lifecycle.Config{})
+	svc, store, be := env.Service, env.Store, env.Backend
 	mnt := t.TempDir()
 	srv, err := Mount(mnt, svc, Options{Principal: admin, Debug: testing.Verbose() && os.Getenv("FUSE_DEBUG") != ""})
 	if err != nil {

@@ -61,6 +61,24 @@ func (e env) create(t *testing.T, name string) *meta.Image {
 	return img
 }
 
+// upload creates an image and uploads data into it in one write.
+func (e env) upload(t *testing.T, name string, data []byte) *meta.Image {
+	t.Helper()
+	img := e.create(t, name)
+	up, err := e.svc.BeginUpload(context.Background(), admin, img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	done, err := up.Commit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return done
+}
+
 func (e env) objects(t *testing.T) []string {
 	var keys []string
 	e.be.List(context.Background(), func(i backend.Info) error { keys = append(keys, i.Key); return nil })
@@ -245,10 +263,7 @@ func TestUploadOnlyIntoQueued(t *testing.T) {
 func TestRecoverKillsInFlightAndRemovesOrphans(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	kept := e.create(t, "kept")
-	up, _ := e.svc.BeginUpload(ctx, admin, kept.ID)
-	up.Write([]byte("data"))
-	up.Commit(ctx)
+	kept := e.upload(t, "kept", []byte("data"))
 
 	// A writer that died mid-upload: the record says saving, the store has
 	// a partial write.
@@ -283,10 +298,7 @@ func TestRecoverKillsInFlightAndRemovesOrphans(t *testing.T) {
 func TestDeleteRules(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	img := e.create(t, "p")
-	up, _ := e.svc.BeginUpload(ctx, admin, img.ID)
-	up.Write([]byte("x"))
-	up.Commit(ctx)
+	img := e.upload(t, "p", []byte("x"))
 	e.svc.Update(ctx, admin, img.ID, []Op{{Op: "replace", Key: "protected", Value: true}})
 	if err := e.svc.Delete(ctx, admin, img.ID); !errors.Is(err, ErrProtected) {
 		t.Fatalf("delete protected: %v", err)
@@ -324,9 +336,7 @@ func TestDeleteDuringUpload(t *testing.T) {
 func TestMoveRules(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	img := e.create(t, "m")
-	up, _ := e.svc.BeginUpload(ctx, admin, img.ID)
-	up.Commit(ctx)
+	img := e.upload(t, "m", nil)
 	if _, err := e.svc.Move(ctx, admin, img.ID, "m", meta.Killed); !errors.Is(err, meta.ErrIllegalMove) {
 		t.Fatalf("active to killed: %v", err)
 	}

@@ -27,10 +27,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 		for _, id := range ids {
 			_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
-				img.Status = meta.Killed
-				img.Error = "upload interrupted: glimpse stopped before the upload completed"
-				img.Size, img.VirtualSize = nil, nil
-				img.Checksum, img.OSHashAlgo, img.OSHashValue, img.StoreKey = "", "", "", ""
+				markKilled(img, "upload interrupted: glimpse stopped before the upload completed")
 				return nil
 			})
 			if err != nil {

@@ -325,10 +325,7 @@ func (u *Upload) abortLocked(ctx context.Context, reason string, kill bool) {
 		return
 	}
 	_, err := u.s.store.Update(ctx, u.id, func(img *meta.Image) error {
-		img.Status = meta.Killed
-		img.Error = reason
-		img.Size, img.VirtualSize = nil, nil
-		img.Checksum, img.OSHashAlgo, img.OSHashValue, img.StoreKey = "", "", "", ""
+		markKilled(img, reason)
 		return nil
 	})
 	if err != nil && !errors.Is(err, meta.ErrNotFound) {
@@ -346,4 +343,13 @@ func (u *Upload) finishLocked() {
 		delete(u.s.uploads, u.id)
 	}
 	u.s.mu.Unlock()
+}
+
+// markKilled turns img into a killed image: the reason is kept, and nothing
+// that described content (which is gone) survives.
+func markKilled(img *meta.Image, reason string) {
+	img.Status = meta.Killed
+	img.Error = reason
+	img.Size, img.VirtualSize = nil, nil
+	img.Checksum, img.OSHashAlgo, img.OSHashValue, img.StoreKey = "", "", "", ""
 }
