@@ -22,6 +22,18 @@ type readHandle struct {
 	img *meta.Image // the image when opened: fstat of a removed image shows it
 }
 
+// PassthroughFd lets the kernel read an active image on the local store
+// straight from its file (FUSE passthrough, Linux 6.9+ as root): reads then
+// never reach the daemon, and the file's page cache serves every open.
+// Where the kernel refuses, go-fuse falls back to ordinary reads.
+func (h *readHandle) PassthroughFd() (int, bool) {
+	fr, ok := h.r.(backend.FileReader)
+	if !ok || h.img.Status != meta.Active {
+		return 0, false
+	}
+	return int(fr.Fd()), true
+}
+
 func (h *readHandle) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	size := h.r.Size()
 	if off >= size {

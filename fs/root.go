@@ -95,8 +95,6 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 	}
 }
 
-var _ gofs.NodeOnAdder = (*Root)(nil)
-
 // OnAdd builds the fixed directories.
 func (r *Root) OnAdd(ctx context.Context) {
 	r.ids = r.NewPersistentInode(ctx, &idsDir{root: r}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: idsIno})

@@ -1,0 +1,44 @@
+package fs
+
+import gofs "github.com/hanwen/go-fuse/v2/fs"
+
+// The go-fuse interfaces each node and handle type implements, in one place
+// (gocryptfs's node_api_check.go): a missing method is a compile error, not
+// a silently default behaviour.
+var (
+	_ gofs.NodeOnAdder   = (*Root)(nil)
+	_ gofs.NodeGetattrer = (*Root)(nil)
+	_ gofs.NodeStatfser  = (*Root)(nil)
+
+	_ gofs.NodeGetattrer = (*idsDir)(nil)
+	_ gofs.NodeLookuper  = (*idsDir)(nil)
+	_ gofs.NodeReaddirer = (*idsDir)(nil)
+	_ gofs.NodeUnlinker  = (*idsDir)(nil)
+	_ gofs.NodeRenamer   = (*idsDir)(nil)
+	_ gofs.NodeCreater   = (*idsDir)(nil)
+	_ gofs.NodeMkdirer   = (*idsDir)(nil)
+
+	_ gofs.NodeGetattrer = (*statusDir)(nil)
+	_ gofs.NodeLookuper  = (*statusDir)(nil)
+	_ gofs.NodeReaddirer = (*statusDir)(nil)
+	_ gofs.NodeCreater   = (*statusDir)(nil)
+	_ gofs.NodeMkdirer   = (*statusDir)(nil)
+	_ gofs.NodeUnlinker  = (*statusDir)(nil)
+	_ gofs.NodeRenamer   = (*statusDir)(nil)
+
+	_ gofs.NodeGetattrer     = (*imageNode)(nil)
+	_ gofs.NodeSetattrer     = (*imageNode)(nil)
+	_ gofs.NodeOpener        = (*imageNode)(nil)
+	_ gofs.NodeReader        = (*imageNode)(nil)
+	_ gofs.NodeWriter        = (*imageNode)(nil)
+	_ gofs.NodeFlusher       = (*imageNode)(nil)
+	_ gofs.NodeReleaser      = (*imageNode)(nil)
+	_ gofs.NodeFsyncer       = (*imageNode)(nil)
+	_ gofs.NodeGetxattrer    = (*imageNode)(nil)
+	_ gofs.NodeSetxattrer    = (*imageNode)(nil)
+	_ gofs.NodeListxattrer   = (*imageNode)(nil)
+	_ gofs.NodeRemovexattrer = (*imageNode)(nil)
+	_ gofs.NodeOnForgetter   = (*imageNode)(nil)
+
+	_ gofs.FilePassthroughFder = (*readHandle)(nil)
+)
