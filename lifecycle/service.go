@@ -50,6 +50,8 @@ type Service struct {
 
 	mu      sync.Mutex         // guards uploads
 	uploads map[string]*Upload // the live upload of each image being written
+
+	chunks sync.Pool // *hashChunk buffers shared by every upload's hasher
 }
 
 // New returns a Service on cfg's registry and store.

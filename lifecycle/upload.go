@@ -2,12 +2,8 @@ package lifecycle
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"sync"
 
 	"github.com/glimpse-project/glimpse/backend"
@@ -31,13 +27,12 @@ type Upload struct {
 	w      backend.Writer       // nil once finished
 	rw     backend.RandomWriter // w, when it takes random writes; else nil
 	size   int64                // bytes the content holds so far
-	hashed int64                // the prefix [0, hashed) is in md5 and sha
-	md5    hash.Hash            //
-	sha    hash.Hash            //
-	failed error                // a write error that dooms the upload
-	done   bool                 // committed or aborted
-	result *meta.Image          // the image after a successful commit
-	doneCh chan struct{}        // closed when done
+	hashed int64                // the prefix [0, hashed) went to hash
+	hash   *streamHasher
+	failed error         // a write error that dooms the upload
+	done   bool          // committed or aborted
+	result *meta.Image   // the image after a successful commit
+	doneCh chan struct{} // closed when done
 }
 
 // BeginUpload moves queued image id to saving and opens its content for
@@ -59,7 +54,7 @@ func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upl
 	if err != nil {
 		return nil, err
 	}
-	u := &Upload{s: s, id: id, md5: md5.New(), sha: sha512.New(), doneCh: make(chan struct{})}
+	u := &Upload{s: s, id: id, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
 	s.mu.Lock()
 	s.uploads[id] = u
 	s.mu.Unlock()
@@ -114,26 +109,13 @@ func (u *Upload) writeAt(p []byte, off int64) (int, error) {
 		u.failed = fmt.Errorf("%w: this store takes writes in order only (write at %d, expected %d)", ErrInvalid, off, u.size)
 		return 0, u.failed
 	}
-	var n int
-	var werr error
-	if off == u.hashed {
-		// In order: store and hash at once, md5 and sha512 in parallel.
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() { defer wg.Done(); n, werr = u.store(p, off) }()
-		go func() { defer wg.Done(); u.md5.Write(p) }()
-		u.sha.Write(p)
-		wg.Wait()
-		if werr == nil {
-			u.hashed = end
-		} else {
-			u.resetHashes() // the hashed prefix no longer matches what was stored
-		}
-	} else {
-		if off < u.hashed {
-			u.resetHashes() // rewriting hashed bytes: hash again at Commit
-		}
-		n, werr = u.store(p, off)
+	if off < u.hashed {
+		u.resetHashes() // rewriting hashed bytes: hash again at Commit
+	}
+	n, werr := u.store(p, off)
+	if werr == nil && off == u.hashed {
+		u.hash.write(p) // in order: hashed while the writer goes on
+		u.hashed = end
 	}
 	if werr != nil {
 		u.failed = fmt.Errorf("store write failed: %w", werr)
@@ -153,8 +135,8 @@ func (u *Upload) store(p []byte, off int64) (int, error) {
 }
 
 func (u *Upload) resetHashes() {
-	u.md5.Reset()
-	u.sha.Reset()
+	u.hash.stop()
+	u.hash = newStreamHasher(&u.s.chunks)
 	u.hashed = 0
 }
 
@@ -243,8 +225,7 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 			if _, err := u.rw.ReadAt(buf[:n], u.hashed); err != nil {
 				return nil, fmt.Errorf("read back upload: %w", err)
 			}
-			u.md5.Write(buf[:n])
-			u.sha.Write(buf[:n])
+			u.hash.write(buf[:n])
 			u.hashed += n
 		}
 	}
@@ -257,8 +238,7 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 	}
 	size := u.size
 	vsize := report.VirtualSize
-	checksum := hex.EncodeToString(u.md5.Sum(nil))
-	osHash := hex.EncodeToString(u.sha.Sum(nil))
+	checksum, osHash := u.hash.sums()
 	return u.s.store.Update(ctx, u.id, func(img *meta.Image) error {
 		if !report.Matches(img.DiskFormat) {
 			return fmt.Errorf("%w: content is %s, but the image declares disk_format %s", convert.ErrUnsafe, report.Format, img.DiskFormat)
@@ -335,6 +315,7 @@ func (u *Upload) abortLocked(ctx context.Context, reason string, kill bool) {
 }
 
 func (u *Upload) finishLocked() {
+	u.hash.stop()
 	u.done = true
 	u.w, u.rw = nil, nil
 	close(u.doneCh)
