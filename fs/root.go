@@ -51,6 +51,8 @@ type Root struct {
 	opts Options
 	log  *slog.Logger
 
+	started time.Time // directories show it as their times
+
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
 
@@ -86,6 +88,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Root{
+		started: time.Now(),
 		svc:     svc,
 		opts:    opts,
 		log:     opts.Logger,
@@ -128,6 +131,7 @@ func (r *Root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 func (r *Root) dirAttr(a *fuse.Attr) {
 	a.Mode = syscall.S_IFDIR | 0o755
 	a.Uid, a.Gid = r.opts.UID, r.opts.GID
+	a.SetTimes(&r.started, &r.started, &r.started)
 }
 
 // Server is a live mount.
