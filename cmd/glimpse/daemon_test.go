@@ -61,4 +61,3 @@ func startDaemon(t *testing.T, o serveOptions) string {
 		<-time.After(20 * time.Millisecond)
 	}
 }
-
