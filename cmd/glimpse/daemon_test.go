@@ -10,7 +10,8 @@ import (
 )
 
 // startDaemon runs the real daemon (runServe) in-process on a free loopback
-// port, REST only, and waits for /healthcheck to answer 200. It returns the
+// port (REST only unless o.mount is set), and waits for /healthcheck to
+// answer 200. It returns the
 // REST root URL; the daemon stops at the end of the test.
 func startDaemon(t *testing.T, o serveOptions) string {
 	t.Helper()
@@ -23,7 +24,7 @@ func startDaemon(t *testing.T, o serveOptions) string {
 	if o.data == "" {
 		o.data = filepath.Join(t.TempDir(), "data")
 	}
-	o.mount = ""
+	// o.mount "" (the zero value): REST only.
 	o.listen = addr
 	if o.logLevel == "" {
 		o.logLevel = "error"
