@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -468,5 +469,32 @@ func TestAuthTokensFile(t *testing.T) {
 	os.WriteFile(bad, []byte(`{"tokens": {"x": {"project": "p", "roles": ["root"]}}}`), 0o600)
 	if _, err := api.New(e.svc, api.Options{AuthTokens: bad}); err == nil {
 		t.Fatal("unknown role accepted")
+	}
+}
+
+func TestTruncatedChunkedUploadIsNotActivated(t *testing.T) {
+	e := newEnv(t, 0, api.Options{})
+	img := e.create(`{"name": "cut", "disk_format": "raw", "container_format": "bare"}`)
+	id := img["id"].(string)
+	host := strings.TrimPrefix(e.url, "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n", id, host)
+	fmt.Fprintf(conn, "10\r\n0123456789abcdef\r\n100\r\nonly a part of the chunk")
+	conn.(*net.TCPConn).CloseWrite()
+	io.ReadAll(conn) // the server answers (or closes) once it sees the cut
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v := e.do("GET", "/v2/images/"+id, nil, nil).json(t)
+		if v["status"] == "killed" {
+			break
+		}
+		if v["status"] == "active" || time.Now().After(deadline) {
+			t.Fatalf("truncated upload left the image %v", v["status"])
+		}
+		<-time.After(10 * time.Millisecond)
 	}
 }

@@ -51,8 +51,7 @@ func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string) (*me
 	if err != nil {
 		return nil, notFound(id, err)
 	}
-	buf := make([]byte, copyBuffer)
-	_, err = io.CopyBuffer(onlyWriter{up}, r.Body, buf)
+	err = copyFull(up, r.Body)
 	if err != nil {
 		// A failed write is the upload's own error (size cap, store); a
 		// failed read is the client's.
@@ -74,10 +73,35 @@ func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string) (*me
 	return img, nil
 }
 
-// onlyWriter hides the upload's other methods from io.Copy.
-type onlyWriter struct{ w io.Writer }
+// copyFull streams src into dst in whole buffers: chunked request bodies
+// arrive in small pieces, and each Write of an upload hashes and stores in
+// parallel, which pays off only for large writes.
+func copyFull(dst io.Writer, src io.Reader) error {
+	buf := make([]byte, copyBuffer)
+	for {
+		// Fill the buffer; unlike io.ReadFull, keep a truncated body's
+		// io.ErrUnexpectedEOF distinct from a clean end.
+		n := 0
+		var err error
+		for n < len(buf) && err == nil {
+			var m int
+			m, err = src.Read(buf[n:])
+			n += m
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
 
-func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 
 // downloadData is GET /v2/images/{id}/file, with Range support. The
 // content type is always application/octet-stream and Content-MD5 is the

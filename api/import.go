@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -170,7 +169,7 @@ func (s *Server) webDownload(up *lifecycle.Upload, u *url.URL) {
 		fail(fmt.Errorf("server answered %s", resp.Status))
 		return
 	}
-	if _, err := io.CopyBuffer(onlyWriter{up}, resp.Body, make([]byte, copyBuffer)); err != nil {
+	if err := copyFull(up, resp.Body); err != nil {
 		fail(err)
 		return
 	}

@@ -143,7 +143,13 @@ func TestGlanceCLI(t *testing.T) {
 		t.Fatalf("after image-reactivate: %v", st)
 	}
 
-	g.must("image-delete", id)
+	// glance-direct: stage then import.
+	out = g.must("image-create-via-import", "--name", "staged", "--disk-format", "raw", "--container-format", "bare", "--file", src)
+	if field(t, out, "status") != "active" || field(t, out, "size") != "3145745" {
+		t.Fatalf("image-create-via-import:\n%s", out)
+	}
+
+	g.must("image-delete", id, field(t, out, "id"))
 	if getImage(t, url, id) != nil {
 		t.Fatal("image still there after image-delete")
 	}
