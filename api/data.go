@@ -102,7 +102,6 @@ func copyFull(dst io.Writer, src io.Reader) error {
 	}
 }
 
-
 // downloadData is GET /v2/images/{id}/file, with Range support. The
 // content type is always application/octet-stream and Content-MD5 is the
 // hex md5 of the whole image, as Glance sends it.
