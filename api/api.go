@@ -6,10 +6,12 @@ package api
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"sync/atomic"
+	"time"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
 )
@@ -71,13 +73,39 @@ func (s *Server) Close() {
 var versionAlias = regexp.MustCompile(`^/v2\.[0-9]+(/|$)`)
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Openstack-Request-Id", "req-"+lifecycle.NewID())
+	reqID := "req-" + lifecycle.NewID()
+	w.Header().Set("X-Openstack-Request-Id", reqID)
 	if m := versionAlias.FindString(r.URL.Path); m != "" {
 		r.URL.Path = "/v2" + r.URL.Path[len(m)-boolInt(m[len(m)-1] == '/'):]
 		r.URL.RawPath = ""
 	}
-	s.mux.ServeHTTP(w, r)
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	s.mux.ServeHTTP(sw, r)
+	s.log.Debug("request", "id", reqID, "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start))
 }
+
+// statusWriter remembers the status for the access log. It forwards
+// ReadFrom so downloads keep the server's fast path.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func boolInt(b bool) int {
 	if b {

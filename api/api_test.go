@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -496,5 +497,34 @@ func TestTruncatedChunkedUploadIsNotActivated(t *testing.T) {
 			t.Fatalf("truncated upload left the image %v", v["status"])
 		}
 		<-time.After(10 * time.Millisecond)
+	}
+}
+
+func TestUnsafeContentRefused(t *testing.T) {
+	e := newEnv(t, 0, api.Options{})
+	img := e.create(`{"name": "evil", "disk_format": "qcow2", "container_format": "bare"}`)
+	id := img["id"].(string)
+	// A qcow2 header naming a backing file.
+	h := make([]byte, 512)
+	copy(h, "QFI\xfb")
+	binary.BigEndian.PutUint32(h[4:], 2)      // version
+	binary.BigEndian.PutUint64(h[8:], 256)    // backing_file_offset
+	binary.BigEndian.PutUint32(h[16:], 9)     // backing_file_size
+	binary.BigEndian.PutUint32(h[20:], 16)    // cluster_bits
+	binary.BigEndian.PutUint64(h[24:], 1<<30) // size
+	copy(h[256:], "/etc/shadow")
+	r := e.upload(id, h)
+	if r.status != http.StatusUnsupportedMediaType {
+		t.Fatalf("unsafe qcow2: %d %s, want 415", r.status, r.body)
+	}
+	if v := e.do("GET", "/v2/images/"+id, nil, nil).json(t); v["status"] != "killed" || !strings.Contains(fmt.Sprint(v["glimpse.error"]), "backing file") {
+		t.Fatalf("after refusal: %v %v", v["status"], v["glimpse.error"])
+	}
+	// A raw claim whose content is qcow2 is refused as well.
+	img = e.create(`{"name": "liar", "disk_format": "raw", "container_format": "bare"}`)
+	binary.BigEndian.PutUint64(h[8:], 0)
+	binary.BigEndian.PutUint32(h[16:], 0)
+	if r := e.upload(img["id"].(string), h); r.status != http.StatusUnsupportedMediaType {
+		t.Fatalf("qcow2 declared raw: %d %s", r.status, r.body)
 	}
 }

@@ -50,7 +50,12 @@ type Client struct {
 	http  *http.Client
 }
 
-var versionSuffix = regexp.MustCompile(`/v\d+(\.\d+)?/?$`)
+var (
+	versionSuffix = regexp.MustCompile(`/v\d+(\.\d+)?/?$`)
+	// webob's HTML error pages repeat the status in <title> and <h1>.
+	htmlHeading = regexp.MustCompile(`(?s)<head>.*?</head>|<h1>.*?</h1>`)
+	htmlTag     = regexp.MustCompile(`<[^>]*>`)
+)
 
 // New returns a client of the endpoint at rawURL (the glance CLI's
 // --os-image-url; a trailing /v2 is accepted), sending token as
@@ -120,7 +125,8 @@ func errorMessage(raw []byte) string {
 			}
 		}
 	}
-	s := regexp.MustCompile(`<[^>]*>`).ReplaceAllString(string(raw), " ")
+	s := htmlHeading.ReplaceAllString(string(raw), " ")
+	s = htmlTag.ReplaceAllString(s, " ")
 	return cleanMessage(s)
 }
 
