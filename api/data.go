@@ -7,7 +7,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
+	"syscall"
 
+	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -132,8 +135,30 @@ func (s *Server) downloadData(w http.ResponseWriter, r *http.Request, p lifecycl
 		// Glance also takes the legacy request header Content-Range.
 		r.Header.Set("Range", contentRangeToRange(r.Header.Get("Content-Range")))
 	}
-	http.ServeContent(w, r, "", img.UpdatedAt, bufferedSection(rd))
+	var content io.ReadSeeker = bufferedSection(rd)
+	if f := dupFile(rd); f != nil {
+		// An *os.File lets the server send with sendfile(2).
+		defer f.Close()
+		content = f
+	}
+	http.ServeContent(w, r, "", img.UpdatedAt, content)
 	return nil
+}
+
+// dupFile returns a private *os.File on the content when the store keeps
+// it in a local file, or nil. The duplicate shares the file offset with
+// rd's descriptor, which rd never uses (it reads with pread).
+func dupFile(rd backend.Reader) *os.File {
+	fr, ok := rd.(backend.FileReader)
+	if !ok {
+		return nil
+	}
+	fd, err := syscall.Dup(int(fr.Fd()))
+	if err != nil {
+		return nil
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), "image")
 }
 
 // contentRangeToRange turns "bytes a-b/*" into "bytes=a-b".
