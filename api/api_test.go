@@ -528,3 +528,14 @@ func TestUnsafeContentRefused(t *testing.T) {
 		t.Fatalf("qcow2 declared raw: %d %s", r.status, r.body)
 	}
 }
+
+// A refused upload's body is read before the error is written, so a client
+// that sends everything first (glanceclient) sees the 413, not EPIPE.
+func TestOverCapUploadAnswersCleanly(t *testing.T) {
+	e := newEnv(t, 1<<20, api.Options{})
+	img := e.create(`{"name": "big", "disk_format": "raw", "container_format": "bare"}`)
+	r := e.upload(img["id"].(string), make([]byte, 32<<20))
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("upload over the cap: %d %s", r.status, r.body)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
 )
@@ -53,13 +54,34 @@ func (s *Server) routes() {
 func (s *Server) api(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.principal(r)
-		if err == nil {
-			err = h(w, r, p)
-		}
 		if err != nil {
+			// Unauthenticated: answer at once, whatever the body.
+			s.writeError(w, r, err)
+			return
+		}
+		if err := h(w, r, p); err != nil {
+			drainBody(w, r)
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// Bounds on reading what is left of a refused request's body.
+const (
+	maxDrain     = 1 << 30
+	drainTimeout = 30 * time.Second
+)
+
+// drainBody reads what is left of a refused upload (bounded in bytes and
+// time) before the error is written: clients such as glanceclient send the
+// whole body before reading the answer, and a connection closed under them
+// shows as "Broken pipe" instead of the error.
+func drainBody(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.ContentLength == 0 || r.Method == http.MethodGet {
+		return
+	}
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTimeout))
+	io.CopyN(io.Discard, r.Body, maxDrain)
 }
 
 // noBody refuses a request body where Glance does ("body_reject" routes).
