@@ -158,3 +158,19 @@ func TestGlanceCLI(t *testing.T) {
 		t.Fatalf("image-show of a deleted image: ok=%v\n%s%s", ok, out, errs)
 	}
 }
+
+// An upload over --image-size-cap gives glance the 413 (the daemon reads
+// the rest of the body first), not a broken pipe.
+func TestGlanceCLISizeCap(t *testing.T) {
+	t.Parallel()
+	url := startDaemon(t, serveOptions{maxImageSize: 1 << 20})
+	g := newGlanceCLI(t, url, "T")
+	src := filepath.Join(t.TempDir(), "big.raw")
+	if err := os.WriteFile(src, make([]byte, 40<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, ok := g.run("image-create", "--name", "too-big", "--disk-format", "raw", "--container-format", "bare", "--file", src)
+	if ok || !strings.Contains(errs, "413") || strings.Contains(errs, "Broken pipe") {
+		t.Fatalf("upload over the cap: ok=%v\n%s%s", ok, out, errs)
+	}
+}
