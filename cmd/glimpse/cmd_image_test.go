@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +95,48 @@ func TestImageCommands(t *testing.T) {
 	_, err = glimpseCLI(t, "--os-image-url", url, "image-create", "--name", "x", "--disk-format", "floppy")
 	if err == nil || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("unknown disk format: %v", err)
+	}
+}
+
+// OS_IMAGE_URL and OS_AUTH_TOKEN configure the commands, as for glance.
+func TestImageCommandsEnv(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens.json")
+	os.WriteFile(tokens, []byte(`{"tokens": {"sekrit": {"project": "p1", "roles": ["member"]}}}`), 0o600)
+	url := startDaemon(t, serveOptions{authTokens: tokens})
+	t.Setenv("OS_IMAGE_URL", url)
+	t.Setenv("OS_AUTH_TOKEN", "sekrit")
+	out := mustGlimpse(t, "image-create", "--name", "env-image")
+	if field(t, out, "owner") != "p1" {
+		t.Fatalf("owner:\n%s", out)
+	}
+	if out := mustGlimpse(t, "image-list"); !strings.Contains(out, "env-image") {
+		t.Fatalf("image-list:\n%s", out)
+	}
+	// Members may not publicize; the error is one readable line.
+	_, err := glimpseCLI(t, "image-create", "--name", "pub", "--is-public")
+	if err == nil || !strings.Contains(err.Error(), "403") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("member --is-public: %v", err)
+	}
+	// A flag beats the environment.
+	_, err = glimpseCLI(t, "--os-auth-token", "wrong", "image-list")
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("wrong token: %v", err)
+	}
+}
+
+func TestImageCreateLocation(t *testing.T) {
+	t.Parallel()
+	payload := bytes.Repeat([]byte("remote"), 10000)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(payload) }))
+	defer origin.Close()
+	strict := startDaemon(t, serveOptions{})
+	_, err := glimpseCLI(t, "--os-image-url", strict, "image-create", "--name", "loop", "--disk-format", "raw", "--container-format", "bare", "--location", origin.URL+"/disk.raw")
+	if err == nil || !strings.Contains(err.Error(), "not allowed") {
+		t.Fatalf("--location on loopback without --web-download-allow-private: %v", err)
+	}
+	url := startDaemon(t, serveOptions{allowPrivate: true})
+	out := mustGlimpse(t, "--os-image-url", url, "image-create", "--name", "remote", "--disk-format", "raw", "--container-format", "bare", "--location", origin.URL+"/disk.raw")
+	if field(t, out, "status") != "active" || field(t, out, "size") != "60000" {
+		t.Fatalf("image-create --location:\n%s", out)
 	}
 }
