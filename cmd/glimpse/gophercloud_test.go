@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imageimport"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 )
@@ -130,6 +132,27 @@ func TestGophercloud(t *testing.T) {
 	}
 	if list, _ := images.ExtractImages(filtered); len(list) != 2 {
 		t.Fatalf("in: filter: %d images", len(list))
+	}
+
+	// glance-direct: stage, then import.
+	staged, err := images.Create(ctx, c, images.CreateOpts{Name: "staged", DiskFormat: "raw", ContainerFormat: "bare"}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(staged.OpenStackImageImportMethods, ","), "glance-direct") {
+		t.Fatalf("import methods header: %v", staged.OpenStackImageImportMethods)
+	}
+	if methods, err := imageimport.Get(ctx, c).Extract(); err != nil || !strings.Contains(fmt.Sprint(methods.ImportMethods.Value), "glance-direct") {
+		t.Fatalf("import info: %+v, %v", methods, err)
+	}
+	if err := imagedata.Stage(ctx, c, staged.ID, bytes.NewReader(data[:4096])).ExtractErr(); err != nil {
+		t.Fatalf("stage: %v", err)
+	}
+	if err := imageimport.Create(ctx, c, staged.ID, imageimport.CreateOpts{Name: imageimport.GlanceDirectMethod}).ExtractErr(); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	if got, err := images.Get(ctx, c, staged.ID).Extract(); err != nil || got.Status != images.ImageStatusActive || got.SizeBytes != 4096 {
+		t.Fatalf("after glance-direct: %+v, %v", got, err)
 	}
 
 	if err := images.Delete(ctx, c, img.ID).ExtractErr(); err != nil {
