@@ -35,13 +35,14 @@ type Server struct {
 	mux    *http.ServeMux
 	auth   *tokens // nil: no authentication, everyone is admin
 	opts   Options
-	ready  atomic.Bool // set once the whole daemon serves
+	rules  map[string]propRule // the image schema's rules for custom properties
+	ready  atomic.Bool         // set once the whole daemon serves
 	closed chan struct{}
 }
 
 // New returns the REST handler for svc.
 func New(svc *lifecycle.Service, opts Options) (*Server, error) {
-	s := &Server{svc: svc, log: opts.Logger, mux: http.NewServeMux(), opts: opts, closed: make(chan struct{})}
+	s := &Server{svc: svc, log: opts.Logger, mux: http.NewServeMux(), opts: opts, closed: make(chan struct{}), rules: schemaRules()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -183,6 +183,9 @@ func TestCreateLimitsAndBadInput(t *testing.T) {
 		{"non-string property", `{"foo": 1}`, 400},
 		{"negative min_ram", `{"min_ram": -1}`, 400},
 		{"bad id", `{"id": "nope"}`, 400},
+		{"kernel_id not a UUID", `{"kernel_id": "vmlinuz"}`, 400},
+		{"deletion policy not in the enum", `{"cinder_encryption_key_deletion_policy": "sometimes"}`, 400},
+		{"kernel_id a UUID", `{"kernel_id": "11111111-2222-4333-8444-555555555556"}`, 201},
 		{"255 chars is fine", `{"name": "` + strings.Repeat("n", 255) + `"}`, 201},
 	} {
 		if got := post(c.body); got != c.want {
@@ -215,6 +218,7 @@ func TestCreateLimitsAndBadInput(t *testing.T) {
 		{"remove missing", p21, `[{"op": "remove", "path": "/nope"}]`, 409},
 		{"replace missing extra", p21, `[{"op": "replace", "path": "/nope", "value": "x"}]`, 409},
 		{"long name", p21, `[{"op": "replace", "path": "/name", "value": "` + strings.Repeat("n", 256) + `"}]`, 400},
+		{"bad kernel_id", p21, `[{"op": "add", "path": "/ramdisk_id", "value": "initrd"}]`, 400},
 		{"add extra", p21, `[{"op": "add", "path": "/a~1b", "value": "x"}]`, 200},
 		{"empty patch", p21, `[]`, 200},
 	} {

@@ -153,7 +153,9 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, p lifecycle
 				err = errorf(http.StatusBadRequest, "Provided object does not match schema 'image': '%.40s...' does not match any of the regexes: property key too long (over %d characters)", k, lifecycle.MaxKeyLength)
 				break
 			}
-			spec.Properties[k], err = str(k, v, false)
+			if spec.Properties[k], err = str(k, v, false); err == nil {
+				err = s.checkProperty(k, v)
+			}
 		}
 		if err != nil {
 			return err
@@ -273,6 +275,11 @@ func (s *Server) patchImage(w http.ResponseWriter, r *http.Request, p lifecycle.
 		op, err := decodeChange(change, mt == patchV20)
 		if err != nil {
 			return err
+		}
+		if op.Op != "remove" {
+			if err := s.checkProperty(op.Key, op.Value); err != nil {
+				return err
+			}
 		}
 		ops = append(ops, op)
 	}
