@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -96,6 +97,45 @@ func TestOneCatalogue(t *testing.T) {
 	imgs, _ := list["images"].([]any)
 	if len(imgs) != 1 || imgs[0].(map[string]any)["status"] != "active" || imgs[0].(map[string]any)["size"] != float64(4096) {
 		t.Fatalf("image copied into the mount, through REST: %v", list)
+	}
+
+	copied := imgs[0].(map[string]any)["id"].(string)
+	show := func() map[string]any {
+		t.Helper()
+		st, v := call("GET", "/v2/images/"+copied, "", nil)
+		if st != 200 {
+			t.Fatalf("GET image copied into the mount: %d", st)
+		}
+		return v
+	}
+	// Rename, property change, deactivation and deletion through the
+	// mount, seen by REST at once.
+	if err := os.Rename(filepath.Join(mnt, "active", "copied.img"), filepath.Join(mnt, "active", "moved.img")); err != nil {
+		t.Fatal(err)
+	}
+	if v := show(); v["name"] != "moved.img" {
+		t.Fatalf("renamed in the mount, REST name %v", v["name"])
+	}
+	if err := syscall.Setxattr(filepath.Join(mnt, "active", "moved.img"), "user.min_ram", []byte("512"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setxattr(filepath.Join(mnt, "active", "moved.img"), "user.os_distro", []byte("debian"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if v := show(); v["min_ram"] != float64(512) || v["os_distro"] != "debian" {
+		t.Fatalf("setfattr in the mount, REST: min_ram %v os_distro %v", v["min_ram"], v["os_distro"])
+	}
+	if err := os.Rename(filepath.Join(mnt, "active", "moved.img"), filepath.Join(mnt, "deactivated", "moved.img")); err != nil {
+		t.Fatal(err)
+	}
+	if v := show(); v["status"] != "deactivated" {
+		t.Fatalf("deactivated in the mount, REST status %v", v["status"])
+	}
+	if err := os.Remove(filepath.Join(mnt, "deactivated", "moved.img")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := call("GET", "/v2/images/"+copied, "", nil); st != 404 {
+		t.Fatalf("removed in the mount, REST GET: %d", st)
 	}
 
 	// Deleted through REST, gone from the mount.
