@@ -18,9 +18,11 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "glimpse",
 		Usage: "a virtual-machine image service with a filesystem face and a Glance v2 REST face",
-		Commands: []*cli.Command{
+		// The glance CLI's endpoint flags, also accepted before a command.
+		Flags: globalConnectionFlags(),
+		Commands: append([]*cli.Command{
 			serveCommand(),
-		},
+		}, imageCommands()...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

@@ -33,6 +33,8 @@ type serveOptions struct {
 	allowOther   bool
 	debugFUSE    bool
 	logLevel     string
+	authTokens   string
+	allowPrivate bool
 }
 
 func serveCommand() *cli.Command {
@@ -50,7 +52,9 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
 			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
 			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
-			&cli.Int64Flag{Name: "max-image-size", Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
+			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
+			&cli.StringFlag{Name: "auth-tokens", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
+			&cli.BoolFlag{Name: "web-download-allow-private", Usage: "let web-download imports fetch from loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount (with default_permissions)", Destination: &o.allowOther},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request", Destination: &o.debugFUSE},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", Destination: &o.logLevel, EnvVars: []string{"GLIMPSE_LOG_LEVEL"}},
@@ -120,7 +124,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest := api.New(svc, api.Options{Logger: log})
+	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate})
+	if err != nil {
+		return err
+	}
+	defer rest.Close()
 	var httpSrv *http.Server
 	httpDone := make(chan error, 1)
 	if o.listen != "" {

@@ -1,0 +1,129 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"net/http"
+	"strings"
+
+	"github.com/glimpse-project/glimpse/convert"
+	"github.com/glimpse-project/glimpse/lifecycle"
+)
+
+// httpError is an error that already knows its status: request-decoding
+// failures found in this package.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// statusOf maps an error to Glance's status code. It is the one place where
+// lifecycle errors become HTTP statuses.
+func statusOf(err error) int {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		return he.status
+	case errors.Is(err, lifecycle.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, lifecycle.ErrForbidden),
+		errors.Is(err, lifecycle.ErrReadOnly),
+		errors.Is(err, lifecycle.ErrProtected):
+		return http.StatusForbidden
+	case errors.Is(err, lifecycle.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, lifecycle.ErrConflict),
+		errors.Is(err, lifecycle.ErrNoProperty),
+		errors.Is(err, lifecycle.ErrUploadClosed):
+		return http.StatusConflict
+	case errors.Is(err, convert.ErrUnsafe), errors.Is(err, convert.ErrCorrupt):
+		// Glance ≥ 2024.2 answers 415 when the content fails inspection.
+		return http.StatusUnsupportedMediaType
+	case errors.Is(err, lifecycle.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, context.Canceled):
+		return 499 // the client went away; nobody reads this
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers with err's status and a body negotiated on the
+// request's Accept header as webob does: HTML for */* or no Accept (what
+// glanceclient sends), flat JSON for application/json (SDK, gophercloud),
+// plain text otherwise.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	msg := err.Error()
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeErrorBody(w, r, status, msg)
+}
+
+func writeErrorBody(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Error"
+	}
+	title := fmt.Sprintf("%d %s", status, text)
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Del("Content-MD5")
+	switch acceptKind(r.Header.Get("Accept")) {
+	case "json":
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		writeJSONBody(w, map[string]string{"message": msg + "<br /><br />\n\n\n", "code": title, "title": text})
+	case "text":
+		h.Set("Content-Type", "text/plain; charset=UTF-8")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "%s\n\n%s", title, msg)
+	default:
+		h.Set("Content-Type", "text/html; charset=UTF-8")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "<html>\n <head>\n  <title>%s</title>\n </head>\n <body>\n  <h1>%s</h1>\n  %s<br /><br />\n\n\n\n </body>\n</html>",
+			title, title, html.EscapeString(msg))
+	}
+}
+
+// acceptKind picks the error body webob would: html, json or text.
+func acceptKind(accept string) string {
+	accept = strings.TrimSpace(accept)
+	if accept == "" {
+		return "html"
+	}
+	best, bestQ := "", -1.0
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && k == "q" {
+				fmt.Sscanf(v, "%g", &q)
+			}
+		}
+		kind := ""
+		switch strings.ToLower(strings.TrimSpace(mt)) {
+		case "*/*", "text/*", "text/html":
+			kind = "html"
+		case "application/json", "application/*":
+			kind = "json"
+		}
+		if kind != "" && q > bestQ {
+			best, bestQ = kind, q
+		}
+	}
+	if best == "" {
+		return "text"
+	}
+	return best
+}

@@ -1,0 +1,181 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"syscall"
+	"time"
+
+	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/meta"
+)
+
+// stageData is PUT /v2/images/{id}/stage (glance-direct, first half).
+func (s *Server) stageData(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
+	if err := requireOctetStream(r); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if _, err := s.svc.Stage(r.Context(), p, id, r.Body); err != nil {
+		return notFound(id, err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type importRequest struct {
+	Method *struct {
+		Name string `json:"name"`
+		URI  string `json:"uri"`
+	} `json:"method"`
+	AllStoresMustSucceed *bool `json:"all_stores_must_succeed"`
+}
+
+// importImage is POST /v2/images/{id}/import. glance-direct runs before the
+// 202 (the staged data is local); web-download runs in the background and
+// clients poll the image's status, as with Glance.
+func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
+	var req importRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Method == nil || req.Method.Name == "" {
+		return errorf(http.StatusBadRequest, "Import request requires a 'method' field with a 'name'.")
+	}
+	if req.AllStoresMustSucceed != nil && !*req.AllStoresMustSucceed {
+		return errorf(http.StatusBadRequest, "This cloud does not support multiple stores: all_stores_must_succeed must be true.")
+	}
+	id := r.PathValue("id")
+	switch req.Method.Name {
+	case "glance-direct":
+		if err := s.svc.CheckImport(r.Context(), p, id, meta.Uploading); err != nil {
+			return notFound(id, err)
+		}
+		if _, err := s.svc.ImportStaged(context.WithoutCancel(r.Context()), p, id); err != nil {
+			// The image is settled (killed with the reason); the import
+			// request itself was acceptable, as Glance's async task is.
+			s.log.Warn("glance-direct import failed", "image", id, "err", err)
+		}
+	case "web-download":
+		u, err := s.checkURL(req.Method.URI)
+		if err != nil {
+			return err
+		}
+		up, err := s.svc.BeginImport(r.Context(), p, id)
+		if err != nil {
+			return notFound(id, err)
+		}
+		go s.webDownload(up, u)
+	default:
+		return errorf(http.StatusBadRequest, "Unknown import method name '%s'.", req.Method.Name)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// checkURL refuses what web-download may never fetch: schemes other than
+// http and https. Addresses are checked when connecting (see dialControl).
+func (s *Server) checkURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil, errorf(http.StatusBadRequest, "Invalid URI for web-download: %q", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, errorf(http.StatusBadRequest, "URI scheme %q is not allowed for web-download (http, https).", u.Scheme)
+	}
+	if u.User != nil {
+		return nil, errorf(http.StatusBadRequest, "URI for web-download must not carry credentials.")
+	}
+	return u, nil
+}
+
+// errPrivateAddress marks a connection refused by the SSRF rules.
+var errPrivateAddress = errors.New("address not allowed for web-download")
+
+// dialControl runs after DNS resolution, on the address actually dialled,
+// for the first request and for every redirect.
+func (s *Server) dialControl(network, address string, _ syscall.RawConn) error {
+	if s.opts.WebDownloadAllowPrivate {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %s", errPrivateAddress, address)
+	}
+	a := ap.Addr().Unmap()
+	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+		a.IsUnspecified() || a.IsMulticast() || a.IsInterfaceLocalMulticast() || cgnat.Contains(a) {
+		return fmt.Errorf("%w: %s", errPrivateAddress, a)
+	}
+	return nil
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+func (s *Server) httpClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 30 * time.Second, Control: s.dialControl}
+	tr := &http.Transport{
+		Proxy:                 nil, // a proxy would hide the real target from the checks
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   30 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+	}
+	return &http.Client{
+		Transport: tr,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return errors.New("too many redirects")
+			}
+			if _, err := s.checkURL(req.URL.String()); err != nil {
+				return err
+			}
+			return nil
+		},
+	}
+}
+
+// webDownload fetches u into the image being imported and settles it.
+func (s *Server) webDownload(up *lifecycle.Upload, u *url.URL) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closed:
+			cancel()
+		case <-up.Done():
+		}
+	}()
+	fail := func(err error) {
+		up.Abort(context.Background(), fmt.Sprintf("web-download of %s failed: %v", u.Redacted(), err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	resp, err := s.httpClient().Do(req)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fail(fmt.Errorf("server answered %s", resp.Status))
+		return
+	}
+	if err := copyFull(up, resp.Body); err != nil {
+		fail(err)
+		return
+	}
+	if _, err := up.Commit(context.Background()); err != nil {
+		s.log.Warn("web-download import refused", "image", up.ID(), "err", err)
+		return
+	}
+	s.log.Info("web-download import done", "image", up.ID(), "uri", u.Redacted())
+}

@@ -1,0 +1,131 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/glimpse-project/glimpse/backend/local"
+	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/meta"
+	"github.com/glimpse-project/glimpse/meta/kv"
+)
+
+func newService(t *testing.T) *lifecycle.Service {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := kv.OpenBadger(filepath.Join(dir, "registry"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := meta.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := local.Open(local.Config{Dir: filepath.Join(dir, "images")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lifecycle.New(lifecycle.Config{Store: store, Backend: be})
+}
+
+var admin = lifecycle.Principal{Project: "admin", Admin: true}
+
+func names(imgs []*meta.Image) []string {
+	var out []string
+	for _, img := range imgs {
+		out = append(out, img.Name)
+	}
+	return out
+}
+
+func TestListFiltersSortPaging(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t)
+	p1 := lifecycle.Principal{Project: "p1"}
+	for _, n := range []string{"c", "a", "e", "b", "d"} {
+		if _, err := s.Create(ctx, p1, lifecycle.CreateSpec{Name: n, DiskFormat: "raw", Visibility: "private", Tags: []string{"t-" + n}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Create(ctx, lifecycle.Principal{Project: "p2"}, lifecycle.CreateSpec{Name: "other", Visibility: "private"}); err != nil {
+		t.Fatal(err)
+	}
+	byName := []lifecycle.SortKey{{Key: "name"}}
+	var got []string
+	marker := ""
+	for {
+		page, full, err := s.List(ctx, p1, lifecycle.ListQuery{Sort: byName, Limit: 2, Marker: marker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, names(page)...)
+		if !full {
+			break
+		}
+		marker = page[len(page)-1].ID
+	}
+	if want := "[a b c d e]"; fmtList(got) != want {
+		t.Fatalf("paged listing = %v, want %v", got, want)
+	}
+	all, _, err := s.List(ctx, admin, lifecycle.ListQuery{Sort: []lifecycle.SortKey{{Key: "name", Desc: true}}})
+	if err != nil || fmtList(names(all)) != "[other e d c b a]" {
+		t.Fatalf("admin listing = %v, %v", names(all), err)
+	}
+	in, _, err := s.List(ctx, p1, lifecycle.ListQuery{Sort: byName, Filters: []lifecycle.Filter{{Key: "name", Op: "in", Values: []string{"b", "d", "other"}}}})
+	if err != nil || fmtList(names(in)) != "[b d]" {
+		t.Fatalf("in: filter = %v, %v", names(in), err)
+	}
+	tagged, _, err := s.List(ctx, p1, lifecycle.ListQuery{Tags: []string{"t-e"}})
+	if err != nil || fmtList(names(tagged)) != "[e]" {
+		t.Fatalf("tag filter = %v, %v", names(tagged), err)
+	}
+	if _, _, err := s.List(ctx, p1, lifecycle.ListQuery{Marker: lifecycle.NewID()}); !errors.Is(err, lifecycle.ErrInvalid) {
+		t.Fatalf("unknown marker: %v, want ErrInvalid", err)
+	}
+	if _, _, err := s.List(ctx, p1, lifecycle.ListQuery{Sort: []lifecycle.SortKey{{Key: "owner"}}}); !errors.Is(err, lifecycle.ErrInvalid) {
+		t.Fatalf("bad sort key: %v, want ErrInvalid", err)
+	}
+}
+
+func fmtList(s []string) string {
+	out := "["
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out + "]"
+}
+
+func TestPatchSemantics(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t)
+	img, err := s.Create(ctx, admin, lifecycle.CreateSpec{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Patch(ctx, admin, img.ID, []lifecycle.Op{{Op: "replace", Key: "nope", Value: "v"}}); !errors.Is(err, lifecycle.ErrNoProperty) {
+		t.Fatalf("replace of a missing property: %v", err)
+	}
+	if _, err := s.Patch(ctx, admin, img.ID, []lifecycle.Op{{Op: "add", Key: "k", Value: "v"}, {Op: "replace", Key: "k", Value: "w"}, {Op: "replace", Key: "name", Value: "y"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get(ctx, admin, img.ID)
+	if got.Properties["k"] != "w" || got.Name != "y" {
+		t.Fatalf("after patch: %+v", got)
+	}
+	if _, err := s.AddTag(ctx, admin, img.ID, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RemoveTag(ctx, admin, img.ID, "b"); !errors.Is(err, lifecycle.ErrNoProperty) {
+		t.Fatalf("remove missing tag: %v", err)
+	}
+	if got, err := s.RemoveTag(ctx, admin, img.ID, "a"); err != nil || len(got.Tags) != 0 {
+		t.Fatalf("remove tag: %v %v", got, err)
+	}
+}

@@ -1,0 +1,80 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/glimpse-project/glimpse/meta"
+)
+
+// Patch applies ops to image id atomically with Glance's JSON-patch
+// semantics (media type openstack-images-v2.1-json-patch), which are
+// stricter than Update's: "replace" of a custom property the image does
+// not have fails with ErrNoProperty, as does "remove" of one; "add" sets a
+// property whether or not it exists.
+func (s *Service) Patch(ctx context.Context, p Principal, id string, ops []Op) (*meta.Image, error) {
+	return s.store.Update(id, func(img *meta.Image) error {
+		if !CanSee(p, img) {
+			return ErrNotFound
+		}
+		if err := canModify(p, img); err != nil {
+			return err
+		}
+		for _, op := range ops {
+			if op.Op == "replace" && !IsBaseKey(op.Key) && !readOnlyOrReserved(op.Key) {
+				if _, ok := img.Properties[op.Key]; !ok {
+					return fmt.Errorf("%w: property %s does not exist", ErrNoProperty, op.Key)
+				}
+			}
+			if err := apply(img, op, p.Admin); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func readOnlyOrReserved(key string) bool {
+	return readOnlyKeys[key] || strings.HasPrefix(key, glimpsePrefix) || strings.HasPrefix(key, reservedKeyPrefix)
+}
+
+// AddTag adds tag to image id; adding a tag the image has succeeds.
+func (s *Service) AddTag(ctx context.Context, p Principal, id, tag string) (*meta.Image, error) {
+	return s.store.Update(id, func(img *meta.Image) error {
+		if !CanSee(p, img) {
+			return ErrNotFound
+		}
+		if err := canModify(p, img); err != nil {
+			return err
+		}
+		return apply(img, Op{Op: "replace", Key: "tags", Value: append(append([]string(nil), img.Tags...), tag)}, p.Admin)
+	})
+}
+
+// RemoveTag removes tag from image id; a tag the image lacks is
+// ErrNoProperty.
+func (s *Service) RemoveTag(ctx context.Context, p Principal, id, tag string) (*meta.Image, error) {
+	return s.store.Update(id, func(img *meta.Image) error {
+		if !CanSee(p, img) {
+			return ErrNotFound
+		}
+		if err := canModify(p, img); err != nil {
+			return err
+		}
+		tags := []string{}
+		found := false
+		for _, t := range img.Tags {
+			if t == tag {
+				found = true
+				continue
+			}
+			tags = append(tags, t)
+		}
+		if !found {
+			return fmt.Errorf("%w: tag %s not found", ErrNoProperty, tag)
+		}
+		img.Tags = tags
+		return nil
+	})
+}

@@ -1,0 +1,170 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha512"
+	"fmt"
+	"io"
+
+	"github.com/glimpse-project/glimpse/meta"
+)
+
+// stageKey names the staged content of image id in the store (Glance's
+// node_staging_uri). The staged image records it as its StoreKey, so that
+// Delete removes it and Recover treats it as an orphan after a crash.
+func stageKey(id string) string { return "staging-" + id }
+
+// Stage is the first half of Glance's glance-direct import: it stores r's
+// bytes beside queued image id and moves the image to uploading. The image
+// stays without content until Import.
+func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader) (*meta.Image, error) {
+	_, err := s.store.Update(id, func(img *meta.Image) error {
+		if !CanSee(p, img) {
+			return ErrNotFound
+		}
+		if err := canModify(p, img); err != nil {
+			return err
+		}
+		if img.Status != meta.Queued {
+			return fmt.Errorf("%w: image %s is %s; only a queued image can be staged", ErrConflict, id, img.Status)
+		}
+		img.Status = meta.Uploading
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	size, err := s.writeStaged(ctx, id, r)
+	if err != nil {
+		s.backend.Delete(context.WithoutCancel(ctx), stageKey(id))
+		s.store.Update(id, func(img *meta.Image) error {
+			if img.Status == meta.Uploading {
+				img.Status = meta.Queued
+			}
+			return nil
+		})
+		return nil, err
+	}
+	img, err := s.store.Update(id, func(img *meta.Image) error {
+		if img.Status != meta.Uploading {
+			return fmt.Errorf("%w: image %s changed to %s while being staged", ErrConflict, id, img.Status)
+		}
+		img.StoreKey = stageKey(id)
+		img.Size = &size
+		return nil
+	})
+	if err != nil {
+		// Deleted (or changed) meanwhile: the staged bytes belong to nobody.
+		s.backend.Delete(context.WithoutCancel(ctx), stageKey(id))
+	}
+	return img, err
+}
+
+func (s *Service) writeStaged(ctx context.Context, id string, r io.Reader) (int64, error) {
+	w, err := s.backend.Create(ctx, stageKey(id))
+	if err != nil {
+		return 0, fmt.Errorf("stage image %s: %w", id, err)
+	}
+	var src io.Reader = r
+	if s.maxSize > 0 {
+		src = io.LimitReader(r, s.maxSize+1)
+	}
+	n, err := io.CopyBuffer(w, src, make([]byte, 1<<20))
+	if err == nil && s.maxSize > 0 && n > s.maxSize {
+		err = fmt.Errorf("%w of %d bytes", ErrTooLarge, s.maxSize)
+	}
+	if err != nil {
+		w.Abort(context.WithoutCancel(ctx))
+		return 0, fmt.Errorf("stage image %s: %w", id, err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("stage image %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// ImportStaged is the second half of glance-direct: the staged content
+// goes through the same upload pipeline as a direct upload (hashes,
+// inspection) and the image becomes active, or killed with the reason.
+func (s *Service) ImportStaged(ctx context.Context, p Principal, id string) (*meta.Image, error) {
+	up, err := s.beginImport(ctx, p, id, meta.Uploading)
+	if err != nil {
+		return nil, err
+	}
+	key := stageKey(id)
+	defer s.backend.Delete(context.WithoutCancel(ctx), key)
+	rd, err := s.backend.Open(ctx, key)
+	if err != nil {
+		up.Abort(ctx, fmt.Sprintf("staged data is gone: %v", err))
+		return nil, fmt.Errorf("import image %s: %w", id, err)
+	}
+	defer rd.Close()
+	if _, err := io.CopyBuffer(up, io.NewSectionReader(rd, 0, rd.Size()), make([]byte, 1<<20)); err != nil {
+		up.Abort(ctx, fmt.Sprintf("import of staged data failed: %v", err))
+		return nil, err
+	}
+	return up.Commit(ctx)
+}
+
+// BeginImport moves queued image id to importing (web-download) and opens
+// its content for writing, as BeginUpload does for direct uploads.
+func (s *Service) BeginImport(ctx context.Context, p Principal, id string) (*Upload, error) {
+	return s.beginImport(ctx, p, id, meta.Queued)
+}
+
+// CheckImport reports whether image id may be imported from status from:
+// it must exist for p, be modifiable, be in status from, and have both
+// formats set.
+func (s *Service) CheckImport(ctx context.Context, p Principal, id string, from meta.Status) error {
+	img, err := s.Get(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	return checkImport(p, img, from)
+}
+
+func checkImport(p Principal, img *meta.Image, from meta.Status) error {
+	if err := canModify(p, img); err != nil {
+		return err
+	}
+	if img.Status != from {
+		if from == meta.Uploading {
+			return fmt.Errorf("%w: image %s needs to be staged before 'glance-direct' method can be used", ErrConflict, img.ID)
+		}
+		return fmt.Errorf("%w: image %s is %s, not %s", ErrConflict, img.ID, img.Status, from)
+	}
+	if img.DiskFormat == "" || img.ContainerFormat == "" {
+		return fmt.Errorf("%w: image %s needs disk_format and container_format before import", ErrConflict, img.ID)
+	}
+	return nil
+}
+
+func (s *Service) beginImport(ctx context.Context, p Principal, id string, from meta.Status) (*Upload, error) {
+	_, err := s.store.Update(id, func(img *meta.Image) error {
+		if !CanSee(p, img) {
+			return ErrNotFound
+		}
+		if err := checkImport(p, img, from); err != nil {
+			return err
+		}
+		img.Status = meta.Importing
+		img.StoreKey = ""
+		img.Size = nil
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	u := &Upload{s: s, id: id, md5: md5.New(), sha: sha512.New(), doneCh: make(chan struct{})}
+	s.mu.Lock()
+	s.uploads[id] = u
+	s.mu.Unlock()
+	w, err := s.backend.Create(ctx, id)
+	if err != nil {
+		u.abort(ctx, fmt.Sprintf("store refused the import: %v", err), true)
+		return nil, fmt.Errorf("import image %s: %w", id, err)
+	}
+	u.w = w
+	return u, nil
+}
