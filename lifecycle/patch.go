@@ -14,7 +14,7 @@ import (
 // not have fails with ErrNoProperty, as does "remove" of one; "add" sets a
 // property whether or not it exists.
 func (s *Service) Patch(ctx context.Context, p Principal, id string, ops []Op) (*meta.Image, error) {
-	return s.store.Update(id, func(img *meta.Image) error {
+	return s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}
@@ -41,7 +41,7 @@ func readOnlyOrReserved(key string) bool {
 
 // AddTag adds tag to image id; adding a tag the image has succeeds.
 func (s *Service) AddTag(ctx context.Context, p Principal, id, tag string) (*meta.Image, error) {
-	return s.store.Update(id, func(img *meta.Image) error {
+	return s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}
@@ -55,7 +55,7 @@ func (s *Service) AddTag(ctx context.Context, p Principal, id, tag string) (*met
 // RemoveTag removes tag from image id; a tag the image lacks is
 // ErrNoProperty.
 func (s *Service) RemoveTag(ctx context.Context, p Principal, id, tag string) (*meta.Image, error) {
-	return s.store.Update(id, func(img *meta.Image) error {
+	return s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}

@@ -2,8 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha512"
 	"fmt"
 	"io"
 
@@ -19,7 +17,7 @@ func stageKey(id string) string { return "staging-" + id }
 // bytes beside queued image id and moves the image to uploading. The image
 // stays without content until Import.
 func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader) (*meta.Image, error) {
-	_, err := s.store.Update(id, func(img *meta.Image) error {
+	_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}
@@ -38,7 +36,7 @@ func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader
 	size, err := s.writeStaged(ctx, id, r)
 	if err != nil {
 		s.backend.Delete(context.WithoutCancel(ctx), stageKey(id))
-		s.store.Update(id, func(img *meta.Image) error {
+		s.store.Update(ctx, id, func(img *meta.Image) error {
 			if img.Status == meta.Uploading {
 				img.Status = meta.Queued
 			}
@@ -46,7 +44,7 @@ func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader
 		})
 		return nil, err
 	}
-	img, err := s.store.Update(id, func(img *meta.Image) error {
+	img, err := s.store.Update(ctx, id, func(img *meta.Image) error {
 		if img.Status != meta.Uploading {
 			return fmt.Errorf("%w: image %s changed to %s while being staged", ErrConflict, id, img.Status)
 		}
@@ -141,7 +139,7 @@ func checkImport(p Principal, img *meta.Image, from meta.Status) error {
 }
 
 func (s *Service) beginImport(ctx context.Context, p Principal, id string, from meta.Status) (*Upload, error) {
-	_, err := s.store.Update(id, func(img *meta.Image) error {
+	_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}
@@ -156,15 +154,5 @@ func (s *Service) beginImport(ctx context.Context, p Principal, id string, from 
 	if err != nil {
 		return nil, err
 	}
-	u := &Upload{s: s, id: id, md5: md5.New(), sha: sha512.New(), doneCh: make(chan struct{})}
-	s.mu.Lock()
-	s.uploads[id] = u
-	s.mu.Unlock()
-	w, err := s.backend.Create(ctx, id)
-	if err != nil {
-		u.abort(ctx, fmt.Sprintf("store refused the import: %v", err), true)
-		return nil, fmt.Errorf("import image %s: %w", id, err)
-	}
-	u.w = w
-	return u, nil
+	return s.startUpload(ctx, id, "import")
 }

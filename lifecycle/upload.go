@@ -54,14 +54,21 @@ func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upl
 	if err != nil {
 		return nil, err
 	}
+	return s.startUpload(ctx, id, "upload")
+}
+
+// startUpload opens the store for the content of image id, which the
+// caller has just moved to an in-flight status, and registers the upload.
+// what names the operation in errors ("upload", "import").
+func (s *Service) startUpload(ctx context.Context, id, what string) (*Upload, error) {
 	u := &Upload{s: s, id: id, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
 	s.mu.Lock()
 	s.uploads[id] = u
 	s.mu.Unlock()
 	w, err := s.backend.Create(ctx, id)
 	if err != nil {
-		u.abort(ctx, fmt.Sprintf("store refused the upload: %v", err), true)
-		return nil, fmt.Errorf("upload image %s: %w", id, err)
+		u.abort(ctx, fmt.Sprintf("store refused the %s: %v", what, err), true)
+		return nil, fmt.Errorf("%s image %s: %w", what, id, err)
 	}
 	u.w = w
 	u.rw, _ = w.(backend.RandomWriter)

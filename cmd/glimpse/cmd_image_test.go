@@ -35,7 +35,7 @@ func mustGlimpse(t *testing.T, args ...string) string {
 
 func TestImageCommands(t *testing.T) {
 	t.Parallel()
-	url := startDaemon(t, serveOptions{})
+	url := serveInProcess(t, serveOptions{})
 	dir := t.TempDir()
 	data := make([]byte, 1<<20+5)
 	rand.Read(data)
@@ -102,7 +102,7 @@ func TestImageCommands(t *testing.T) {
 func TestImageCommandsEnv(t *testing.T) {
 	tokens := filepath.Join(t.TempDir(), "tokens.json")
 	os.WriteFile(tokens, []byte(`{"tokens": {"sekrit": {"project": "p1", "roles": ["member"]}}}`), 0o600)
-	url := startDaemon(t, serveOptions{authTokens: tokens})
+	url := serveInProcess(t, serveOptions{authTokens: tokens})
 	t.Setenv("OS_IMAGE_URL", url)
 	t.Setenv("OS_AUTH_TOKEN", "sekrit")
 	out := mustGlimpse(t, "image-create", "--name", "env-image")
@@ -129,12 +129,12 @@ func TestImageCreateLocation(t *testing.T) {
 	payload := bytes.Repeat([]byte("remote"), 10000)
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(payload) }))
 	defer origin.Close()
-	strict := startDaemon(t, serveOptions{})
+	strict := serveInProcess(t, serveOptions{})
 	_, err := glimpseCLI(t, "--os-image-url", strict, "image-create", "--name", "loop", "--disk-format", "raw", "--container-format", "bare", "--location", origin.URL+"/disk.raw")
 	if err == nil || !strings.Contains(err.Error(), "not allowed") {
 		t.Fatalf("--location on loopback without --web-download-allow-private: %v", err)
 	}
-	url := startDaemon(t, serveOptions{allowPrivate: true})
+	url := serveInProcess(t, serveOptions{allowPrivate: true})
 	out := mustGlimpse(t, "--os-image-url", url, "image-create", "--name", "remote", "--disk-format", "raw", "--container-format", "bare", "--location", origin.URL+"/disk.raw")
 	if field(t, out, "status") != "active" || field(t, out, "size") != "60000" {
 		t.Fatalf("image-create --location:\n%s", out)

@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// startDaemon runs the real daemon (runServe) in-process on a free loopback
+// serveInProcess runs the real daemon (runServe) in-process on a free loopback
 // port (REST only unless o.mount is set), and waits for /healthcheck to
 // answer 200. It returns the
 // REST root URL; the daemon stops at the end of the test.
-func startDaemon(t *testing.T, o serveOptions) string {
+func serveInProcess(t *testing.T, o serveOptions) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

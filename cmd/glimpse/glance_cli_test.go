@@ -85,7 +85,7 @@ func getImage(t *testing.T, url, id string) map[string]any {
 
 func TestGlanceCLI(t *testing.T) {
 	t.Parallel()
-	url := startDaemon(t, serveOptions{})
+	url := serveInProcess(t, serveOptions{})
 	g := newGlanceCLI(t, url, "T")
 	dir := t.TempDir()
 	data := make([]byte, 3<<20+17)
@@ -163,7 +163,7 @@ func TestGlanceCLI(t *testing.T) {
 // the rest of the body first), not a broken pipe.
 func TestGlanceCLISizeCap(t *testing.T) {
 	t.Parallel()
-	url := startDaemon(t, serveOptions{maxImageSize: 1 << 20})
+	url := serveInProcess(t, serveOptions{maxImageSize: 1 << 20})
 	g := newGlanceCLI(t, url, "T")
 	src := filepath.Join(t.TempDir(), "big.raw")
 	if err := os.WriteFile(src, make([]byte, 40<<20), 0o644); err != nil {

@@ -39,7 +39,7 @@ func statusCode(err error) int {
 func TestGophercloud(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := startDaemon(t, serveOptions{})
+	url := serveInProcess(t, serveOptions{})
 	c := imageClient(url, "T")
 
 	hidden := false
@@ -172,7 +172,7 @@ func TestGophercloudAuth(t *testing.T) {
 		"m1": {"project": "p1", "roles": ["member"]},
 		"m2": {"project": "p2", "roles": ["member"]},
 		"r1": {"project": "p1", "roles": ["reader"]}}}`), 0o600)
-	url := startDaemon(t, serveOptions{authTokens: tokens})
+	url := serveInProcess(t, serveOptions{authTokens: tokens})
 
 	if _, err := images.List(imageClient(url, "wrong"), nil).AllPages(ctx); statusCode(err) != http.StatusUnauthorized {
 		t.Fatalf("bad token: %v, want 401", err)

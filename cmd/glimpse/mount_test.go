@@ -30,7 +30,7 @@ func TestOneCatalogue(t *testing.T) {
 	}
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	os.Mkdir(mnt, 0o755)
-	url := startDaemon(t, serveOptions{mount: mnt, fsProject: "admin"})
+	url := serveInProcess(t, serveOptions{mount: mnt, fsProject: "admin"})
 
 	call := func(method, path, ct string, body io.Reader) (int, map[string]any) {
 		t.Helper()
