@@ -124,4 +124,6 @@ func (v *vdiMapper) lookup(idx int64) (blockLoc, error) {
 	return blockLoc{kind: blockData, off: off}, nil
 }
 
-func (v *vdiMapper) inflate(blockLoc, []byte) error { return fmt.Errorf("vdi has no compressed blocks") }
+func (v *vdiMapper) inflate(blockLoc, []byte) error {
+	return fmt.Errorf("vdi has no compressed blocks")
+}

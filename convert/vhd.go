@@ -51,7 +51,7 @@ const (
 	vhdTypeFixed       = 2
 	vhdTypeDynamic     = 3
 	vhdTypeDiff        = 4
-	vhdMaxSectors      = 2040 << 21    // qemu's VHD_MAX_SECTORS: 2040 GiB
+	vhdMaxSectors      = 2040 << 21       // qemu's VHD_MAX_SECTORS: 2040 GiB
 	vhdMaxGeometry     = 65535 * 16 * 255 // CHS at its maximum
 	vhdUnallocated     = 0xffffffff
 	vhdChecksumOff     = 64
@@ -243,4 +243,6 @@ func (v *vpcMapper) lookup(idx int64) (blockLoc, error) {
 	return blockLoc{kind: blockData, off: off}, nil
 }
 
-func (v *vpcMapper) inflate(blockLoc, []byte) error { return fmt.Errorf("vhd has no compressed blocks") }
+func (v *vpcMapper) inflate(blockLoc, []byte) error {
+	return fmt.Errorf("vhd has no compressed blocks")
+}

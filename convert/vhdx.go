@@ -317,4 +317,6 @@ func (v *vhdxMapper) lookup(idx int64) (blockLoc, error) {
 	}
 }
 
-func (v *vhdxMapper) inflate(blockLoc, []byte) error { return fmt.Errorf("vhdx has no compressed blocks") }
+func (v *vhdxMapper) inflate(blockLoc, []byte) error {
+	return fmt.Errorf("vhdx has no compressed blocks")
+}
