@@ -20,6 +20,8 @@ func newApp() *cli.App {
 		Usage: "a virtual-machine image service with a filesystem face and a Glance v2 REST face",
 		Commands: []*cli.Command{
 			serveCommand(),
+			infoCommand(),
+			convertCommand(),
 		},
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},
