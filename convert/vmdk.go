@@ -53,16 +53,20 @@ type vmdkMeta struct {
 }
 
 func parseVMDK(r io.ReaderAt, size int64) (*vmdkMeta, error) {
-	buf, err := readHeader(r, size, 0, 512, "vmdk header")
+	magic, err := readHeader(r, size, 0, 4, "vmdk header")
 	if err != nil {
 		return nil, err
 	}
-	if string(buf[:4]) == "COWD" {
+	if string(magic) == "COWD" {
 		return nil, fmt.Errorf("%w: the legacy COWD vmdk format is not accepted", ErrUnsafe)
 	}
-	if string(buf[:4]) != "KDMV" {
+	if string(magic) != "KDMV" {
 		// A text descriptor is nothing but references to other files.
 		return nil, fmt.Errorf("%w: the vmdk is a descriptor that names other files", ErrUnsafe)
+	}
+	buf, err := readHeader(r, size, 0, 512, "vmdk header")
+	if err != nil {
+		return nil, err
 	}
 	m := &vmdkMeta{}
 	h := &m.h
