@@ -62,8 +62,8 @@ func Open(r io.ReaderAt, size int64, format string) (Image, error) {
 	case VHDX:
 		return openVHDX(r, size)
 	}
-	if rep.FixedVHD && (format == "vpc" || format == "vhd") {
-		return newRawImage(r, rep.VirtualSize), nil
+	if rep.FixedVHD && (format == VPC || format == "vhd") {
+		return openFixedVHD(r, size)
 	}
 	return newRawImage(r, size), nil
 }

@@ -114,6 +114,24 @@ func hasFixedVHDFooter(r io.ReaderAt, size int64) bool {
 	return err == nil && f.DiskType == vhdTypeFixed
 }
 
+// openFixedVHD reads a fixed VHD: raw data followed by its footer, with
+// the virtual size the footer gives (qemu's rule), which must fit.
+func openFixedVHD(r io.ReaderAt, size int64) (Image, error) {
+	buf, err := readHeader(r, size, size-512, 512, "vhd footer")
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseVHDFooter(buf)
+	if err != nil {
+		return nil, err
+	}
+	vsize := vhdVirtualSize(f)
+	if vsize > size-512 {
+		return nil, fmt.Errorf("%w: the fixed vhd is shorter than its virtual size", ErrCorrupt)
+	}
+	return newRawImage(r, vsize), nil
+}
+
 type vpcMeta struct {
 	f         *vhdFooter
 	d         vhdDynamicHeader
