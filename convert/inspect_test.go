@@ -42,13 +42,13 @@ func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // (backing and data files, flat extents, polyglots, truncation, absurd
 // sizes) and checks each is refused with the right sentinel.
 func TestInspectRefuses(t *testing.T) {
+	base := makeSamples(t, "")
 	dir := t.TempDir()
-	base := makeSamples(t, dir)
 	secret := filepath.Join(dir, "secret.txt")
 	if err := os.WriteFile(secret, []byte("TOP-SECRET host file contents"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := func(name string) string { return filepath.Join(dir, name) }
+	p := func(name string) string { return filepath.Join(filepath.Dir(base), name) }
 	pvd := append([]byte{1}, "CD001\x01"...)
 
 	cases := []struct {
@@ -61,7 +61,7 @@ func TestInspectRefuses(t *testing.T) {
 			mustQemuImg(t, "create", "-f", "qcow2", "-b", secret, "-F", "raw", x, "1M")
 		}, ErrUnsafe, "backing file"},
 		{"qcow2 external data file", func(x string) {
-			df := p("datafile.raw")
+			df := filepath.Join(dir, "datafile.raw")
 			copyFile(t, secret, df)
 			mustQemuImg(t, "create", "-f", "qcow2", "-o", "data_file="+df+",data_file_raw=on", x, "1M")
 		}, ErrUnsafe, "external data file"},

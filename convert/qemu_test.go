@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -110,9 +111,38 @@ var samples = []sample{
 	{"vhdxfixed", "vhdx", []string{"-O", "vhdx", "-o", "subformat=fixed"}},
 }
 
-// makeSamples converts the base disk into every sample format.
+// The samples are made once per test binary and shared, read-only.
+var shared struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// makeSamples converts the base disk into every sample format in dir,
+// or, when dir is empty, returns the shared directory of samples.
 func makeSamples(t testing.TB, dir string) (base string) {
 	t.Helper()
+	qemuImg(t)
+	if dir == "" {
+		shared.once.Do(func() {
+			shared.dir, shared.err = os.MkdirTemp("", "convert-samples")
+			if shared.err == nil {
+				makeSamples(t, shared.dir)
+			}
+		})
+		if shared.err != nil {
+			t.Fatal(shared.err)
+		}
+		return filepath.Join(shared.dir, "base.img")
+	}
 	base = filepath.Join(dir, "base.img")
 	writeBase(t, base)
 	for _, s := range samples {
@@ -213,11 +243,14 @@ var outputs = []struct {
 // format and asks qemu-img to check the result and compare it with the
 // source.
 func TestConvertMatrix(t *testing.T) {
-	dir := t.TempDir()
-	makeSamples(t, dir)
-	for _, s := range samples {
+	dir := filepath.Dir(makeSamples(t, ""))
+	// One sample per source format; TestReadMatchesQemu covers the
+	// other variants byte for byte.
+	sources := []sample{samples[0], samples[2], samples[5], samples[6], samples[8], samples[10]}
+	for _, s := range sources {
 		for _, o := range outputs {
 			t.Run(s.name+"-to-"+o.name, func(t *testing.T) {
+				t.Parallel() // mostly waiting on qemu-img processes
 				in := filepath.Join(dir, s.name)
 				out := filepath.Join(t.TempDir(), "out."+o.name)
 				err := ConvertFile(context.Background(), in, out, FileOptions{
@@ -270,8 +303,7 @@ func TestConvertSparse(t *testing.T) {
 // TestReadMatchesQemu reads each sample through Open and compares every
 // byte with qemu-img's raw conversion of it.
 func TestReadMatchesQemu(t *testing.T) {
-	dir := t.TempDir()
-	makeSamples(t, dir)
+	dir := filepath.Dir(makeSamples(t, ""))
 	for _, s := range samples {
 		t.Run(s.name, func(t *testing.T) {
 			p := filepath.Join(dir, s.name)
