@@ -56,7 +56,7 @@ const (
 	vhdUnallocated     = 0xffffffff
 	vhdChecksumOff     = 64
 	vhdDynChecksumOff  = 36
-	vhdMaxBATBytes     = 64 << 20
+	vhdMaxBATBytes     = 4 << 20 // 2040 GiB in 2 MiB blocks; bounds what Inspect scans
 	vhdMinBlockSize    = 512
 	vhdMaxBlockSizeLog = 28
 )
