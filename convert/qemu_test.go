@@ -339,3 +339,49 @@ func TestReadMatchesQemu(t *testing.T) {
 		})
 	}
 }
+
+// TestConvertLargeSparse covers several L2 tables, grain tables, BAT and
+// bmap pages with untouched ones between them: a 1.2 GiB sparse disk with
+// a little data at the start, the middle and the end.
+func TestConvertLargeSparse(t *testing.T) {
+	qemuImg(t)
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	f, err := os.Create(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 1200<<20 + 512
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 600 << 20, 700<<20 + 12345, size - 700} {
+		if _, err := f.WriteAt([]byte("some data that is not zero, written at a far offset"), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	for _, o := range outputs {
+		t.Run(o.name, func(t *testing.T) {
+			t.Parallel()
+			out := filepath.Join(dir, "out."+o.name)
+			if err := ConvertFile(context.Background(), base, out, FileOptions{InFormat: "raw", OutFormat: o.fmt, Create: o.opts}); err != nil {
+				t.Fatal(err)
+			}
+			if code, msg := runQemuImg(t, "check", "-f", o.fmt, out); code != 0 && code != 63 {
+				t.Errorf("qemu-img check: exit %d: %s", code, msg)
+			}
+			if code, msg := runQemuImg(t, "compare", "-f", "raw", "-F", o.fmt, base, out); code != 0 {
+				t.Errorf("qemu-img compare: exit %d: %s", code, msg)
+			}
+			// And back again, through our reader.
+			back := filepath.Join(dir, "back."+o.name)
+			if err := ConvertFile(context.Background(), out, back, FileOptions{InFormat: o.fmt, OutFormat: "raw"}); err != nil {
+				t.Fatal(err)
+			}
+			if code, msg := runQemuImg(t, "compare", "-f", "raw", "-F", "raw", base, back); code != 0 {
+				t.Errorf("round trip: qemu-img compare: exit %d: %s", code, msg)
+			}
+		})
+	}
+}
