@@ -153,6 +153,10 @@ func ConvertFile(ctx context.Context, in, out string, opts FileOptions) (err err
 	if err != nil {
 		return fmt.Errorf("%s: %w", in, err)
 	}
+	// Opening the output truncates it: never let that be the input.
+	if ost, err := os.Stat(out); err == nil && os.SameFile(st, ost) {
+		return fmt.Errorf("%s: the output is the input file", out)
+	}
 	dst, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err

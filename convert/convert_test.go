@@ -164,3 +164,16 @@ func TestCreateRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestConvertFileRefusesInPlace(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(p, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ConvertFile(context.Background(), p, p, FileOptions{OutFormat: QCOW2}); err == nil {
+		t.Fatal("converting a file onto itself succeeded")
+	}
+	if b, _ := os.ReadFile(p); string(b) != "precious" {
+		t.Fatalf("input clobbered: %q", b)
+	}
+}
