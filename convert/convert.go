@@ -110,14 +110,21 @@ func copySegment(dst Writer, src Image, buf []byte, start, end, bs int64) error 
 			if _, err := src.ReadAt(buf[:n], from); err != nil && !(errors.Is(err, io.EOF) && to == src.Size()) {
 				return fmt.Errorf("read at %d: %w", from, err)
 			}
-			for off := int64(0); off < n; off += bs {
-				blk := buf[off:min(off+bs, n)]
-				if isZero(blk) {
+			// Hand the writer maximal runs of non-zero blocks.
+			for off := int64(0); off < n; {
+				if isZero(buf[off:min(off+bs, n)]) {
+					off += bs
 					continue
 				}
-				if err := dst.WriteBlock(blk, from+off); err != nil {
+				run := off + bs
+				for run < n && !isZero(buf[run:min(run+bs, n)]) {
+					run += bs
+				}
+				run = min(run, n)
+				if err := dst.WriteBlock(buf[off:run], from+off); err != nil {
 					return fmt.Errorf("write at %d: %w", from+off, err)
 				}
+				off = run
 			}
 		}
 		pos = max(to, ext.Start+ext.Length)

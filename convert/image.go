@@ -199,6 +199,21 @@ func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
 		p = p[:b.size-off]
 		eof = io.EOF
 	}
+	// Blocks adjacent both in p and in the file are read with one call
+	// (a zero block between them breaks the run even if the file does not).
+	var pendStart, pendLen int
+	var pendHost int64
+	flush := func() error {
+		if pendLen == 0 {
+			return nil
+		}
+		_, err := readClamped(b.r, p[pendStart:pendStart+pendLen], pendHost, b.fileSize)
+		pendLen = 0
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read at %d: %w", pendHost, err)
+		}
+		return nil
+	}
 	done := 0
 	for done < len(p) {
 		pos := off + int64(done)
@@ -213,8 +228,13 @@ func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
 		case blockZero:
 			clear(dst)
 		case blockData:
-			if _, err := readClamped(b.r, dst, loc.off+in, b.fileSize); err != nil && !errors.Is(err, io.EOF) {
-				return done, fmt.Errorf("read block %d: %w", idx, err)
+			if host := loc.off + in; pendLen > 0 && pendStart+pendLen == done && pendHost+int64(pendLen) == host {
+				pendLen += n
+			} else {
+				if err := flush(); err != nil {
+					return done, err
+				}
+				pendStart, pendHost, pendLen = done, host, n
 			}
 		case blockCompressed:
 			bp := b.bufs.Get().(*[]byte)
@@ -228,6 +248,9 @@ func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
 			}
 		}
 		done += n
+	}
+	if err := flush(); err != nil {
+		return 0, err
 	}
 	return done, eof
 }

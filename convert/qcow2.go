@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // qcow2Header is the fixed part of a qcow2 header (version 2 layout, which
@@ -240,6 +242,15 @@ type qcow2Mapper struct {
 	r        io.ReaderAt
 	fileSize int64
 	m        *qcow2Meta
+
+	// A few decoded L2 tables, so a sequential copy reads each table
+	// once instead of two entries per cluster. Bounded by count and
+	// bytes; evicted first in, first out.
+	mu      sync.Mutex
+	l2      map[int64][]uint64 // L1 index -> table; nil: not allocated
+	order   []int64
+	maxL2   int
+	scratch []byte
 }
 
 func openQCOW2(r io.ReaderAt, size int64) (Image, error) {
@@ -250,7 +261,44 @@ func openQCOW2(r io.ReaderAt, size int64) (Image, error) {
 	if m.l2EntrySize() != 8 {
 		return nil, fmt.Errorf("%w: qcow2 extended L2 entries cannot be read yet", ErrUnsupported)
 	}
-	return newBlockImage(r, size, int64(m.h.Size), QCOW2, m.clusterSize, &qcow2Mapper{r: r, fileSize: size, m: m}), nil
+	q := &qcow2Mapper{r: r, fileSize: size, m: m, l2: map[int64][]uint64{}, maxL2: int(max(8, (4<<20)/m.clusterSize))}
+	return newBlockImage(r, size, int64(m.h.Size), QCOW2, m.clusterSize, q), nil
+}
+
+// table returns the decoded L2 table of L1 entry l1i, nil if none.
+func (q *qcow2Mapper) table(l1i int64) ([]uint64, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t, ok := q.l2[l1i]; ok {
+		return t, nil
+	}
+	l1e, err := readEntry(q.r, int64(q.m.h.L1TableOffset)+l1i*8, 8, true)
+	if err != nil {
+		return nil, fmt.Errorf("read qcow2 L1 entry: %w", err)
+	}
+	var t []uint64
+	if l2 := int64(l1e & qcow2OffsetMask); l2 != 0 {
+		if !inFile(l2, q.m.clusterSize, q.fileSize) {
+			return nil, fmt.Errorf("%w: a qcow2 L2 table lies past the end of the file", ErrCorrupt)
+		}
+		if q.scratch == nil {
+			q.scratch = make([]byte, q.m.clusterSize)
+		}
+		if _, err := q.r.ReadAt(q.scratch, l2); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read qcow2 L2 table: %w", err)
+		}
+		t = make([]uint64, q.m.clusterSize/8)
+		for i := range t {
+			t[i] = binary.BigEndian.Uint64(q.scratch[i*8:])
+		}
+	}
+	if len(q.order) >= q.maxL2 {
+		delete(q.l2, q.order[0])
+		q.order = q.order[1:]
+	}
+	q.l2[l1i] = t
+	q.order = append(q.order, l1i)
+	return t, nil
 }
 
 func (q *qcow2Mapper) lookup(idx int64) (blockLoc, error) {
@@ -259,21 +307,14 @@ func (q *qcow2Mapper) lookup(idx int64) (blockLoc, error) {
 	if l1i >= int64(q.m.h.L1Size) {
 		return blockLoc{}, fmt.Errorf("%w: qcow2 cluster %d is beyond the L1 table", ErrCorrupt, idx)
 	}
-	l1e, err := readEntry(q.r, int64(q.m.h.L1TableOffset)+l1i*8, 8, true)
+	t, err := q.table(l1i)
 	if err != nil {
-		return blockLoc{}, fmt.Errorf("read qcow2 L1 entry: %w", err)
+		return blockLoc{}, err
 	}
-	l2 := int64(l1e & qcow2OffsetMask)
-	if l2 == 0 {
+	if t == nil {
 		return blockLoc{kind: blockZero}, nil
 	}
-	if !inFile(l2, q.m.clusterSize, q.fileSize) {
-		return blockLoc{}, fmt.Errorf("%w: a qcow2 L2 table lies past the end of the file", ErrCorrupt)
-	}
-	e, err := readEntry(q.r, l2+l2i*8, 8, true)
-	if err != nil {
-		return blockLoc{}, fmt.Errorf("read qcow2 L2 entry: %w", err)
-	}
+	e := t[l2i]
 	if e&qcow2FlagCompressed != 0 {
 		x := 62 - (q.m.h.ClusterBits - 8)
 		off := int64(e & (1<<x - 1))

@@ -35,23 +35,28 @@ func newQCOW2Writer(f OutputFile, size int64) *qcow2Writer {
 
 func (w *qcow2Writer) BlockSize() int64 { return qcow2WCluster }
 
+// WriteBlock gives a run of guest clusters consecutive host clusters, so
+// the run is stored with one write.
 func (w *qcow2Writer) WriteBlock(p []byte, off int64) error {
-	if off%qcow2WCluster != 0 || off+int64(len(p)) > w.size || len(p) > qcow2WCluster {
-		return fmt.Errorf("qcow2 write of %d bytes at %d is not one cluster", len(p), off)
+	if off%qcow2WCluster != 0 || off+int64(len(p)) > w.size {
+		return fmt.Errorf("qcow2 write of %d bytes at %d is not cluster-aligned", len(p), off)
 	}
-	c := off / qcow2WCluster
+	first, n := off/qcow2WCluster, (int64(len(p))+qcow2WCluster-1)/qcow2WCluster
 	w.mu.Lock()
-	t := w.l2[c/qcow2WL2Entries]
-	if t == nil {
-		t = make([]uint64, qcow2WL2Entries)
-		w.l2[c/qcow2WL2Entries] = t
+	host := w.next * qcow2WCluster
+	for c := first; c < first+n; c++ {
+		t := w.l2[c/qcow2WL2Entries]
+		if t == nil {
+			t = make([]uint64, qcow2WL2Entries)
+			w.l2[c/qcow2WL2Entries] = t
+		}
+		if t[c%qcow2WL2Entries] != 0 {
+			w.mu.Unlock()
+			return fmt.Errorf("qcow2 cluster %d written twice", c)
+		}
+		t[c%qcow2WL2Entries] = uint64(host+(c-first)*qcow2WCluster) | qcow2Copied
 	}
-	host := int64(t[c%qcow2WL2Entries] &^ qcow2Copied)
-	if host == 0 {
-		host = w.next * qcow2WCluster
-		w.next++
-		t[c%qcow2WL2Entries] = uint64(host) | qcow2Copied
-	}
+	w.next += n
 	w.mu.Unlock()
 	_, err := w.f.WriteAt(p, host)
 	return err

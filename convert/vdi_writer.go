@@ -32,6 +32,10 @@ func newVDIWriter(f OutputFile, size int64) *vdiWriter {
 func (w *vdiWriter) BlockSize() int64 { return vdiBlockSize }
 
 func (w *vdiWriter) WriteBlock(p []byte, off int64) error {
+	return eachBlock(p, off, vdiBlockSize, w.writeBlock)
+}
+
+func (w *vdiWriter) writeBlock(p []byte, off int64) error {
 	if off%vdiBlockSize != 0 || off+int64(len(p)) > w.size || len(p) > vdiBlockSize {
 		return fmt.Errorf("vdi write of %d bytes at %d is not one block", len(p), off)
 	}

@@ -87,6 +87,10 @@ func (w *vpcWriter) BlockSize() int64 { return vpcWBlock }
 var vpcBitmap = bytes.Repeat([]byte{0xff}, vpcWBitmap)
 
 func (w *vpcWriter) WriteBlock(p []byte, off int64) error {
+	return eachBlock(p, off, vpcWBlock, w.writeBlock)
+}
+
+func (w *vpcWriter) writeBlock(p []byte, off int64) error {
 	if off%vpcWBlock != 0 || off+int64(len(p)) > w.size || len(p) > vpcWBlock {
 		return fmt.Errorf("vpc write of %d bytes at %d is not one block", len(p), off)
 	}

@@ -41,11 +41,21 @@ func newVMDKWriter(f OutputFile, size int64, name string, stream bool) *vmdkWrit
 func (w *vmdkWriter) BlockSize() int64 { return vmdkWGrain }
 
 func (w *vmdkWriter) WriteBlock(p []byte, off int64) error {
-	if off%vmdkWGrain != 0 || off+int64(len(p)) > w.size || len(p) > vmdkWGrain {
-		return fmt.Errorf("vmdk write of %d bytes at %d is not one grain", len(p), off)
+	if off%vmdkWGrain != 0 || off+int64(len(p)) > w.size {
+		return fmt.Errorf("vmdk write of %d bytes at %d is not grain-aligned", len(p), off)
 	}
+	if w.stream {
+		return eachBlock(p, off, vmdkWGrain, w.writeGrains)
+	}
+	return w.writeGrains(p, off)
+}
+
+// writeGrains stores one compressed grain, or a run of plain grains in
+// consecutive sectors with one write.
+func (w *vmdkWriter) writeGrains(p []byte, off int64) error {
 	g := off / vmdkWGrain
-	data, sectors := p, int64(vmdkWGrainSectors)
+	n := (int64(len(p)) + vmdkWGrain - 1) / vmdkWGrain
+	data, sectors := p, n*vmdkWGrainSectors
 	if w.stream {
 		// A compressed grain is a marker {lba u64, size u32} and a zlib
 		// stream of one whole grain (qemu rejects short output),
@@ -71,22 +81,24 @@ func (w *vmdkWriter) WriteBlock(p []byte, off int64) error {
 		data = append(rec, make([]byte, sectors*512-int64(len(rec)))...)
 	}
 	w.mu.Lock()
-	t := w.gt[g/vmdkWGTEntries]
-	if t == nil {
-		t = make([]uint32, vmdkWGTEntries)
-		w.gt[g/vmdkWGTEntries] = t
-	}
-	if t[g%vmdkWGTEntries] != 0 {
-		w.mu.Unlock()
-		return fmt.Errorf("vmdk grain %d written twice", g)
-	}
 	sec := w.next
 	if sec > 1<<32-1-sectors {
 		w.mu.Unlock()
 		return fmt.Errorf("vmdk output exceeds 2 TiB of sectors")
 	}
+	for i := range n {
+		t := w.gt[(g+i)/vmdkWGTEntries]
+		if t == nil {
+			t = make([]uint32, vmdkWGTEntries)
+			w.gt[(g+i)/vmdkWGTEntries] = t
+		}
+		if t[(g+i)%vmdkWGTEntries] != 0 {
+			w.mu.Unlock()
+			return fmt.Errorf("vmdk grain %d written twice", g+i)
+		}
+		t[(g+i)%vmdkWGTEntries] = uint32(sec + i*vmdkWGrainSectors)
+	}
 	w.next += sectors
-	t[g%vmdkWGTEntries] = uint32(sec)
 	w.mu.Unlock()
 	_, err := w.f.WriteAt(data, sec*512)
 	return err

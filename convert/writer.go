@@ -12,9 +12,10 @@ type Writer interface {
 	// unit, so that an all-zero block can be skipped and stays a hole.
 	BlockSize() int64
 	// WriteBlock stores guest bytes p at off. off is a multiple of
-	// BlockSize and p is one block long, or shorter for the last block of
-	// the disk. Each block is written at most once; blocks never written
-	// read as zeros. Safe for concurrent use.
+	// BlockSize and p is a run of whole blocks; only the last block of
+	// the disk may be short. Passing runs lets a writer store
+	// consecutive blocks with one write. Each block is written at most
+	// once; blocks never written read as zeros. Safe for concurrent use.
 	WriteBlock(p []byte, off int64) error
 	// Close writes the metadata; the output is valid only once Close has
 	// returned nil. It does not close or sync the underlying file.
@@ -104,6 +105,17 @@ func isZero(p []byte) bool {
 
 var zeroPage [64 << 10]byte
 
+// eachBlock calls fn for every block of a run, for writers that place
+// blocks one at a time.
+func eachBlock(p []byte, off, bs int64, fn func(p []byte, off int64) error) error {
+	for i := int64(0); i < int64(len(p)); i += bs {
+		if err := fn(p[i:min(i+bs, int64(len(p)))], off+i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // rawWriter writes guest bytes at their own offsets, leaving zero pages as
 // holes; with a trailer it is a fixed VHD.
 type rawWriter struct {
@@ -113,7 +125,7 @@ type rawWriter struct {
 }
 
 const (
-	rawBlockSize = 64 << 10
+	rawBlockSize = 1 << 20 // zeros are still skipped by 4 KiB page
 	rawPageSize  = 4 << 10 // qemu's default -S granularity
 )
 
