@@ -135,7 +135,7 @@ func Inspect(r io.ReaderAt, size int64) (Report, error) {
 	case QCOW2:
 		rep, err = inspectQCOW2(r, size)
 	case VMDK:
-		rep, err = inspectVMDK(r, size, head)
+		rep, err = inspectVMDK(r, size)
 	case VDI:
 		rep, err = inspectVDI(r, size)
 	case VPC:

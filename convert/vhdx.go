@@ -107,21 +107,20 @@ func vhdxChecksumOK(buf []byte) bool {
 }
 
 type vhdxMeta struct {
-	batOffset   int64
-	batEntries  int64
-	blockSize   int64
-	size        int64
-	sectorSize  int64
-	chunkRatio  int64
-	dataBlocks  int64
-	headerIndex int
+	batOffset  int64
+	batEntries int64
+	blockSize  int64
+	size       int64
+	sectorSize int64
+	chunkRatio int64
+	dataBlocks int64
 }
 
 func parseVHDX(r io.ReaderAt, size int64) (*vhdxMeta, error) {
 	m := &vhdxMeta{}
 	// The valid header with the higher sequence number is current.
 	var cur *vhdxHeader
-	for i, off := range []int64{64 << 10, 128 << 10} {
+	for _, off := range []int64{64 << 10, 128 << 10} {
 		buf, err := readHeader(r, size, off, vhdxHeaderSize, "vhdx header")
 		if err != nil {
 			return nil, err
@@ -132,7 +131,7 @@ func parseVHDX(r io.ReaderAt, size int64) (*vhdxMeta, error) {
 			continue
 		}
 		if cur == nil || h.SequenceNumber > cur.SequenceNumber {
-			cur, m.headerIndex = &h, i
+			cur = &h
 		}
 	}
 	if cur == nil {

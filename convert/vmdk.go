@@ -203,7 +203,7 @@ func (m *vmdkMeta) checkGD(r io.ReaderAt, size int64) error {
 	return nil
 }
 
-func inspectVMDK(r io.ReaderAt, size int64, _ []byte) (Report, error) {
+func inspectVMDK(r io.ReaderAt, size int64) (Report, error) {
 	m, err := parseVMDK(r, size)
 	if err != nil {
 		return Report{}, err
