@@ -41,6 +41,7 @@ func convertCommand() *cli.Command {
 						fmt.Fprintf(w, "    (%d.%02d/100%%)\r", pct/100, pct%100)
 					}
 				}
+				fmt.Fprintf(w, "    (0.00/100%%)\r")
 				defer fmt.Fprintln(w)
 			}
 			return convert.ConvertFile(c.Context, in, out, opts)
