@@ -8,17 +8,29 @@
 package convert
 
 import (
-	"encoding/binary"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 )
 
-// Format names, as Glance's disk_format and qemu-img spell them.
+// Format names, as qemu-img spells them (Glance says "vhd" for vpc and has
+// "iso", which qemu reads as raw).
 const (
 	Raw   = "raw"
 	QCOW2 = "qcow2"
+	VMDK  = "vmdk"
+	VDI   = "vdi"
+	VPC   = "vpc"
+	VHDX  = "vhdx"
+	ISO   = "iso"
 )
+
+// MaxVirtualSize bounds the virtual size of any image we accept: larger
+// claims are refused as absurd rather than trusted (64 TiB, VHDX's limit).
+const MaxVirtualSize = 64 << 40
 
 var (
 	// ErrUnsafe marks an image that is well formed but refused: it would
@@ -33,104 +45,190 @@ var (
 type Report struct {
 	// Format is the detected disk format (Raw when nothing else fits).
 	Format string
-	// VirtualSize is the size in bytes of the disk the image describes.
+	// VirtualSize is the size in bytes of the disk the image describes,
+	// as qemu-img info reports it.
 	VirtualSize int64
+	// ClusterSize is the allocation unit (qcow2 cluster, vmdk grain, vdi,
+	// vpc and vhdx block), 0 for raw.
+	ClusterSize int64
+	// Compat is the qcow2 compatibility level ("0.10" or "1.1").
+	Compat string
+	// Compression is the qcow2 compression type ("zlib" or "zstd").
+	Compression string
+	// CreateType is the vmdk createType.
+	CreateType string
+	// FixedVHD is set when raw content ends in a valid fixed-VHD footer:
+	// qemu probes such a file as raw, but it may be declared "vhd".
+	FixedVHD bool
+	// GPT is set when the content carries a protective MBR and GPT header.
+	GPT bool
+}
+
+// DiskFormat is the Glance disk_format that names the detected format:
+// qemu's vpc is Glance's vhd; the others share their names.
+func (r Report) DiskFormat() string {
+	if r.Format == VPC {
+		return "vhd"
+	}
+	return r.Format
 }
 
 // Matches reports whether content of this report may be registered under
 // the declared Glance disk_format. An empty declaration matches anything.
 func (r Report) Matches(declared string) bool {
-	return declared == "" || declared == r.Format
+	switch declared {
+	case "", r.Format:
+		return true
+	case "vhd", VPC:
+		return r.Format == VPC || (r.Format == Raw && r.FixedVHD)
+	case "aki", "ari", "ami":
+		// Kernels, ramdisks and machine images carry no magic: Glance
+		// accepts them when nothing specific is detected.
+		return r.Format == Raw
+	}
+	return false
 }
+
+// probeHead is how much of the head detection reads: enough for every
+// magic and for the MBR/GPT signature.
+const probeHead = 1024
+
+// isoArea is where ISO 9660 and UDF volume descriptors live: sectors of
+// 2048 bytes from 32 KiB; a few are enough to find the PVD or the NSR.
+const (
+	isoAreaStart = 32768
+	isoAreaLen   = 8 * 2048
+)
 
 // Inspect detects the format of the size bytes readable through r and
 // checks that the image is safe to serve. Refused images give an error
 // wrapping ErrUnsafe or ErrCorrupt.
 func Inspect(r io.ReaderAt, size int64) (Report, error) {
-	var magic [4]byte
-	if size >= 4 {
-		if _, err := r.ReadAt(magic[:], 0); err != nil {
-			return Report{}, fmt.Errorf("read header: %w", err)
+	if size < 0 {
+		return Report{}, fmt.Errorf("negative image size %d", size)
+	}
+	head := make([]byte, min(size, probeHead))
+	if _, err := r.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return Report{}, fmt.Errorf("read header: %w", err)
+	}
+	if name := bannedFormat(head); name != "" {
+		return Report{}, fmt.Errorf("%w: the %s format is not accepted", ErrUnsafe, name)
+	}
+	matches, err := detect(r, size, head)
+	if err != nil {
+		return Report{}, err
+	}
+	gpt := matches["gpt"]
+	delete(matches, "gpt")
+	if matches[ISO] && gpt {
+		// Hybrid ISOs legitimately boot from a GPT in the system area.
+		gpt = false
+	}
+	if len(matches) > 1 || (len(matches) == 1 && gpt) {
+		names := make([]string, 0, len(matches)+1)
+		for n := range matches {
+			names = append(names, n)
 		}
+		if gpt {
+			names = append(names, "gpt")
+		}
+		sort.Strings(names)
+		return Report{}, fmt.Errorf("%w: the image is several formats at once (%s)", ErrUnsafe, strings.Join(names, " and "))
 	}
-	if string(magic[:]) == "QFI\xfb" {
-		return inspectQCOW2(r, size)
+	var rep Report
+	var format string
+	for f := range matches {
+		format = f
 	}
-	return Report{Format: Raw, VirtualSize: size}, nil
+	switch format {
+	case QCOW2:
+		rep, err = inspectQCOW2(r, size)
+	case VMDK:
+		rep, err = inspectVMDK(r, size)
+	case VDI:
+		rep, err = inspectVDI(r, size)
+	case VPC:
+		rep, err = inspectVPC(r, size)
+	case VHDX:
+		rep, err = inspectVHDX(r, size)
+	case ISO:
+		// qemu reads an ISO as raw, so its virtual size is the file size.
+		rep = Report{Format: ISO, VirtualSize: size}
+	default:
+		rep = Report{Format: Raw, VirtualSize: size, GPT: gpt}
+		rep.FixedVHD = hasFixedVHDFooter(r, size)
+	}
+	return rep, err
 }
 
-// qcow2Header is the fixed part of a qcow2 header (version 2 layout, which
-// version 3 extends), big-endian on disk.
-type qcow2Header struct {
-	Magic                 uint32
-	Version               uint32
-	BackingFileOffset     uint64
-	BackingFileSize       uint32
-	ClusterBits           uint32
-	Size                  uint64
-	CryptMethod           uint32
-	L1Size                uint32
-	L1TableOffset         uint64
-	RefcountTableOffset   uint64
-	RefcountTableClusters uint32
-	NbSnapshots           uint32
-	SnapshotsOffset       uint64
+// detect returns every format whose signature the content carries.
+func detect(r io.ReaderAt, size int64, head []byte) (map[string]bool, error) {
+	m := map[string]bool{}
+	switch {
+	case bytes.HasPrefix(head, []byte("QFI\xfb")):
+		m[QCOW2] = true
+	case bytes.HasPrefix(head, []byte("KDMV")), bytes.HasPrefix(head, []byte("COWD")),
+		bytes.HasPrefix(head, []byte("# Disk DescriptorFile")):
+		m[VMDK] = true
+	case bytes.HasPrefix(head, []byte("conectix")):
+		m[VPC] = true
+	case bytes.HasPrefix(head, []byte("vhdxfile")):
+		m[VHDX] = true
+	}
+	if len(head) >= 0x44 && bytes.Equal(head[0x40:0x44], []byte{0x7f, 0x10, 0xda, 0xbe}) {
+		m[VDI] = true
+	}
+	if len(head) >= 520 && head[510] == 0x55 && head[511] == 0xaa && string(head[512:520]) == "EFI PART" {
+		m["gpt"] = true
+	}
+	if size >= isoAreaStart+2048 {
+		area := make([]byte, min(size-isoAreaStart, isoAreaLen))
+		if _, err := r.ReadAt(area, isoAreaStart); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read volume descriptors: %w", err)
+		}
+		for off := 0; off+6 <= len(area); off += 2048 {
+			id := string(area[off+1 : off+6])
+			if (area[off] == 1 && id == "CD001") || id == "NSR02" || id == "NSR03" {
+				m[ISO] = true
+				break
+			}
+		}
+	}
+	return m, nil
 }
 
-// qcow2V3Header follows qcow2Header in version 3 images.
-type qcow2V3Header struct {
-	IncompatibleFeatures uint64
-	CompatibleFeatures   uint64
-	AutoclearFeatures    uint64
-	RefcountOrder        uint32
-	HeaderLength         uint32
+// bannedFormat names formats we recognise only to refuse: they are
+// unsafe or unsupported and must never reach qemu as something else.
+func bannedFormat(head []byte) string {
+	for _, b := range []struct{ magic, name string }{
+		{"QED\x00", "qed"},
+		{"LUKS\xba\xbe", "luks"},
+		{"WithoutFreeSpace", "parallels"},
+		{"WithouFreSpacExt", "parallels"},
+		{"Bochs Virtual HD Image", "bochs"},
+	} {
+		if bytes.HasPrefix(head, []byte(b.magic)) {
+			return b.name
+		}
+	}
+	return ""
 }
 
-const (
-	qcow2IncompatDirty        = 1 << 0
-	qcow2IncompatCorrupt      = 1 << 1
-	qcow2IncompatExternalData = 1 << 2
-	qcow2IncompatCompression  = 1 << 3
-	qcow2IncompatExtendedL2   = 1 << 4
-	qcow2IncompatKnown        = qcow2IncompatDirty | qcow2IncompatCorrupt | qcow2IncompatExternalData | qcow2IncompatCompression | qcow2IncompatExtendedL2
-)
+// readHeader reads n bytes at off, failing with ErrCorrupt when the file
+// is too short: headers are never zero-filled.
+func readHeader(r io.ReaderAt, size, off int64, n int, what string) ([]byte, error) {
+	if off < 0 || off > size || int64(n) > size-off {
+		return nil, fmt.Errorf("%w: the %s lies past the end of the file", ErrCorrupt, what)
+	}
+	buf := make([]byte, n)
+	if _, err := r.ReadAt(buf, off); err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == size) {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return buf, nil
+}
 
-func inspectQCOW2(r io.ReaderAt, size int64) (Report, error) {
-	var h qcow2Header
-	if err := binary.Read(io.NewSectionReader(r, 0, size), binary.BigEndian, &h); err != nil {
-		return Report{}, fmt.Errorf("%w: qcow2 header truncated", ErrCorrupt)
-	}
-	if h.Version != 2 && h.Version != 3 {
-		return Report{}, fmt.Errorf("%w: qcow2 version %d", ErrCorrupt, h.Version)
-	}
-	if h.ClusterBits < 9 || h.ClusterBits > 21 {
-		return Report{}, fmt.Errorf("%w: qcow2 cluster_bits %d out of range", ErrCorrupt, h.ClusterBits)
-	}
-	if h.BackingFileOffset != 0 {
-		return Report{}, fmt.Errorf("%w: qcow2 has a backing file", ErrUnsafe)
-	}
-	if h.CryptMethod != 0 {
-		return Report{}, fmt.Errorf("%w: qcow2 is encrypted", ErrUnsafe)
-	}
-	if h.Size > 1<<62 {
-		return Report{}, fmt.Errorf("%w: qcow2 virtual size %d is absurd", ErrCorrupt, h.Size)
-	}
-	if h.Version == 3 {
-		var h3 qcow2V3Header
-		sr := io.NewSectionReader(r, int64(binary.Size(h)), size-int64(binary.Size(h)))
-		if err := binary.Read(sr, binary.BigEndian, &h3); err != nil {
-			return Report{}, fmt.Errorf("%w: qcow2 v3 header truncated", ErrCorrupt)
-		}
-		if h3.IncompatibleFeatures&qcow2IncompatExternalData != 0 {
-			return Report{}, fmt.Errorf("%w: qcow2 has an external data file", ErrUnsafe)
-		}
-		if unknown := h3.IncompatibleFeatures &^ qcow2IncompatKnown; unknown != 0 {
-			return Report{}, fmt.Errorf("%w: qcow2 has unknown incompatible features %#x", ErrUnsafe, unknown)
-		}
-	}
-	l1End := h.L1TableOffset + uint64(h.L1Size)*8
-	if h.L1Size > 0 && (l1End < h.L1TableOffset || l1End > uint64(size)) {
-		return Report{}, fmt.Errorf("%w: qcow2 L1 table runs past the end of the file", ErrCorrupt)
-	}
-	return Report{Format: QCOW2, VirtualSize: int64(h.Size)}, nil
+// inFile reports whether [off, off+n) lies inside a file of size bytes,
+// without overflowing.
+func inFile(off, n, size int64) bool {
+	return off >= 0 && n >= 0 && off <= size && n <= size-off
 }

@@ -177,16 +177,29 @@ func TestTruncateDuringUpload(t *testing.T) {
 	checkActive(t, done, want)
 }
 
-func qcow2Header(backing bool) []byte {
-	h := make([]byte, 512)
+// qcow2Image is a minimal, empty qcow2 of 1 GiB (64 KiB clusters): the
+// header, a refcount table and block, and an L1 table of two entries, each
+// in its own cluster; with backing set, the header names a backing file.
+func qcow2Image(backing bool) []byte {
+	const cluster = 1 << 16
+	h := make([]byte, 4*cluster)
 	copy(h, "QFI\xfb")
 	binary.BigEndian.PutUint32(h[4:], 2)
 	if backing {
-		binary.BigEndian.PutUint64(h[8:], 200)
-		binary.BigEndian.PutUint32(h[16:], 8)
+		binary.BigEndian.PutUint64(h[8:], 200) // backing_file_offset
+		binary.BigEndian.PutUint32(h[16:], 8)  // backing_file_size
+		copy(h[200:], "base.img")
 	}
-	binary.BigEndian.PutUint32(h[20:], 16)
-	binary.BigEndian.PutUint64(h[24:], 1<<30)
+	binary.BigEndian.PutUint32(h[20:], 16)        // cluster_bits
+	binary.BigEndian.PutUint64(h[24:], 1<<30)     // size
+	binary.BigEndian.PutUint32(h[36:], 2)         // l1_size
+	binary.BigEndian.PutUint64(h[40:], 3*cluster) // l1_table_offset
+	binary.BigEndian.PutUint64(h[48:], cluster)   // refcount_table_offset
+	binary.BigEndian.PutUint32(h[56:], 1)         // refcount_table_clusters
+	binary.BigEndian.PutUint64(h[cluster:], 2*cluster)
+	for i := 0; i < 4; i++ { // every cluster is used once (16-bit refcounts)
+		binary.BigEndian.PutUint16(h[2*cluster+2*i:], 1)
+	}
 	return h
 }
 
@@ -195,7 +208,7 @@ func TestUnsafeUploadIsKilledAndLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	img := e.create(t, "evil.qcow2")
 	up, _ := e.svc.BeginUpload(ctx, admin, img.ID)
-	up.Write(qcow2Header(true))
+	up.Write(qcow2Image(true))
 	if _, err := up.Commit(ctx); err == nil {
 		t.Fatal("a qcow2 with a backing file was accepted")
 	}
@@ -222,7 +235,7 @@ func TestDeclaredFormatMustMatch(t *testing.T) {
 	}
 	good, _ := e.svc.Create(ctx, admin, CreateSpec{Name: "y", DiskFormat: "qcow2"})
 	up, _ = e.svc.BeginUpload(ctx, admin, good.ID)
-	up.Write(qcow2Header(false))
+	up.Write(qcow2Image(false))
 	done, err := up.Commit(ctx)
 	if err != nil || done.DiskFormat != "qcow2" || *done.VirtualSize != 1<<30 {
 		t.Fatalf("qcow2: %+v %v", done, err)

@@ -248,10 +248,10 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 	checksum, osHash := u.hash.sums()
 	return u.s.store.Update(ctx, u.id, func(img *meta.Image) error {
 		if !report.Matches(img.DiskFormat) {
-			return fmt.Errorf("%w: content is %s, but the image declares disk_format %s", convert.ErrUnsafe, report.Format, img.DiskFormat)
+			return fmt.Errorf("%w: content is %s, but the image declares disk_format %s", convert.ErrUnsafe, report.DiskFormat(), img.DiskFormat)
 		}
 		if img.DiskFormat == "" {
-			img.DiskFormat = report.Format
+			img.DiskFormat = report.DiskFormat()
 		}
 		if img.ContainerFormat == "" {
 			img.ContainerFormat = "bare"

@@ -22,6 +22,8 @@ func newApp() *cli.App {
 		Flags: globalConnectionFlags(),
 		Commands: append([]*cli.Command{
 			serveCommand(),
+			infoCommand(),
+			convertCommand(),
 		}, imageCommands()...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},
