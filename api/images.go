@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
@@ -119,9 +120,9 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, p lifecycle
 	for k, v := range body {
 		var err error
 		switch {
-		case contains(createDisallowed, k), contains(createReadOnly, k):
+		case slices.Contains(createDisallowed, k), slices.Contains(createReadOnly, k):
 			err = errorf(http.StatusForbidden, "Attribute '%s' is read-only.", k)
-		case contains(reservedKeys, k), strings.HasPrefix(k, "os_glance"):
+		case slices.Contains(reservedKeys, k), strings.HasPrefix(k, "os_glance"):
 			err = errorf(http.StatusForbidden, "Attribute '%s' is reserved.", k)
 		case k == "owner":
 			// Owners are projects; glimpse gives the image to the caller's.
@@ -227,15 +228,6 @@ func stringList(k string, v any) ([]string, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) showImage(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,12 +79,12 @@ func parseListQuery(v url.Values) (lifecycle.ListQuery, error) {
 	}
 	q.Sort = sort
 	if vis := v.Get("visibility"); vis != "" {
-		if vis != "all" && !contains(lifecycle.Visibilities, vis) {
+		if vis != "all" && !slices.Contains(lifecycle.Visibilities, vis) {
 			return q, errorf(http.StatusBadRequest, "Invalid visibility value: %s", vis)
 		}
 		q.Visibility = vis
 	}
-	if ms := v.Get("member_status"); ms != "" && !contains([]string{"pending", "accepted", "rejected", "all"}, ms) {
+	if ms := v.Get("member_status"); ms != "" && !slices.Contains([]string{"pending", "accepted", "rejected", "all"}, ms) {
 		return q, errorf(http.StatusBadRequest, "Invalid status value: %s", ms)
 	}
 	if h := v.Get("os_hidden"); h != "" {
@@ -110,7 +111,7 @@ func parseListQuery(v url.Values) (lifecycle.ListQuery, error) {
 		return q, errorf(http.StatusBadRequest, `The "changes-since" filter is no longer available on v2.`)
 	}
 	for key, vals := range v {
-		if contains(notFilters, key) {
+		if slices.Contains(notFilters, key) {
 			continue
 		}
 		if key == "protected" && vals[0] != "true" && vals[0] != "false" {
@@ -129,7 +130,7 @@ func parseListQuery(v url.Values) (lifecycle.ListQuery, error) {
 // it; other keys compare for equality.
 func parseFilter(key, val string) (lifecycle.Filter, error) {
 	switch {
-	case contains(inKeys, key):
+	case slices.Contains(inKeys, key):
 		op, rest, ok := strings.Cut(val, ":")
 		if !ok {
 			return lifecycle.Filter{Key: key, Op: "eq", Values: []string{val}}, nil
@@ -145,9 +146,9 @@ func parseFilter(key, val string) (lifecycle.Filter, error) {
 			return lifecycle.Filter{Key: key, Op: "in", Values: vals}, nil
 		}
 		return lifecycle.Filter{}, errorf(http.StatusBadRequest, "Unable to filter by unknown operator '%s'.", op)
-	case contains(timeKeys, key):
+	case slices.Contains(timeKeys, key):
 		op, rest := "eq", val
-		if o, r, ok := strings.Cut(val, ":"); ok && contains([]string{"gt", "gte", "lt", "lte", "neq", "eq"}, o) {
+		if o, r, ok := strings.Cut(val, ":"); ok && slices.Contains([]string{"gt", "gte", "lt", "lte", "neq", "eq"}, o) {
 			op, rest = o, r
 		}
 		f := lifecycle.Filter{Key: key, Op: op, Values: []string{rest}}
@@ -212,7 +213,7 @@ func parseSort(v url.Values) ([]lifecycle.SortKey, error) {
 			if d != "asc" && d != "desc" {
 				return nil, errorf(http.StatusBadRequest, "Invalid sort direction: %s", d)
 			}
-			if !contains(lifecycle.SortKeys, k) {
+			if !slices.Contains(lifecycle.SortKeys, k) {
 				return nil, errorf(http.StatusBadRequest, "Invalid sort key: %s. It must be one of the following: %s.", k, strings.Join(lifecycle.SortKeys, ", "))
 			}
 			out = append(out, lifecycle.SortKey{Key: k, Desc: d == "desc"})
@@ -232,7 +233,7 @@ func parseSort(v url.Values) ([]lifecycle.SortKey, error) {
 	}
 	out := make([]lifecycle.SortKey, 0, len(keys))
 	for i, k := range keys {
-		if !contains(lifecycle.SortKeys, k) {
+		if !slices.Contains(lifecycle.SortKeys, k) {
 			return nil, errorf(http.StatusBadRequest, "Invalid sort key: %s. It must be one of the following: %s.", k, strings.Join(lifecycle.SortKeys, ", "))
 		}
 		desc := true

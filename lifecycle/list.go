@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -118,7 +119,7 @@ func (s *Service) List(ctx context.Context, p Principal, q ListQuery) ([]*meta.I
 
 func completeSort(keys []SortKey) ([]SortKey, error) {
 	for _, k := range keys {
-		if !contains(SortKeys, k.Key) {
+		if !slices.Contains(SortKeys, k.Key) {
 			return nil, fmt.Errorf("%w: invalid sort key: %s", ErrInvalid, k.Key)
 		}
 	}
@@ -156,7 +157,7 @@ func (q *ListQuery) matches(p Principal, img *meta.Image) bool {
 		return false
 	}
 	for _, t := range q.Tags {
-		if !contains(img.Tags, t) {
+		if !slices.Contains(img.Tags, t) {
 			return false
 		}
 	}

@@ -14,13 +14,7 @@ import (
 // not have fails with ErrNoProperty, as does "remove" of one; "add" sets a
 // property whether or not it exists.
 func (s *Service) Patch(ctx context.Context, p Principal, id string, ops []Op) (*meta.Image, error) {
-	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
-			return ErrNotFound
-		}
-		if err := canModify(p, img); err != nil {
-			return err
-		}
+	return s.modify(ctx, p, id, func(img *meta.Image) error {
 		for _, op := range ops {
 			if op.Op == "replace" && !IsBaseKey(op.Key) && !readOnlyOrReserved(op.Key) {
 				if _, ok := img.Properties[op.Key]; !ok {
@@ -41,13 +35,7 @@ func readOnlyOrReserved(key string) bool {
 
 // AddTag adds tag to image id; adding a tag the image has succeeds.
 func (s *Service) AddTag(ctx context.Context, p Principal, id, tag string) (*meta.Image, error) {
-	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
-			return ErrNotFound
-		}
-		if err := canModify(p, img); err != nil {
-			return err
-		}
+	return s.modify(ctx, p, id, func(img *meta.Image) error {
 		return apply(img, Op{Op: "replace", Key: "tags", Value: append(append([]string(nil), img.Tags...), tag)}, p.Admin)
 	})
 }
@@ -55,13 +43,7 @@ func (s *Service) AddTag(ctx context.Context, p Principal, id, tag string) (*met
 // RemoveTag removes tag from image id; a tag the image lacks is
 // ErrNoProperty.
 func (s *Service) RemoveTag(ctx context.Context, p Principal, id, tag string) (*meta.Image, error) {
-	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
-			return ErrNotFound
-		}
-		if err := canModify(p, img); err != nil {
-			return err
-		}
+	return s.modify(ctx, p, id, func(img *meta.Image) error {
 		tags := []string{}
 		found := false
 		for _, t := range img.Tags {

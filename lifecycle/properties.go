@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -188,7 +189,7 @@ func apply(img *meta.Image, op Op, admin bool) error {
 		if err != nil {
 			return err
 		}
-		if !contains(Visibilities, s) {
+		if !slices.Contains(Visibilities, s) {
 			return fmt.Errorf("%w: visibility must be one of %s", ErrInvalid, strings.Join(Visibilities, ", "))
 		}
 		if s == "public" && !admin {
@@ -230,7 +231,7 @@ func apply(img *meta.Image, op Op, admin bool) error {
 		if key == "container_format" {
 			allowed = ContainerFormats
 		}
-		if s != "" && !contains(allowed, s) {
+		if s != "" && !slices.Contains(allowed, s) {
 			return fmt.Errorf("%w: %s must be one of %s", ErrInvalid, key, strings.Join(allowed, ", "))
 		}
 		if img.Status != meta.Queued {
@@ -353,13 +354,4 @@ func tagsValue(v any) ([]string, error) {
 		return nil, fmt.Errorf("%w: an image has at most %d tags", ErrTooLarge, MaxTags)
 	}
 	return out, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -13,13 +13,7 @@ import (
 // (admins only, as in Glance); any other move is refused with an error
 // wrapping meta.ErrIllegalMove and changes nothing.
 func (s *Service) Move(ctx context.Context, p Principal, id, name string, to meta.Status) (*meta.Image, error) {
-	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
-			return ErrNotFound
-		}
-		if err := canModify(p, img); err != nil {
-			return err
-		}
+	return s.modify(ctx, p, id, func(img *meta.Image) error {
 		from := img.Status
 		switch {
 		case from == to:

@@ -164,8 +164,10 @@ func canModify(p Principal, img *meta.Image) error {
 	return nil
 }
 
-// Update applies ops to image id atomically: all of them or none.
-func (s *Service) Update(ctx context.Context, p Principal, id string, ops []Op) (*meta.Image, error) {
+// modify runs fn on image id inside one registry update, once p is known
+// to see the image (else ErrNotFound) and to be allowed to change it
+// (admins and the owner; else ErrForbidden).
+func (s *Service) modify(ctx context.Context, p Principal, id string, fn func(*meta.Image) error) (*meta.Image, error) {
 	return s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
@@ -173,6 +175,13 @@ func (s *Service) Update(ctx context.Context, p Principal, id string, ops []Op) 
 		if err := canModify(p, img); err != nil {
 			return err
 		}
+		return fn(img)
+	})
+}
+
+// Update applies ops to image id atomically: all of them or none.
+func (s *Service) Update(ctx context.Context, p Principal, id string, ops []Op) (*meta.Image, error) {
+	return s.modify(ctx, p, id, func(img *meta.Image) error {
 		for _, op := range ops {
 			if err := apply(img, op, p.Admin); err != nil {
 				return err

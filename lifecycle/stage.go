@@ -17,13 +17,7 @@ func stageKey(id string) string { return "staging-" + id }
 // bytes beside queued image id and moves the image to uploading. The image
 // stays without content until Import.
 func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader) (*meta.Image, error) {
-	_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
-			return ErrNotFound
-		}
-		if err := canModify(p, img); err != nil {
-			return err
-		}
+	_, err := s.modify(ctx, p, id, func(img *meta.Image) error {
 		if img.Status != meta.Queued {
 			return fmt.Errorf("%w: image %s is %s; only a queued image can be staged", ErrConflict, id, img.Status)
 		}

@@ -38,13 +38,7 @@ type Upload struct {
 // BeginUpload moves queued image id to saving and opens its content for
 // writing. Only one upload per image runs at a time.
 func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upload, error) {
-	_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
-			return ErrNotFound
-		}
-		if err := canModify(p, img); err != nil {
-			return err
-		}
+	_, err := s.modify(ctx, p, id, func(img *meta.Image) error {
 		if img.Status != meta.Queued {
 			return fmt.Errorf("%w: image %s is %s; only a queued image takes data", ErrConflict, id, img.Status)
 		}
