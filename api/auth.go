@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,9 +12,20 @@ import (
 	"github.com/glimpse-project/glimpse/lifecycle"
 )
 
-// tokens maps auth tokens to principals (--auth-tokens).
+// tokens maps auth tokens to principals (--auth-tokens). It is keyed by
+// the tokens' SHA-256, so a lookup's timing depends on a hash of what the
+// client sent, never on how much of a real token it guessed, and the
+// tokens themselves are not kept in memory.
 type tokens struct {
-	byToken map[string]lifecycle.Principal
+	byToken map[[sha256.Size]byte]lifecycle.Principal
+}
+
+func (t *tokens) lookup(tok string) (lifecycle.Principal, bool) {
+	if tok == "" {
+		return lifecycle.Principal{}, false
+	}
+	p, ok := t.byToken[sha256.Sum256([]byte(tok))]
+	return p, ok
 }
 
 type tokenFile struct {
@@ -32,7 +44,7 @@ func loadTokens(path string) (*tokens, error) {
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	t := &tokens{byToken: map[string]lifecycle.Principal{}}
+	t := &tokens{byToken: map[[sha256.Size]byte]lifecycle.Principal{}}
 	for tok, e := range f.Tokens {
 		if tok == "" || e.Project == "" {
 			return nil, fmt.Errorf("%s: every token needs a project", path)
@@ -43,7 +55,7 @@ func loadTokens(path string) (*tokens, error) {
 			}
 		}
 		admin := slices.Contains(e.Roles, "admin")
-		t.byToken[tok] = lifecycle.Principal{
+		t.byToken[sha256.Sum256([]byte(tok))] = lifecycle.Principal{
 			Project:  e.Project,
 			Admin:    admin,
 			ReadOnly: !admin && !slices.Contains(e.Roles, "member"),
@@ -63,11 +75,11 @@ func (s *Server) principal(r *http.Request) (lifecycle.Principal, error) {
 		return noAuthPrincipal, nil
 	}
 	tok := r.Header.Get("X-Auth-Token")
-	if p, ok := s.auth.byToken[tok]; ok && tok != "" {
+	if p, ok := s.auth.lookup(tok); ok {
 		return p, nil
 	}
 	if dec, err := url.PathUnescape(tok); err == nil {
-		if p, ok := s.auth.byToken[dec]; ok && dec != "" {
+		if p, ok := s.auth.lookup(dec); ok {
 			return p, nil
 		}
 	}

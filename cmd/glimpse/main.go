@@ -31,12 +31,28 @@ func newApp() *cli.App {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := signalContext()
 	if err := newApp().RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "glimpse: %v\n", err)
 		os.Exit(exitCode(err))
 	}
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM, which lets the
+// daemon shut down cleanly; a second one exits at once (the registry is
+// crash-safe, and the next start recovers as after a crash).
+func signalContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "glimpse: second signal, exiting now")
+		os.Exit(130)
+	}()
+	return ctx
 }
 
 // exitCode maps an error to the process exit status: 1 for every failure,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,9 @@ type serveOptions struct {
 	fsProject    string
 	maxImageSize int64
 	allowOther   bool
+	uid, gid     int
+	tlsCert      string
+	tlsKey       string
 	debugFUSE    bool
 	logLevel     string
 	authTokens   string
@@ -55,6 +59,10 @@ func serveCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.StringFlag{Name: "auth-tokens", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
 			&cli.BoolFlag{Name: "web-download-allow-private", Usage: "let web-download imports fetch from loopback, private and link-local addresses", Destination: &o.allowPrivate},
+			&cli.IntFlag{Name: "uid", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
+			&cli.IntFlag{Name: "gid", Usage: "group of the files in the mount (default: the daemon's)", Value: os.Getgid(), Destination: &o.gid},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve REST over TLS with this certificate (PEM)", Destination: &o.tlsCert, EnvVars: []string{"GLIMPSE_TLS_CERT"}},
+			&cli.StringFlag{Name: "tls-key", Usage: "the TLS certificate's private key (PEM)", Destination: &o.tlsKey, EnvVars: []string{"GLIMPSE_TLS_KEY"}},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount (with default_permissions)", Destination: &o.allowOther},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request", Destination: &o.debugFUSE},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", Destination: &o.logLevel, EnvVars: []string{"GLIMPSE_LOG_LEVEL"}},
@@ -86,6 +94,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	}
 	if o.mount == "" && o.listen == "" {
 		return errors.New("nothing to serve: both --mount and --listen are empty")
 	}
@@ -137,7 +153,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("--listen: %w", err)
 		}
 		httpSrv = &http.Server{Handler: rest, ReadHeaderTimeout: 30 * time.Second}
-		go func() { httpDone <- httpSrv.Serve(ln) }()
+		if o.tlsCert != "" {
+			go func() { httpDone <- httpSrv.ServeTLS(ln, o.tlsCert, o.tlsKey) }()
+		} else {
+			go func() { httpDone <- httpSrv.Serve(ln) }()
+		}
 		log.Info("REST listener up", "addr", ln.Addr().String())
 	}
 
@@ -146,8 +166,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.mount != "" {
 		mnt, err = fs.Mount(o.mount, svc, fs.Options{
 			Principal:  lifecycle.Principal{Project: o.fsProject, Admin: o.fsProject == "admin"},
-			UID:        uint32(os.Getuid()),
-			GID:        uint32(os.Getgid()),
+			UID:        uint32(o.uid),
+			GID:        uint32(o.gid),
 			AllowOther: o.allowOther,
 			StatfsDir:  data,
 			Logger:     log,
