@@ -95,7 +95,7 @@ func newMinio(bin, root string) (*minioServer, error) {
 }
 
 // start runs the server (again, on the same address and data) and waits
-// until its liveness endpoint answers 200, for at most 60 s.
+// until it is ready (polled, for at most 60 s).
 func (m *minioServer) start() error {
 	console, err := freeAddr()
 	if err != nil {
@@ -128,17 +128,32 @@ func (m *minioServer) start() error {
 			return fmt.Errorf("minio exited during startup:\n%s", out)
 		default:
 		}
-		resp, err := client.Get("http://" + m.addr + "/minio/health/live")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if m.ready(client) {
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	m.kill()
 	return errors.New("minio not healthy after 60 s")
+}
+
+// ready tells whether the server serves S3 requests. The health endpoints
+// answer 200 a moment before the object layer is up (which answers 503
+// "Server not initialized yet"), so an anonymous GET / must also get past
+// that (to 403 Access Denied).
+func (m *minioServer) ready(client *http.Client) bool {
+	for _, path := range []string{"/minio/health/cluster", "/"} {
+		resp, err := client.Get("http://" + m.addr + path)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		if path != "/" && resp.StatusCode != http.StatusOK ||
+			resp.StatusCode == http.StatusServiceUnavailable {
+			return false
+		}
+	}
+	return true
 }
 
 // kill stops the server at once (SIGKILL, as a crash would) and waits.

@@ -215,14 +215,20 @@ func (s *S3) List(ctx context.Context, fn func(backend.Info) error) error {
 }
 
 // AbortIncomplete implements backend.Backend: it aborts every multipart
-// upload under the prefix. Called at startup, before this process starts
-// any upload, so every one it finds was left by an earlier process.
+// upload of a key of this store (a direct child of the prefix). Called at
+// startup, before this process starts any upload, so every one it finds was
+// left by an earlier process, or by another process writing to the same
+// bucket and prefix, which is not supported.
+//
+// MinIO lists multipart uploads only for an empty prefix or one exact
+// object name, so this lists the whole bucket's uploads and filters.
 func (s *S3) AbortIncomplete(ctx context.Context) error {
-	type upload struct{ key, id string }
+	type upload struct{ obj, id string }
 	var uploads []upload
 	lctx, cancel := context.WithCancel(ctx)
 	var listErr error
-	for u := range s.client.ListIncompleteUploads(lctx, s.cfg.Bucket, s.listPrefix(), true) {
+	prefix := s.listPrefix()
+	for u := range s.client.ListIncompleteUploads(lctx, s.cfg.Bucket, "", true) {
 		if u.Err != nil {
 			if listErr == nil {
 				listErr = u.Err
@@ -230,17 +236,21 @@ func (s *S3) AbortIncomplete(ctx context.Context) error {
 			cancel() // and drain, so minio-go's goroutine ends
 			continue
 		}
+		key, ok := strings.CutPrefix(u.Key, prefix)
+		if !ok || key == "" || strings.Contains(key, "/") {
+			continue
+		}
 		uploads = append(uploads, upload{u.Key, u.UploadID})
 	}
 	cancel()
 	if listErr != nil {
-		return fmt.Errorf("s3 store: list incomplete uploads: %w", listErr)
+		return fmt.Errorf("s3 store: list incomplete uploads in %s: %w", s.cfg.Bucket, listErr)
 	}
 	var errs []error
 	for _, u := range uploads {
-		err := s.core.AbortMultipartUpload(ctx, s.cfg.Bucket, u.key, u.id)
+		err := s.core.AbortMultipartUpload(ctx, s.cfg.Bucket, u.obj, u.id)
 		if err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
-			errs = append(errs, fmt.Errorf("s3 store: abort upload %s of %s: %w", u.id, u.key, err))
+			errs = append(errs, fmt.Errorf("s3 store: abort upload %s of %s: %w", u.id, u.obj, err))
 		}
 	}
 	return errors.Join(errs...)
