@@ -55,6 +55,16 @@ type Config struct {
 	// NumThreads is how many parts of one upload are sent at once
 	// (DefaultNumThreads when 0).
 	NumThreads uint
+	// ReadBlockSize is the unit of ranged GETs and of the read cache
+	// (blockcache.DefaultBlockSize, 4 MiB, when 0). ReadCacheSize bounds
+	// the cached bytes of all readers of the store together
+	// (blockcache.DefaultSize, 64 MiB, when 0). ReadAhead is how many
+	// blocks a sequential reader has fetched ahead (8 when 0, none when
+	// negative; at most half the cache).
+	ReadBlockSize int64
+	ReadCacheSize int64
+	ReadAhead     int
+
 	// MaxRetries is how often minio-go retries a failed request (its
 	// default, 10, when 0; 1 disables retries).
 	MaxRetries int

@@ -7,8 +7,10 @@
 // Config.PartSize sent Config.NumThreads at a time, so one writer never
 // holds more than about (NumThreads+1)*PartSize bytes. An aborted or failed
 // upload aborts its multipart upload; one that a crash left behind is
-// removed by AbortIncomplete. Reads are ranged GETs pinned to the ETag seen
-// at Open, so a reader never mixes two versions of a replaced object.
+// removed by AbortIncomplete. Reads are ranged GETs of whole blocks pinned
+// to the ETag seen at Open, so a reader never mixes two versions of a
+// replaced object; the blocks sit in a bounded cache shared by all readers,
+// and a sequential reader has the next blocks fetched ahead (blockcache).
 //
 // Keys are flat: one path element, no "/" (the lifecycle's image ids).
 package s3
@@ -26,6 +28,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/backend/blockcache"
 )
 
 // S3 is a backend.Backend on one bucket and prefix.
@@ -33,6 +36,7 @@ type S3 struct {
 	cfg    Config
 	client *minio.Client
 	core   minio.Core
+	cache  *blockcache.Cache // shared by all readers
 
 	// ctx is cancelled by Close: it stops every upload and read in flight.
 	ctx    context.Context
@@ -95,7 +99,12 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 		}
 	}
 	bctx, cancel := context.WithCancel(context.Background())
-	return &S3{cfg: cfg, client: client, core: minio.Core{Client: client}, ctx: bctx, cancel: cancel}, nil
+	cache := blockcache.New(blockcache.Config{
+		BlockSize: cfg.ReadBlockSize,
+		Size:      cfg.ReadCacheSize,
+		ReadAhead: cfg.ReadAhead,
+	})
+	return &S3{cfg: cfg, client: client, core: minio.Core{Client: client}, cache: cache, ctx: bctx, cancel: cancel}, nil
 }
 
 // Client is the underlying minio-go client, for tests and benchmarks that
