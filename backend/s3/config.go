@@ -13,11 +13,15 @@ import (
 // Defaults for the streaming upload. A writer holds at most one part of its
 // own plus NumThreads parts inside minio-go (ConcurrentStreamParts), so with
 // these values one large upload needs about 80 MiB, not the 512 MiB parts
-// minio-go picks for an unknown size by default.
+// minio-go picks for an unknown size by default. Past MaxParallelUploads
+// such uploads, a writer sends one part at a time (2 parts of memory).
 const (
 	DefaultPartSize   = 16 << 20
 	DefaultNumThreads = 4
-	minPartSize       = 5 << 20 // S3's smallest part but the last
+	// DefaultMaxParallelUploads: 4 uploads with 4 parts of 16 MiB in
+	// flight hold 256 MiB.
+	DefaultMaxParallelUploads = 4
+	minPartSize               = 5 << 20 // S3's smallest part but the last
 )
 
 // Config says where the objects live and how to reach the server.
@@ -65,6 +69,14 @@ type Config struct {
 	ReadCacheSize int64
 	ReadAhead     int
 
+	// MaxParallelUploads bounds how many uploads of the store send
+	// NumThreads parts at once (DefaultMaxParallelUploads when 0). Each
+	// holds NumThreads part buffers; an upload that finds no slot free
+	// sends its parts one at a time with a single buffer. So uploads
+	// together hold at most MaxParallelUploads*NumThreads*PartSize plus
+	// 2*PartSize per other writer.
+	MaxParallelUploads int
+
 	// MaxRetries is how often minio-go retries a failed request (its
 	// default, 10, when 0; 1 disables retries).
 	MaxRetries int
@@ -82,6 +94,13 @@ func (c Config) numThreads() uint {
 		return DefaultNumThreads
 	}
 	return c.NumThreads
+}
+
+func (c Config) maxParallelUploads() int {
+	if c.MaxParallelUploads <= 0 {
+		return DefaultMaxParallelUploads
+	}
+	return c.MaxParallelUploads
 }
 
 func (c Config) validate() error {

@@ -43,6 +43,8 @@ type S3 struct {
 	cancel context.CancelFunc
 	// uploads counts the upload goroutines, so Close can wait for them.
 	uploads sync.WaitGroup
+	// parallel holds a token per upload that sends several parts at once.
+	parallel chan struct{}
 }
 
 var _ backend.Backend = (*S3)(nil)
@@ -104,7 +106,8 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 		Size:      cfg.ReadCacheSize,
 		ReadAhead: cfg.ReadAhead,
 	})
-	return &S3{cfg: cfg, client: client, core: minio.Core{Client: client}, cache: cache, ctx: bctx, cancel: cancel}, nil
+	return &S3{cfg: cfg, client: client, core: minio.Core{Client: client}, cache: cache, ctx: bctx, cancel: cancel,
+		parallel: make(chan struct{}, cfg.maxParallelUploads())}, nil
 }
 
 // Client is the underlying minio-go client, for tests and benchmarks that

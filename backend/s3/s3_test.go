@@ -202,3 +202,32 @@ func TestInvalidKeys(t *testing.T) {
 		}
 	}
 }
+
+// More large uploads than parallel slots: the others send one part at a
+// time, and all arrive intact.
+func TestParallelUploadSlots(t *testing.T) {
+	cfg := config(sharedMinio(t))
+	cfg.MaxParallelUploads = 1
+	s := open(t, cfg)
+	ctx := context.Background()
+	const n = 3
+	datas := make([][]byte, n)
+	errs := make(chan error, n)
+	for i := range datas {
+		datas[i] = bytes.Repeat([]byte{byte('a' + i)}, 2*testPart+i)
+		go func(i int) {
+			errs <- backendtest.Put(ctx, s, fmt.Sprintf("u%d", i), datas[i])
+		}(i)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range datas {
+		got, err := backendtest.Get(ctx, s, fmt.Sprintf("u%d", i))
+		if err != nil || !bytes.Equal(got, datas[i]) {
+			t.Fatalf("u%d: %v, content equal %v", i, err, bytes.Equal(got, datas[i]))
+		}
+	}
+}

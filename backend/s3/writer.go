@@ -77,15 +77,26 @@ func (w *writer) start() {
 	w.pw, w.cancel, w.done = pw, cancel, make(chan struct{})
 	src := io.MultiReader(bytes.NewReader(w.head), pr)
 	w.head = nil
+	opts := w.opts()
+	select {
+	case w.s.parallel <- struct{}{}:
+	default:
+		// Enough uploads run in parallel already: this one sends a
+		// part at a time, with one buffer.
+		opts.NumThreads, opts.ConcurrentStreamParts = 1, false
+	}
 	w.s.uploads.Add(1)
 	go func() {
 		defer w.s.uploads.Done()
 		defer close(w.done)
 		defer stop()
+		if opts.ConcurrentStreamParts {
+			defer func() { <-w.s.parallel }()
+		}
 		// minio-go aborts the multipart upload itself when this fails,
 		// with a context of its own, so an abort still goes out after
 		// ctx is cancelled.
-		_, err := w.s.client.PutObject(ctx, w.s.cfg.Bucket, w.obj, src, -1, w.opts())
+		_, err := w.s.client.PutObject(ctx, w.s.cfg.Bucket, w.obj, src, -1, opts)
 		w.err = err
 		// A Write blocked on the pipe, or any later one, gets the error.
 		pr.CloseWithError(err)
