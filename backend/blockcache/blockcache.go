@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Defaults for a zero Config field.
@@ -44,11 +46,26 @@ type Config struct {
 	ReadAhead int
 	// Fetchers bounds the readahead fetches in flight across all readers.
 	Fetchers int
+	// StreamBlockTimeout ends a stream (see Reader.SetStream) that takes
+	// longer than this to deliver one block; the reader then fetches the
+	// block itself. 30 s when 0.
+	StreamBlockTimeout time.Duration
 }
 
 // FetchFunc fills p with the object's bytes at off; the range never runs
 // past the object's end. It must be safe for concurrent use.
 type FetchFunc func(ctx context.Context, p []byte, off int64) error
+
+// StreamFunc opens the object's bytes from off to its end, for a
+// sequential reader: one long GET instead of one per block. Optional.
+type StreamFunc func(ctx context.Context, off int64) (io.ReadCloser, error)
+
+// errStreamStopped marks a block that a stream was loading when it
+// stopped: whoever waits for it fetches it again instead of failing.
+var errStreamStopped = errors.New("blockcache: stream stopped")
+
+// streamIdle ends a stream whose reader has not moved for this long.
+const streamIdle = 30 * time.Second
 
 // Cache is a block cache shared by the readers of one store.
 type Cache struct {
@@ -88,6 +105,9 @@ func New(cfg Config) *Cache {
 	if cfg.Fetchers <= 0 {
 		cfg.Fetchers = DefaultFetchers
 	}
+	if cfg.StreamBlockTimeout <= 0 {
+		cfg.StreamBlockTimeout = 30 * time.Second
+	}
 	// Blocks fetched ahead must not push out the ones being read before
 	// their reader gets to them: keep the window within half the cache.
 	if limit := int(cfg.Size / 2 / cfg.BlockSize); cfg.ReadAhead > limit {
@@ -126,16 +146,84 @@ type Reader struct {
 	size  int64
 	fetch FetchFunc
 
+	open StreamFunc // nil: readahead fetches block by block
+
 	mu     sync.Mutex
 	next   int64 // where a sequential reader reads next
 	streak int   // sequential reads in a row
+	st     *stream
 }
+
+// stream is one long GET feeding blocks into the cache ahead of a
+// sequential reader, never more than the readahead window ahead of it.
+type stream struct {
+	cancel context.CancelFunc
+	next   atomic.Int64 // block it reads now
+	limit  atomic.Int64 // it may read blocks below this
+	poke   chan struct{}
+	done   chan struct{}
+
+	mu     sync.Mutex
+	owned  map[int64]*block // registered as loading, for the stream to fill
+	regEnd int64            // blocks below this were offered to owned
+	closed bool             // no more registering
+}
+
+// claim registers the blocks below limit that nobody has as loading by the
+// stream, so that a reader needing one waits for the stream instead of
+// fetching it a second time.
+func (st *stream) claim(r *Reader, limit int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return
+	}
+	for idx := max(st.regEnd, st.next.Load()); idx < limit; idx++ {
+		if b, loading := r.c.lookup(r.id, idx); loading {
+			st.owned[idx] = b
+		}
+	}
+	st.regEnd = max(st.regEnd, limit)
+}
+
+// take removes block idx from the stream's claims.
+func (st *stream) take(idx int64) *block {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	b := st.owned[idx]
+	delete(st.owned, idx)
+	return b
+}
+
+// release gives up the blocks still claimed: their waiters fetch them.
+func (st *stream) release(c *Cache) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closed = true
+	for idx, b := range st.owned {
+		c.fail(b, errStreamStopped)
+		delete(st.owned, idx)
+	}
+}
+
+// SetStream makes sequential readahead use one long GET (open) instead of
+// a GET per block. Call it before the first ReadAt.
+func (r *Reader) SetStream(open StreamFunc) { r.open = open }
 
 // Size is the object's length.
 func (r *Reader) Size() int64 { return r.size }
 
-// Close implements io.Closer. Cached blocks stay for other readers.
-func (r *Reader) Close() error { return nil }
+// Close implements io.Closer: it stops the reader's stream. Cached blocks
+// stay for other readers.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.st != nil {
+		r.st.cancel()
+		r.st = nil
+	}
+	return nil
+}
 
 // ReadAt implements io.ReaderAt: a read past the end is short with io.EOF.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
@@ -209,9 +297,102 @@ func (r *Reader) readahead(off, end int64) {
 	}
 	ahead := int64(min(r.c.cfg.ReadAhead, 1<<min(streak-1, 20)))
 	last := (r.size - 1) / bs
+	if r.open != nil {
+		r.streamAhead((end-1)/bs, ahead, last)
+		return
+	}
 	for idx := (end-1)/bs + 1; idx <= min(last, (end-1)/bs+ahead); idx++ {
 		if !r.c.prefetch(r.ctx, r.id, idx, r.blockLen(idx), r.fetch) {
 			break // no fetcher free: the window is busy enough
+		}
+	}
+}
+
+// streamAhead lets the reader's stream run to ahead blocks past block cur,
+// starting a stream if there is none or it fell behind the reader.
+func (r *Reader) streamAhead(cur, ahead, last int64) {
+	if cur >= last {
+		return
+	}
+	ahead = max(ahead, int64(r.c.cfg.ReadAhead)) // one GET: use the window
+	limit := min(last+1, cur+1+ahead)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.st
+	if st != nil && (isDone(st.done) || st.next.Load()+ahead < cur) {
+		st.cancel() // ended, or the reader left it far behind
+		st = nil
+	}
+	if st == nil {
+		ctx, cancel := context.WithCancel(r.ctx)
+		st = &stream{cancel: cancel, poke: make(chan struct{}, 1), done: make(chan struct{}), owned: make(map[int64]*block)}
+		st.next.Store(cur + 1)
+		r.st = st
+		go r.runStream(ctx, st, cur+1, last)
+	}
+	st.claim(r, limit)
+	st.limit.Store(limit)
+	select {
+	case st.poke <- struct{}{}:
+	default:
+	}
+}
+
+func isDone(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// runStream reads blocks first..last from one GET into the cache, pausing
+// whenever it reaches the limit the reader sets.
+func (r *Reader) runStream(ctx context.Context, st *stream, first, last int64) {
+	defer close(st.done)
+	defer st.release(r.c)
+	defer st.cancel()
+	bs := r.c.cfg.BlockSize
+	body, err := r.open(ctx, first*bs)
+	if err != nil {
+		return // the reader's own fetches will report the error
+	}
+	defer body.Close()
+	idle := time.NewTimer(streamIdle)
+	defer idle.Stop()
+	for idx := first; idx <= last; idx++ {
+		st.next.Store(idx)
+		for idx >= st.limit.Load() {
+			idle.Reset(streamIdle)
+			select {
+			case <-st.poke:
+			case <-ctx.Done():
+				return
+			case <-idle.C:
+				return
+			}
+		}
+		n := r.blockLen(idx)
+		b := st.take(idx)
+		if b == nil {
+			// Someone else's (cached or being fetched): skip its bytes.
+			if _, err := io.CopyN(io.Discard, body, n); err != nil {
+				return
+			}
+			continue
+		}
+		// A stalled body is cut by cancelling the stream's request.
+		stall := time.AfterFunc(r.c.cfg.StreamBlockTimeout, st.cancel)
+		r.c.load(b, n, func(p []byte) error {
+			if _, err := io.ReadFull(body, p); err != nil {
+				return fmt.Errorf("%w: %w", errStreamStopped, err)
+			}
+			return nil
+		})
+		stall.Stop()
+		if b.err != nil {
+			return
 		}
 	}
 }
@@ -241,19 +422,24 @@ func (c *Cache) uncachedRun(id string, pos, end, bs int64) int64 {
 // get returns block idx of object id, fetching it unless it is cached or
 // being fetched.
 func (c *Cache) get(ctx context.Context, id string, idx, n int64, fetch FetchFunc) ([]byte, error) {
-	b, loading := c.lookup(id, idx)
-	if loading {
-		c.load(ctx, b, idx, n, fetch)
+	for {
+		b, loading := c.lookup(id, idx)
+		if loading {
+			c.load(b, n, func(p []byte) error { return fetch(ctx, p, idx*c.cfg.BlockSize) })
+		}
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if errors.Is(b.err, errStreamStopped) {
+			continue // a stream gave up on it: fetch it ourselves
+		}
+		if b.err != nil {
+			return nil, b.err
+		}
+		return b.data, nil
 	}
-	select {
-	case <-b.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if b.err != nil {
-		return nil, b.err
-	}
-	return b.data, nil
 }
 
 // prefetch starts fetching block idx in the background if it is neither
@@ -278,7 +464,7 @@ func (c *Cache) prefetch(ctx context.Context, id string, idx, n int64, fetch Fet
 	}
 	go func() {
 		defer func() { <-c.fetchers }()
-		c.load(ctx, b, idx, n, fetch)
+		c.load(b, n, func(p []byte) error { return fetch(ctx, p, idx*c.cfg.BlockSize) })
 	}()
 	return true
 }
@@ -300,11 +486,20 @@ func (c *Cache) lookup(id string, idx int64) (b *block, loading bool) {
 	return b, true
 }
 
+// fail publishes err for a loading block and forgets it.
+func (c *Cache) fail(b *block, err error) {
+	c.mu.Lock()
+	b.err = err
+	delete(c.blocks, b.key)
+	c.mu.Unlock()
+	close(b.done)
+}
+
 // load fetches b and publishes the result; a failed block is forgotten so
 // that the next read tries again.
-func (c *Cache) load(ctx context.Context, b *block, idx, n int64, fetch FetchFunc) {
+func (c *Cache) load(b *block, n int64, fill func([]byte) error) {
 	data := make([]byte, n)
-	err := fetch(ctx, data, idx*c.cfg.BlockSize)
+	err := fill(data)
 	c.mu.Lock()
 	if err != nil {
 		b.err = err

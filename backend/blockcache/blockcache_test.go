@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/glimpse-project/glimpse/backend/blockcache"
 )
@@ -158,5 +159,99 @@ func TestConcurrentReaders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// stream serves the source from off to the end, counting opens; failAfter
+// (if > 0) cuts the body after that many bytes.
+func (s *source) stream(opens *atomic.Int64, failAfter int64) blockcache.StreamFunc {
+	return func(ctx context.Context, off int64) (io.ReadCloser, error) {
+		opens.Add(1)
+		var rd io.Reader = bytes.NewReader(s.data[off:])
+		if failAfter > 0 {
+			rd = io.MultiReader(io.LimitReader(rd, failAfter), iotest.ErrReader(errors.New("connection reset")))
+		}
+		return io.NopCloser(rd), nil
+	}
+}
+
+func readSequential(t *testing.T, r io.ReaderAt, size int64) []byte {
+	t.Helper()
+	var got bytes.Buffer
+	if _, err := io.CopyBuffer(struct{ io.Writer }{&got}, io.NewSectionReader(r, 0, size), make([]byte, 128<<10)); err != nil {
+		t.Fatal(err)
+	}
+	return got.Bytes()
+}
+
+// A sequential reader with a stream is fed by one long GET, not a GET per
+// block.
+func TestStream(t *testing.T) {
+	src := newSource(t, 8<<20+77)
+	c := blockcache.New(blockcache.Config{BlockSize: 256 << 10, Size: 4 << 20, ReadAhead: 4})
+	r := c.Reader(context.Background(), "obj", int64(len(src.data)), src.fetch)
+	var opens atomic.Int64
+	r.SetStream(src.stream(&opens, 0))
+	defer r.Close()
+	if got := readSequential(t, r, r.Size()); !bytes.Equal(got, src.data) {
+		t.Fatal("content differs")
+	}
+	// Block 0 and perhaps one more come before the stream starts.
+	if o, f := opens.Load(), src.fetches.Load(); o > 2 || f > 4 {
+		t.Fatalf("%d streams and %d block fetches for 33 blocks", o, f)
+	}
+	if used := c.Used(); used > 4<<20 {
+		t.Fatalf("cache holds %d bytes, bound is %d", used, 4<<20)
+	}
+}
+
+// A stream that breaks mid-way costs nothing but speed: the reader fetches
+// the blocks itself (or starts another stream).
+func TestStreamBreaks(t *testing.T) {
+	src := newSource(t, 4<<20)
+	c := blockcache.New(blockcache.Config{BlockSize: 64 << 10, Size: 2 << 20, ReadAhead: 8})
+	r := c.Reader(context.Background(), "obj", int64(len(src.data)), src.fetch)
+	var opens atomic.Int64
+	r.SetStream(src.stream(&opens, 100_000))
+	defer r.Close()
+	if got := readSequential(t, r, r.Size()); !bytes.Equal(got, src.data) {
+		t.Fatal("content differs")
+	}
+	t.Logf("%d streams, %d block fetches", opens.Load(), src.fetches.Load())
+}
+
+// stallBody delivers limit bytes, then blocks until its context ends.
+type stallBody struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		<-b.ctx.Done()
+		return 0, b.ctx.Err()
+	}
+	return n, err
+}
+
+func (b *stallBody) Close() error { return nil }
+
+// A stream that stalls is cut after StreamBlockTimeout and the reader
+// fetches the blocks itself.
+func TestStreamStalls(t *testing.T) {
+	src := newSource(t, 2<<20)
+	c := blockcache.New(blockcache.Config{BlockSize: 64 << 10, Size: 1 << 20, ReadAhead: 4, StreamBlockTimeout: 50 * time.Millisecond})
+	r := c.Reader(context.Background(), "obj", int64(len(src.data)), src.fetch)
+	r.SetStream(func(ctx context.Context, off int64) (io.ReadCloser, error) {
+		return &stallBody{ctx, bytes.NewReader(src.data[off : off+100_000])}, nil
+	})
+	defer r.Close()
+	start := time.Now()
+	if got := readSequential(t, r, r.Size()); !bytes.Equal(got, src.data) {
+		t.Fatal("content differs")
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("read took %v", d)
 	}
 }

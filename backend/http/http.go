@@ -80,14 +80,17 @@ func Open(cfg Config) (*HTTP, error) {
 		}
 		h.base = u
 	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
 	if h.client == nil {
-		timeout := cfg.Timeout
-		if timeout == 0 {
-			timeout = 30 * time.Second
-		}
 		h.client = &nethttp.Client{Timeout: timeout}
 	}
-	h.cache = blockcache.New(blockcache.Config{BlockSize: cfg.ReadBlockSize, Size: cfg.ReadCacheSize, ReadAhead: cfg.ReadAhead})
+	h.cache = blockcache.New(blockcache.Config{
+		BlockSize: cfg.ReadBlockSize, Size: cfg.ReadCacheSize, ReadAhead: cfg.ReadAhead,
+		StreamBlockTimeout: timeout,
+	})
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h, nil
 }
@@ -181,7 +184,42 @@ func (h *HTTP) Open(ctx context.Context, key string) (backend.Reader, error) {
 	rd := &reader{h: h, key: key, remote: r}
 	id := r.url + "\x00" + r.etag + "\x00" + r.lastModified + "\x00" + strconv.FormatInt(r.size, 10)
 	rd.Reader = h.cache.Reader(h.ctx, id, r.size, rd.get)
+	rd.Reader.SetStream(rd.stream)
 	return rd, nil
+}
+
+// stream opens the object from off to its end (a blockcache.StreamFunc).
+func (r *reader) stream(ctx context.Context, off int64) (io.ReadCloser, error) {
+	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, r.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	r.condition(req)
+	// The client's Timeout would cut a long stream: use a client without
+	// it (same transport). The cache cuts a stream that stalls for
+	// Config.Timeout on one block, and the reader fetches it itself.
+	client := *r.h.client
+	client.Timeout = 0
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != nethttp.StatusPartialContent ||
+		!strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", off)) {
+		resp.Body.Close()
+		return nil, statusError(r.key, resp, nethttp.StatusPartialContent)
+	}
+	return resp.Body, nil
+}
+
+// condition makes req fail (412) if the object changed since Open.
+func (r *reader) condition(req *nethttp.Request) {
+	if r.etag != "" {
+		req.Header.Set("If-Match", r.etag)
+	} else if r.lastModified != "" {
+		req.Header.Set("If-Unmodified-Since", r.lastModified)
+	}
 }
 
 type reader struct {
@@ -199,11 +237,7 @@ func (r *reader) get(ctx context.Context, p []byte, off int64) error {
 	}
 	end := off + int64(len(p)) - 1
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end))
-	if r.etag != "" {
-		req.Header.Set("If-Match", r.etag)
-	} else if r.lastModified != "" {
-		req.Header.Set("If-Unmodified-Since", r.lastModified)
-	}
+	r.condition(req)
 	resp, err := r.h.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("http store: read %s: %w", r.key, err)

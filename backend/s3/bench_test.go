@@ -127,22 +127,45 @@ func BenchmarkGet(b *testing.B) {
 		b.Fatal(err)
 	}
 	buf := make([]byte, 128<<10) // the kernel's FUSE read size
-	b.Run("store", func(b *testing.B) {
-		b.SetBytes(benchSize)
-		runtime.GC()
-		stop := peakHeap()
-		for i := 0; i < b.N; i++ {
-			r, err := s.Open(ctx, "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, io.NewSectionReader(r, 0, r.Size()), buf); err != nil {
-				b.Fatal(err)
-			}
-			r.Close()
+	for _, v := range []struct {
+		name            string
+		block           int64
+		ahead, fetchers int
+	}{
+		{"store", 0, 0, 0},
+		{"store-8M-f4", 8 << 20, 8, 4},
+		{"store-4M-f8", 4 << 20, 12, 8},
+		{"store-16M-f4", 16 << 20, 4, 4},
+	} {
+		cfg := config(sharedMinio(b))
+		cfg.Bucket = s.Bucket()
+		cfg.ReadBlockSize, cfg.ReadAhead, cfg.ReadFetchers = v.block, v.ahead, v.fetchers
+		cfg.ReadCacheSize = 128 << 20
+		if v.block == 0 {
+			cfg.ReadCacheSize = 0
 		}
-		b.ReportMetric(float64(stop())/(1<<20), "peak-heap-MiB")
-	})
+		s, err := s3.Open(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		b.Run(v.name, func(b *testing.B) {
+			b.SetBytes(benchSize)
+			runtime.GC()
+			stop := peakHeap()
+			for i := 0; i < b.N; i++ {
+				r, err := s.Open(ctx, "bench")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, io.NewSectionReader(r, 0, r.Size()), buf); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+			b.ReportMetric(float64(stop())/(1<<20), "peak-heap-MiB")
+		})
+	}
 	b.Run("direct", func(b *testing.B) {
 		b.SetBytes(benchSize)
 		runtime.GC()

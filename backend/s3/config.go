@@ -68,6 +68,9 @@ type Config struct {
 	ReadBlockSize int64
 	ReadCacheSize int64
 	ReadAhead     int
+	// ReadFetchers bounds the readahead GETs in flight across all
+	// readers (blockcache.DefaultFetchers, 4, when 0).
+	ReadFetchers int
 
 	// MaxParallelUploads bounds how many uploads of the store send
 	// NumThreads parts at once (DefaultMaxParallelUploads when 0). Each

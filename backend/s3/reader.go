@@ -29,7 +29,28 @@ func newReader(s *S3, key, obj string, info minio.ObjectInfo) *reader {
 	// never served for the new one.
 	id := fmt.Sprintf("%s\x00%s\x00%d\x00%d", obj, info.ETag, info.Size, info.LastModified.UnixNano())
 	r.Reader = s.cache.Reader(s.ctx, id, info.Size, r.get)
+	r.Reader.SetStream(r.stream)
 	return r
+}
+
+// stream opens the object from off to its end (a blockcache.StreamFunc).
+func (r *reader) stream(ctx context.Context, off int64) (io.ReadCloser, error) {
+	var opts minio.GetObjectOptions
+	if off > 0 {
+		if err := opts.SetRange(off, 0); err != nil {
+			return nil, err
+		}
+	}
+	if r.etag != "" {
+		if err := opts.SetMatchETag(r.etag); err != nil {
+			return nil, err
+		}
+	}
+	body, _, _, err := r.s.core.GetObject(ctx, r.s.cfg.Bucket, r.obj, opts)
+	if err != nil {
+		return nil, wrap("read", r.key, err)
+	}
+	return body, nil
 }
 
 // get fills p from off with one ranged GET (a blockcache.FetchFunc).

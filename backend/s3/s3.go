@@ -105,6 +105,7 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 		BlockSize: cfg.ReadBlockSize,
 		Size:      cfg.ReadCacheSize,
 		ReadAhead: cfg.ReadAhead,
+		Fetchers:  cfg.ReadFetchers,
 	})
 	return &S3{cfg: cfg, client: client, core: minio.Core{Client: client}, cache: cache, ctx: bctx, cancel: cancel,
 		parallel: make(chan struct{}, cfg.maxParallelUploads())}, nil
