@@ -72,6 +72,8 @@ type Cache struct {
 	cfg      Config
 	fetchers chan struct{} // readahead slots
 
+	pool sync.Pool // *[]byte of BlockSize, from evicted blocks
+
 	mu     sync.Mutex
 	used   int64
 	lru    *list.List // of *block, most recent first; loaded blocks only
@@ -89,6 +91,9 @@ type block struct {
 	data []byte
 	err  error
 	elem *list.Element // in lru; nil while loading or after eviction
+
+	refs    int  // readers copying from data (under Cache.mu)
+	evicted bool // out of the cache; data is recycled at refs == 0
 }
 
 // New returns an empty cache.
@@ -256,7 +261,8 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		k := copy(p[n:], b[pos-idx*bs:min(end-idx*bs, int64(len(b)))])
+		k := copy(p[n:], b.data[pos-idx*bs:min(end-idx*bs, int64(len(b.data)))])
+		r.c.release(b)
 		n += k
 		pos += int64(k)
 	}
@@ -421,7 +427,9 @@ func (c *Cache) uncachedRun(id string, pos, end, bs int64) int64 {
 
 // get returns block idx of object id, fetching it unless it is cached or
 // being fetched.
-func (c *Cache) get(ctx context.Context, id string, idx, n int64, fetch FetchFunc) ([]byte, error) {
+// The block comes with a reference: the caller must release it, and until
+// then its memory is not reused.
+func (c *Cache) get(ctx context.Context, id string, idx, n int64, fetch FetchFunc) (*block, error) {
 	for {
 		b, loading := c.lookup(id, idx)
 		if loading {
@@ -438,7 +446,45 @@ func (c *Cache) get(ctx context.Context, id string, idx, n int64, fetch FetchFun
 		if b.err != nil {
 			return nil, b.err
 		}
-		return b.data, nil
+		c.mu.Lock()
+		if b.evicted {
+			c.mu.Unlock()
+			continue // gone already, its memory may be reused
+		}
+		b.refs++
+		c.mu.Unlock()
+		return b, nil
+	}
+}
+
+// release drops a reference taken by get; the memory of an evicted block
+// goes back to the pool with its last reference.
+func (c *Cache) release(b *block) {
+	c.mu.Lock()
+	b.refs--
+	recycle := b.evicted && b.refs == 0
+	c.mu.Unlock()
+	if recycle {
+		c.putBuf(b.data)
+	}
+}
+
+// getBuf returns n bytes, reusing the memory of an evicted block when it
+// can: fresh 4 MiB allocations cost page faults and zeroing, which showed
+// as the main cost of sequential reads.
+func (c *Cache) getBuf(n int64) []byte {
+	if n == c.cfg.BlockSize {
+		if p, ok := c.pool.Get().(*[]byte); ok {
+			return *p
+		}
+	}
+	return make([]byte, n)
+}
+
+func (c *Cache) putBuf(p []byte) {
+	if int64(cap(p)) == c.cfg.BlockSize {
+		p = p[:cap(p)]
+		c.pool.Put(&p)
 	}
 }
 
@@ -498,8 +544,9 @@ func (c *Cache) fail(b *block, err error) {
 // load fetches b and publishes the result; a failed block is forgotten so
 // that the next read tries again.
 func (c *Cache) load(b *block, n int64, fill func([]byte) error) {
-	data := make([]byte, n)
+	data := c.getBuf(n)
 	err := fill(data)
+	var recycle [][]byte
 	c.mu.Lock()
 	if err != nil {
 		b.err = err
@@ -514,10 +561,20 @@ func (c *Cache) load(b *block, n int64, fill func([]byte) error) {
 		for c.used > c.cfg.Size && c.lru.Len() > 1 {
 			old := c.lru.Remove(c.lru.Back()).(*block)
 			old.elem = nil
+			old.evicted = true
 			delete(c.blocks, old.key)
 			c.used -= int64(len(old.data))
+			if old.refs == 0 {
+				recycle = append(recycle, old.data)
+			}
 		}
 	}
 	c.mu.Unlock()
+	if err != nil {
+		c.putBuf(data)
+	}
+	for _, p := range recycle {
+		c.putBuf(p)
+	}
 	close(b.done)
 }
