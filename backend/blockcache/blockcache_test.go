@@ -255,3 +255,36 @@ func TestStreamStalls(t *testing.T) {
 		t.Fatalf("read took %v", d)
 	}
 }
+
+// Readers racing evictions in a cache of two blocks: a recycled buffer
+// must never be handed out while someone still copies from it.
+func TestEvictionUnderReaders(t *testing.T) {
+	src := newSource(t, 1<<20)
+	c := blockcache.New(blockcache.Config{BlockSize: 16 << 10, Size: 32 << 10, ReadAhead: -1})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			r := c.Reader(context.Background(), "obj", int64(len(src.data)), src.fetch)
+			p := make([]byte, 5000)
+			for i := 0; i < 300; i++ {
+				off := (g*7919 + i*104729) % (len(src.data) - len(p))
+				if _, err := r.ReadAt(p, int64(off)); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(p, src.data[off:off+len(p)]) {
+					errs <- errors.New("content differs: a block's memory was reused too early")
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
