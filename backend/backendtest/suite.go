@@ -37,6 +37,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"AbortIncomplete", testAbortIncomplete},
 		{"RandomWriter", testRandomWriter},
+		{"WriterAfterCommit", testWriterAfterCommit},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -45,6 +46,33 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 			c.fn(t, b)
 		})
 	}
+	t.Run("Read", func(t *testing.T) { RunRead(t, SeedByPut(newBackend)) })
+}
+
+// testWriterAfterCommit: a committed writer refuses more bytes and a second
+// Commit, and an Abort after the Commit keeps the object.
+func testWriterAfterCommit(t *testing.T, b backend.Backend) {
+	ctx := context.Background()
+	w, err := b.Create(ctx, "done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("final")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("more")); err == nil {
+		t.Fatal("write after commit succeeded")
+	}
+	if err := w.Commit(ctx); err == nil {
+		t.Fatal("second commit succeeded")
+	}
+	if err := w.Abort(ctx); err != nil {
+		t.Fatalf("abort after commit: %v", err)
+	}
+	mustEqual(t, b, "done", []byte("final"))
 }
 
 func randomBytes(t *testing.T, n int) []byte {
