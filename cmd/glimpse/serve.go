@@ -18,6 +18,8 @@ import (
 	"github.com/glimpse-project/glimpse/api"
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/backend/local"
+	"github.com/glimpse-project/glimpse/backend/s3"
+	"github.com/glimpse-project/glimpse/backend/spool"
 	"github.com/glimpse-project/glimpse/fs"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
@@ -54,7 +56,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "data", Usage: "directory for the registry and the default local store", Value: defaultDataDir(), Destination: &o.data, EnvVars: []string{"GLIMPSE_DATA"}},
 			&cli.StringFlag{Name: "mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
-			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
+			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images) or s3://BUCKET[/PREFIX] (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
 			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.StringFlag{Name: "auth-tokens", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
@@ -211,14 +213,17 @@ func runServe(ctx context.Context, o serveOptions) error {
 }
 
 // openStore opens the store named by --store; the default is DATA/images
-// on local disk. It also returns the store's local directory, if any.
+// on local disk. It also returns the store's local directory, if any. A
+// store that only streams (S3) is wrapped in a spool under DATA/spool, so
+// that the mount can take out-of-order writes; whatever a crash left in the
+// spool is removed here.
 func openStore(ctx context.Context, raw, data string) (backend.Backend, string, error) {
 	if raw == "" {
 		raw = "file://" + filepath.Join(data, "images")
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return nil, "", fmt.Errorf("--store %q: want file:///path", raw)
+		return nil, "", fmt.Errorf("--store %q: want file:///path or s3://BUCKET[/PREFIX]", raw)
 	}
 	switch scheme {
 	case "file":
@@ -230,8 +235,27 @@ func openStore(ctx context.Context, raw, data string) (backend.Backend, string, 
 			return nil, "", err
 		}
 		return l, rest, nil
+	case "s3":
+		cfg, err := s3.ParseURL(raw, os.Getenv)
+		if err != nil {
+			return nil, "", fmt.Errorf("--store: %w", err)
+		}
+		st, err := s3.Open(ctx, cfg)
+		if err != nil {
+			return nil, "", fmt.Errorf("--store: %w", err)
+		}
+		dir := filepath.Join(data, "spool")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			st.Close()
+			return nil, "", fmt.Errorf("spool: %w", err)
+		}
+		if err := spool.Clean(dir); err != nil {
+			st.Close()
+			return nil, "", err
+		}
+		return spool.Wrap(st, dir), "", nil
 	}
-	return nil, "", fmt.Errorf("--store %q: unknown store scheme %q (this glimpse knows file://)", raw, scheme)
+	return nil, "", fmt.Errorf("--store %q: unknown store scheme %q (this glimpse knows file:// and s3://)", raw, scheme)
 }
 
 // checkMountOverlap refuses a mount point that holds or lies inside the
