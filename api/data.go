@@ -110,22 +110,19 @@ func copyFull(dst io.Writer, src io.Reader) error {
 // hex md5 of the whole image, as Glance sends it.
 func (s *Server) downloadData(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	id := r.PathValue("id")
-	img, err := s.svc.Get(r.Context(), p, id)
-	if err != nil {
-		return notFound(id, err)
-	}
-	if img.Status == meta.Deactivated && !p.Admin {
+	// As in Glance, only admins may download deactivated content.
+	rd, img, err := s.svc.Open(r.Context(), p, id, lifecycle.OpenOptions{AllowDeactivated: p.Admin})
+	if errors.Is(err, lifecycle.ErrForbidden) {
 		return errorf(http.StatusForbidden, "The requested image has been deactivated. Image data download is forbidden.")
 	}
-	if !img.Status.HasData() {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	rd, img, err := s.svc.Open(r.Context(), p, id, lifecycle.OpenOptions{AllowDeactivated: p.Admin})
 	if err != nil {
 		return notFound(id, err)
 	}
 	defer rd.Close()
+	if !img.Status.HasData() {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	if img.Checksum != "" {

@@ -265,7 +265,7 @@ type OpenOptions struct {
 }
 
 // Open gives random access to the content of image id. Images without
-// content (queued, killed) read as empty.
+// content to read (queued, killed, still being written) read as empty.
 func (s *Service) Open(ctx context.Context, p Principal, id string, opts OpenOptions) (backend.Reader, *meta.Image, error) {
 	img, err := s.Get(ctx, p, id)
 	if err != nil {
@@ -278,10 +278,8 @@ func (s *Service) Open(ctx context.Context, p Principal, id string, opts OpenOpt
 			return nil, nil, fmt.Errorf("%w: image %s is deactivated", ErrForbidden, id)
 		}
 	default:
-		if img.StoreKey == "" {
-			return emptyReader{}, img, nil
-		}
-		return nil, nil, fmt.Errorf("%w: image %s is %s", ErrConflict, id, img.Status)
+		// Queued, killed or in flight: no content to read (yet).
+		return emptyReader{}, img, nil
 	}
 	r, err := s.backend.Open(ctx, img.StoreKey)
 	if err != nil {
