@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,7 @@ type serveOptions struct {
 	fsProject    string
 	maxImageSize int64
 	allowOther   bool
+	pprof        bool
 	uid, gid     int
 	tlsCert      string
 	tlsKey       string
@@ -66,6 +68,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve REST over TLS with this certificate (PEM)", Destination: &o.tlsCert, EnvVars: []string{"GLIMPSE_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Usage: "the TLS certificate's private key (PEM)", Destination: &o.tlsKey, EnvVars: []string{"GLIMPSE_TLS_KEY"}},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount (with default_permissions)", Destination: &o.allowOther},
+			&cli.BoolFlag{Name: "debug-pprof", Usage: "serve Go profiles under /debug/pprof/ on the listener (no auth: for debugging only)", Destination: &o.pprof},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request", Destination: &o.debugFUSE},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", Destination: &o.logLevel, EnvVars: []string{"GLIMPSE_LOG_LEVEL"}},
 		},
@@ -154,7 +157,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		if err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
-		httpSrv = &http.Server{Handler: rest, ReadHeaderTimeout: 30 * time.Second}
+		var handler http.Handler = rest
+		if o.pprof {
+			handler = withPprof(rest)
+		}
+		httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 		if o.tlsCert != "" {
 			go func() { httpDone <- httpSrv.ServeTLS(ln, o.tlsCert, o.tlsKey) }()
 		} else {
@@ -280,4 +287,14 @@ func checkMountOverlap(mount string, dirs ...string) error {
 func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// withPprof serves Go's profiles under /debug/pprof/ beside h.
+func withPprof(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }
