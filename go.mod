@@ -3,11 +3,12 @@ module github.com/glimpse-project/glimpse
 go 1.26.8
 
 require (
+	github.com/ceph/go-ceph v0.41.0
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/ncw/swift/v2 v2.0.5
 	github.com/urfave/cli/v2 v2.27.7
-	golang.org/x/sys v0.41.0
+	golang.org/x/sys v0.47.0
 )
 
 require (
