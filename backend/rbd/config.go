@@ -45,6 +45,9 @@ const (
 type Config struct {
 	// Pool holds the images; it is created (and tagged for rbd) if missing.
 	Pool string
+	// Namespace, if not empty, is the RBD namespace in Pool that holds the
+	// images (created if missing), so that several stores can share a pool.
+	Namespace string
 	// ConfFile is the ceph.conf to read; empty: librados's default search
 	// ($CEPH_CONF, /etc/ceph/ceph.conf, ...).
 	ConfFile string
@@ -59,8 +62,8 @@ type Config struct {
 	ChunkSize int
 }
 
-// ParseURL parses rbd://POOL[?user=ID&conf=PATH]; the configuration file
-// comes from env("CEPH_CONF") unless conf= names one.
+// ParseURL parses rbd://POOL[?user=ID&conf=PATH&namespace=NS]; the
+// configuration file comes from env("CEPH_CONF") unless conf= names one.
 func ParseURL(raw string, env func(string) string) (Config, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -76,7 +79,7 @@ func ParseURL(raw string, env func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("rbd store: %q: a pool has no path (rbd://POOL)", raw)
 	}
 	q := u.Query()
-	cfg := Config{Pool: u.Host, ConfFile: env("CEPH_CONF"), User: q.Get("user")}
+	cfg := Config{Pool: u.Host, ConfFile: env("CEPH_CONF"), User: q.Get("user"), Namespace: q.Get("namespace")}
 	if c := q.Get("conf"); c != "" {
 		cfg.ConfFile = c
 	}

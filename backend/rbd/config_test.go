@@ -11,8 +11,8 @@ func TestParseURL(t *testing.T) {
 	if err != nil || cfg.Pool != "images" || cfg.ConfFile != "/tmp/c/ceph.conf" || cfg.User != "" {
 		t.Fatalf("ParseURL: %+v %v", cfg, err)
 	}
-	cfg, err = ParseURL("rbd://images?user=glance&conf=/etc/ceph/x.conf", env)
-	if err != nil || cfg.User != "glance" || cfg.ConfFile != "/etc/ceph/x.conf" {
+	cfg, err = ParseURL("rbd://images?user=glance&conf=/etc/ceph/x.conf&namespace=ns1", env)
+	if err != nil || cfg.User != "glance" || cfg.ConfFile != "/etc/ceph/x.conf" || cfg.Namespace != "ns1" {
 		t.Fatalf("ParseURL with options: %+v %v", cfg, err)
 	}
 	for raw, want := range map[string]string{

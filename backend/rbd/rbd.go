@@ -95,6 +95,13 @@ func Open(ctx context.Context, cfg Config) (*RBD, error) {
 		conn.Shutdown()
 		return nil, fmt.Errorf("rbd store: open pool %s: %w", cfg.Pool, err)
 	}
+	if cfg.Namespace != "" {
+		if err := useNamespace(ioctx, cfg.Namespace); err != nil {
+			ioctx.Destroy()
+			conn.Shutdown()
+			return nil, fmt.Errorf("rbd store: namespace %s in pool %s: %w", cfg.Namespace, cfg.Pool, err)
+		}
+	}
 	return &RBD{conn: conn, ioctx: ioctx, cfg: cfg, writers: map[*writer]struct{}{}}, nil
 }
 
@@ -108,6 +115,21 @@ func createPool(conn *rados.Conn, pool string) (*rados.IOContext, error) {
 		return nil, fmt.Errorf("enable rbd on it: %s: %w", info, err)
 	}
 	return conn.OpenIOContext(pool)
+}
+
+// useNamespace creates the namespace if missing and points ioctx at it.
+func useNamespace(ioctx *rados.IOContext, ns string) error {
+	ok, err := rbd.NamespaceExists(ioctx, ns)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := rbd.NamespaceCreate(ioctx, ns); err != nil && !errors.Is(err, rados.ErrObjectExists) {
+			return err
+		}
+	}
+	ioctx.SetNamespace(ns)
+	return nil
 }
 
 // IOContext is the pool the store uses (for tests and benchmarks that

@@ -111,6 +111,7 @@ func startServer() {
 		dir: dir,
 		env: []string{
 			"CEPH_DIR=" + cephDir,
+			"CEPH_WATCH_TIMEOUT=5",
 			fmt.Sprintf("CEPH_MON_V2_PORT=%d", ports[0]),
 			fmt.Sprintf("CEPH_MON_V1_PORT=%d", ports[1]),
 		},
@@ -147,8 +148,10 @@ func randomName(t *testing.T) string {
 	return "t" + hex.EncodeToString(b[:])
 }
 
-func (s *server) config(pool string) rbd.Config {
-	return rbd.Config{Pool: pool, ConfFile: s.conf, OpTimeout: 10 * time.Second, ChunkSize: 1 << 20}
+// config is a fresh, empty store: a namespace of its own in the pool
+// "glimpse" (a new pool per test costs seconds of PG peering).
+func (s *server) config(ns string) rbd.Config {
+	return rbd.Config{Pool: "glimpse", Namespace: ns, ConfFile: s.conf, OpTimeout: 10 * time.Second, ChunkSize: 1 << 20}
 }
 
 func open(t *testing.T, cfg rbd.Config) *rbd.RBD {
