@@ -126,7 +126,7 @@ func startServer() {
 	}
 }
 
-func need(t *testing.T) *server {
+func need(t testing.TB) *server {
 	t.Helper()
 	srvOnce.Do(startServer)
 	switch {
@@ -140,7 +140,7 @@ func need(t *testing.T) *server {
 	return srv
 }
 
-func randomName(t *testing.T) string {
+func randomName(t testing.TB) string {
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func (s *server) config(ns string) rbd.Config {
 	return rbd.Config{Pool: "glimpse", Namespace: ns, ConfFile: s.conf, OpTimeout: 10 * time.Second, ChunkSize: 1 << 20}
 }
 
-func open(t *testing.T, cfg rbd.Config) *rbd.RBD {
+func open(t testing.TB, cfg rbd.Config) *rbd.RBD {
 	t.Helper()
 	s, err := rbd.Open(context.Background(), cfg)
 	if err != nil {

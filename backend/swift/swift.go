@@ -159,6 +159,7 @@ func (s *Swift) Create(ctx context.Context, key string) (backend.Writer, error) 
 		key:    key,
 		name:   name,
 		upload: hex.EncodeToString(id[:]),
+		hash:   md5.New(),
 		ctx:    bg,
 		cancel: cancel,
 	}, nil
@@ -383,9 +384,4 @@ func (s *Swift) putManifest(ctx context.Context, name string, segs []segment, h 
 func (s *Swift) Close() error {
 	s.transport.CloseIdleConnections()
 	return nil
-}
-
-func md5hex(p []byte) string {
-	sum := md5.Sum(p)
-	return hex.EncodeToString(sum[:])
 }

@@ -126,7 +126,7 @@ func startServer() {
 }
 
 // need returns the running server, or skips or fails the test.
-func need(t *testing.T) *server {
+func need(t testing.TB) *server {
 	t.Helper()
 	srvOnce.Do(startServer)
 	switch {
@@ -152,7 +152,7 @@ func (s *server) config(container, prefix string) swift.Config {
 	}
 }
 
-func randomName(t *testing.T) string {
+func randomName(t testing.TB) string {
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ func randomName(t *testing.T) string {
 	return "t" + hex.EncodeToString(b[:])
 }
 
-func open(t *testing.T, cfg swift.Config) *swift.Swift {
+func open(t testing.TB, cfg swift.Config) *swift.Swift {
 	t.Helper()
 	s, err := swift.Open(context.Background(), cfg)
 	if err != nil {

@@ -3,8 +3,10 @@ package swift
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"time"
 
@@ -35,6 +37,7 @@ type writer struct {
 	cancel context.CancelFunc
 
 	buf  []byte
+	hash hash.Hash // md5 of buf, computed as bytes come (off the upload's path)
 	segs []segment
 	// inflight, if not nil, delivers the outcome of the segment upload in
 	// flight; spare is the buffer it uploads, reused once it is done.
@@ -70,6 +73,7 @@ func (w *writer) Write(p []byte) (int, error) {
 		}
 		n := min(len(p), segSize-len(w.buf))
 		w.buf = append(w.buf, p[:n]...)
+		w.hash.Write(p[:n])
 		p = p[n:]
 		total += n
 	}
@@ -87,13 +91,14 @@ func (w *writer) flush() error {
 		return w.err
 	}
 	data := w.buf
+	etag := hex.EncodeToString(w.hash.Sum(nil))
+	w.hash.Reset()
 	w.buf, w.spare = w.spare[:0], nil
 	name := fmt.Sprintf("%s%08d", w.s.segmentPrefix(w.key, w.upload), len(w.segs))
 	ch := make(chan segResult, 1)
 	w.inflight = ch
 	w.started = true
 	go func() {
-		etag := md5hex(data)
 		err := retry(w.ctx, func() error {
 			_, err := w.s.c.ObjectPut(w.ctx, w.s.cfg.SegmentContainer, name, bytes.NewReader(data), true, etag, "application/octet-stream", nil)
 			return err
@@ -143,7 +148,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		return fmt.Errorf("swift store: commit: %w", err)
 	}
 	if w.inflight == nil && len(w.segs) == 0 {
-		etag := md5hex(w.buf)
+		etag := hex.EncodeToString(w.hash.Sum(nil))
 		err := retry(ctx, func() error {
 			_, err := w.s.c.ObjectPut(ctx, w.s.cfg.Container, w.name, bytes.NewReader(w.buf), true, etag, "application/octet-stream", nil)
 			return err
