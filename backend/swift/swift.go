@@ -112,8 +112,13 @@ func Open(ctx context.Context, cfg Config) (*Swift, error) {
 		}
 	} // else /info is switched off: assume Swift's defaults
 	for _, name := range []string{cfg.Container, cfg.SegmentContainer} {
-		if err := c.ContainerCreate(ctx, name, nil); err != nil {
-			return nil, fmt.Errorf("swift store: create container %s: %w", name, err)
+		// HEAD first: a user may read and write a container it may not create.
+		_, _, err := c.Container(ctx, name)
+		if errors.Is(err, swift.ContainerNotFound) {
+			err = c.ContainerCreate(ctx, name, nil)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("swift store: container %s: %w", name, err)
 		}
 	}
 	return s, nil
