@@ -47,6 +47,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("GLIMPSE_TEST_CRASH_CONF") != "" {
+		crashHelper()
+		return
+	}
 	code := m.Run()
 	if srv != nil {
 		if out, err := srv.script("stop"); err != nil {
@@ -359,4 +363,83 @@ func TestClusterDiesMidUpload(t *testing.T) {
 	if _, err := st2.Stat(ctx, "doomed"); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("stat doomed: %v", err)
 	}
+}
+
+// crashHelper is the process TestKilledMidUpload kills: it starts an upload
+// in the namespace it is given, says so on stdout, and waits to be killed.
+func crashHelper() {
+	cfg := rbd.Config{Pool: "glimpse", Namespace: os.Getenv("GLIMPSE_TEST_CRASH_NS"), ConfFile: os.Getenv("GLIMPSE_TEST_CRASH_CONF"), OpTimeout: 10 * time.Second}
+	ctx := context.Background()
+	st, err := rbd.Open(ctx, cfg)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	w, err := st.Create(ctx, "crashed")
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	if _, err := w.Write(make([]byte, 9<<20)); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Println("written")
+	select {}
+}
+
+// TestKilledMidUpload: a process killed (SIGKILL) while it writes an image
+// leaves a partial image that its dead client still watches; after a
+// restart AbortIncomplete returns at once and the image goes as soon as
+// Ceph lets it (the watch timeout), and nothing of it is ever listed.
+func TestKilledMidUpload(t *testing.T) {
+	s := need(t)
+	ctx := context.Background()
+	cfg := s.config(randomName(t))
+	st := open(t, cfg)
+	if err := backendtest.Put(ctx, st, "kept", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GLIMPSE_TEST_CRASH_CONF="+cfg.ConfFile, "GLIMPSE_TEST_CRASH_NS="+cfg.Namespace)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 100)
+	n, _ := out.Read(line)
+	if string(line[:n]) != "written\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper: %q", line[:n])
+	}
+	names := imageNames(t, st)
+	if len(names) != 2 || !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, rbd.PartialPrefix) }) {
+		t.Fatalf("images while uploading: %v", names)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	t0 := time.Now()
+	st2 := open(t, cfg)
+	if err := st2.AbortIncomplete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("AbortIncomplete returned after %v", time.Since(t0).Round(time.Millisecond))
+	var keys []string
+	if err := st2.List(ctx, func(i backend.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(keys) != "[kept]" {
+		t.Fatalf("list: %v", keys)
+	}
+	for fmt.Sprint(imageNames(t, st2)) != "[kept]" {
+		if time.Since(t0) > 90*time.Second {
+			t.Fatalf("partial image still there: %v", imageNames(t, st2))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("partial image removed %v after the restart", time.Since(t0).Round(100*time.Millisecond))
 }

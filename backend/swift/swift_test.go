@@ -44,6 +44,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("GLIMPSE_TEST_CRASH_AUTH") != "" {
+		crashHelper()
+		return
+	}
 	code := m.Run()
 	if srv != nil {
 		if out, err := srv.script("stop"); err != nil {
@@ -385,5 +389,85 @@ func TestOpenBadCredentials(t *testing.T) {
 	cfg.Key = "wrong"
 	if _, err := swift.Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "authenticate") {
 		t.Fatalf("open with a wrong key: %v", err)
+	}
+}
+
+// crashHelper is the process TestKilledMidUpload kills: it starts an upload
+// into the container it is given, waits until segments of it are stored,
+// says so on stdout, and waits to be killed.
+func crashHelper() {
+	cfg := swift.Config{
+		Container: os.Getenv("GLIMPSE_TEST_CRASH_CONTAINER"), SegmentSize: segSize,
+		AuthURL: os.Getenv("GLIMPSE_TEST_CRASH_AUTH"), User: "test:tester", Key: "testing",
+	}
+	ctx := context.Background()
+	fail := func(err error) {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	st, err := swift.Open(ctx, cfg)
+	if err != nil {
+		fail(err)
+	}
+	w, err := st.Create(ctx, "crashed")
+	if err != nil {
+		fail(err)
+	}
+	if _, err := w.Write(make([]byte, 3*segSize+1)); err != nil {
+		fail(err)
+	}
+	for {
+		names, err := st.Connection().ObjectNamesAll(ctx, cfg.Container+"_segments", nil)
+		if err != nil {
+			fail(err)
+		}
+		if len(names) >= 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Println("written")
+	select {}
+}
+
+// TestKilledMidUpload: a process killed (SIGKILL) mid-upload leaves
+// segments; a new process's AbortIncomplete removes them and lists nothing
+// of the upload.
+func TestKilledMidUpload(t *testing.T) {
+	s := need(t)
+	ctx := context.Background()
+	cfg := s.config(randomName(t), "")
+	st := open(t, cfg)
+	if err := backendtest.Put(ctx, st, "kept", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GLIMPSE_TEST_CRASH_AUTH="+s.authURL, "GLIMPSE_TEST_CRASH_CONTAINER="+cfg.Container)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 200)
+	n, _ := out.Read(line)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if string(line[:n]) != "written\n" {
+		t.Fatalf("helper: %q", line[:n])
+	}
+	if len(segments(t, st, cfg)) < 2 {
+		t.Fatal("the killed upload left no segments to clean up")
+	}
+	st2 := open(t, cfg)
+	if err := st2.AbortIncomplete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if segs := segments(t, st2, cfg); len(segs) != 0 {
+		t.Fatalf("segments left after AbortIncomplete: %v", segs)
+	}
+	if got := keys(t, st2); len(got) != 1 || got["kept"] != 4 {
+		t.Fatalf("list: %v, want only kept", got)
 	}
 }

@@ -36,8 +36,11 @@ type writer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	buf  []byte
-	hash hash.Hash // md5 of buf, computed as bytes come (off the upload's path)
+	buf []byte
+	// hash is the md5 of buf, computed as bytes come in, off the upload's
+	// path. It goes up as the Etag, which Swift checks (422 on a mismatch),
+	// so the client does not hash the bytes a second time as they go out.
+	hash hash.Hash
 	segs []segment
 	// inflight, if not nil, delivers the outcome of the segment upload in
 	// flight; spare is the buffer it uploads, reused once it is done.
@@ -100,7 +103,7 @@ func (w *writer) flush() error {
 	w.started = true
 	go func() {
 		err := retry(w.ctx, func() error {
-			_, err := w.s.c.ObjectPut(w.ctx, w.s.cfg.SegmentContainer, name, bytes.NewReader(data), true, etag, "application/octet-stream", nil)
+			_, err := w.s.c.ObjectPut(w.ctx, w.s.cfg.SegmentContainer, name, bytes.NewReader(data), false, etag, "application/octet-stream", nil)
 			return err
 		})
 		ch <- segResult{segment{name: name, etag: etag, size: int64(len(data))}, err}
@@ -150,7 +153,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	if w.inflight == nil && len(w.segs) == 0 {
 		etag := hex.EncodeToString(w.hash.Sum(nil))
 		err := retry(ctx, func() error {
-			_, err := w.s.c.ObjectPut(ctx, w.s.cfg.Container, w.name, bytes.NewReader(w.buf), true, etag, "application/octet-stream", nil)
+			_, err := w.s.c.ObjectPut(ctx, w.s.cfg.Container, w.name, bytes.NewReader(w.buf), false, etag, "application/octet-stream", nil)
 			return err
 		})
 		if err != nil {
