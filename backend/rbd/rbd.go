@@ -315,12 +315,14 @@ func (s *RBD) List(ctx context.Context, fn func(backend.Info) error) error {
 // name starts with PartialPrefix. Writers of this process still open are
 // treated as crashed: their images are closed and removed.
 //
-// An image that a killed process had open stays watched by it until the
-// OSDs time the watch out (osd_client_watch_timeout, 30 s by default), and
-// Ceph refuses to remove a watched image. Those images are left to a
-// background goroutine that retries every few seconds for up to two minutes
-// or until Close: AbortIncomplete does not hold up a restart for them, and
-// List never reports them.
+// An image that a killed process had open stays locked and watched by its
+// dead client until the OSDs time the watch out (osd_client_watch_timeout,
+// 30 s by default). With the exclusive-lock feature (in Ceph's default
+// features) removing it waits for that: AbortIncomplete then takes up to
+// that long (measured: 4.7 s with the test cluster's 5 s timeout). Where
+// Ceph refuses instead (EBUSY: still watched), the image is left to a
+// background goroutine that retries every 5 s for up to two minutes or until
+// Close. List never reports partial images either way.
 func (s *RBD) AbortIncomplete(ctx context.Context) error {
 	s.mu.Lock()
 	abandoned := s.writers
