@@ -3,10 +3,12 @@ module github.com/glimpse-project/glimpse
 go 1.26.8
 
 require (
+	github.com/ceph/go-ceph v0.41.0
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/gophercloud/gophercloud/v2 v2.9.0
 	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/minio/minio-go/v7 v7.4.1
+	github.com/ncw/swift/v2 v2.0.5
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.48.0
 )

@@ -19,8 +19,10 @@ import (
 	"github.com/glimpse-project/glimpse/api"
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/backend/local"
+	"github.com/glimpse-project/glimpse/backend/rbd"
 	"github.com/glimpse-project/glimpse/backend/s3"
 	"github.com/glimpse-project/glimpse/backend/spool"
+	"github.com/glimpse-project/glimpse/backend/swift"
 	"github.com/glimpse-project/glimpse/fs"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
@@ -58,7 +60,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "data", Usage: "directory for the registry and the default local store", Value: defaultDataDir(), Destination: &o.data, EnvVars: []string{"GLIMPSE_DATA"}},
 			&cli.StringFlag{Name: "mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
-			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images) or s3://BUCKET[/PREFIX] (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
+			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
 			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.StringFlag{Name: "auth-tokens", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
@@ -230,7 +232,7 @@ func openStore(ctx context.Context, raw, data string) (backend.Backend, string, 
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return nil, "", fmt.Errorf("--store %q: want file:///path or s3://BUCKET[/PREFIX]", raw)
+		return nil, "", fmt.Errorf("--store %q: want file:///path, s3://BUCKET[/PREFIX], swift://CONTAINER[/PREFIX] or rbd://POOL", raw)
 	}
 	switch scheme {
 	case "file":
@@ -251,18 +253,44 @@ func openStore(ctx context.Context, raw, data string) (backend.Backend, string, 
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		dir := filepath.Join(data, "spool")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			st.Close()
-			return nil, "", fmt.Errorf("spool: %w", err)
+		return spooled(st, data)
+	case "swift":
+		cfg, err := swift.ParseURL(raw, os.Getenv)
+		if err != nil {
+			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		if err := spool.Clean(dir); err != nil {
-			st.Close()
-			return nil, "", err
+		st, err := swift.Open(ctx, cfg)
+		if err != nil {
+			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		return spool.Wrap(st, dir), "", nil
+		return spooled(st, data)
+	case "rbd":
+		cfg, err := rbd.ParseURL(raw, os.Getenv)
+		if err != nil {
+			return nil, "", fmt.Errorf("--store: %w", err)
+		}
+		st, err := rbd.Open(ctx, cfg) // RBD takes random writes itself
+		if err != nil {
+			return nil, "", fmt.Errorf("--store: %w", err)
+		}
+		return st, "", nil
 	}
-	return nil, "", fmt.Errorf("--store %q: unknown store scheme %q (this glimpse knows file:// and s3://)", raw, scheme)
+	return nil, "", fmt.Errorf("--store %q: unknown store scheme %q (file, s3, swift, rbd)", raw, scheme)
+}
+
+// spooled wraps a store that only streams in a spool under DATA/spool,
+// removing what a crash left there.
+func spooled(st backend.Backend, data string) (backend.Backend, string, error) {
+	dir := filepath.Join(data, "spool")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		st.Close()
+		return nil, "", fmt.Errorf("spool: %w", err)
+	}
+	if err := spool.Clean(dir); err != nil {
+		st.Close()
+		return nil, "", err
+	}
+	return spool.Wrap(st, dir), "", nil
 }
 
 // checkMountOverlap refuses a mount point that holds or lies inside the
