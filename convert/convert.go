@@ -40,13 +40,12 @@ func (o *Options) validate(blockSize int64) error {
 	return nil
 }
 
-// ioSize caps the bytes a copier moves per read and per write, and so
-// its buffer. Measured on a 2-vCPU VM (scripts/bench-convert): with 2 or
-// 4 MiB per call the kernel time of the same conversion went from about
-// 0.4 s to 1.3-4 s, nearly all of it copying to and from the page cache
-// (copy_folio_from_iter_atomic, _copy_to_iter), as if the buffer no
-// longer stayed in the CPU cache between the read and the write; 1 MiB
-// matches qemu-img's kernel time.
+// ioSize caps the bytes a copier reads per call, and so its buffer
+// (writers split their writes further, see maxWrite). Measured on the
+// 2-vCPU development VM with scripts/bench-convert: 4 MiB segments, read
+// and written whole, cost 1.3-4 s of kernel time where 1 MiB cost 0.4 s,
+// mostly because of the write size; with writes capped at 256 KiB, 4 MiB
+// reads still made raw -> qcow2 slower (0.92-1.15 s against 0.68-0.85 s).
 const ioSize = 1 << 20
 
 // Convert copies every non-zero block of src into dst, in parallel. Holes
