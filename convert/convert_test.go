@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -175,5 +176,67 @@ func TestConvertFileRefusesInPlace(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(p); string(b) != "precious" {
 		t.Fatalf("input clobbered: %q", b)
+	}
+}
+
+// TestConvertSegmentLargerThanIO converts with segments larger than the
+// per-call I/O cap (ioSize), from a sparse file whose data runs are longer
+// than the cap and whose holes end inside blocks: every byte must arrive.
+func TestConvertSegmentLargerThanIO(t *testing.T) {
+	const size = 9<<20 + 3000 // the last block is short
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*7 + i>>13)
+	}
+	clear(data[1<<20+4096 : 3<<20+8192]) // a hole ending mid-block
+	clear(data[5<<20 : 5<<20+64<<10])    // a zero cluster read as data
+	dir := t.TempDir()
+	in, err := os.Create(filepath.Join(dir, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if err := in.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]int{{0, 1<<20 + 4096}, {3<<20 + 8192, size}} {
+		if _, err := in.WriteAt(data[r[0]:r[1]], int64(r[0])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := Open(in, size, Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{Raw, QCOW2} {
+		for _, seg := range []int64{0, 8 << 20, 64 << 20} {
+			f, err := os.Create(filepath.Join(dir, "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := Create(f, format, size, CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Convert(context.Background(), w, src, Options{Workers: 2, SegmentSize: seg}); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			st, _ := f.Stat()
+			img, err := Open(f, st.Size(), format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, size)
+			if _, err := img.ReadAt(got, 0); err != nil && !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Errorf("%s, segment %d: output differs", format, seg)
+			}
+			f.Close()
+		}
 	}
 }

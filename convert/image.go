@@ -73,6 +73,12 @@ func Open(r io.ReaderAt, size int64, format string) (Image, error) {
 type rawImage struct {
 	r    io.ReaderAt
 	size int64
+	// last is the last run lseek found. SEEK_HOLE and SEEK_DATA scan
+	// to the end of the run, which is often far past the segment that
+	// asked, and copiers take neighbouring segments, so most questions
+	// are answered by the previous one.
+	mu   sync.Mutex
+	last Extent
 }
 
 func newRawImage(r io.ReaderAt, size int64) *rawImage { return &rawImage{r: r, size: size} }
@@ -98,25 +104,46 @@ func (i *rawImage) Extent(off, length int64) (Extent, error) {
 	if !ok {
 		return Extent{Start: off, Length: length}, nil
 	}
+	i.mu.Lock()
+	last := i.last
+	i.mu.Unlock()
+	if off >= last.Start && off < last.Start+last.Length {
+		return Extent{Start: off, Length: min(length, last.Start+last.Length-off), Zero: last.Zero}, nil
+	}
+	run, err := i.seekRun(f, off)
+	if err != nil {
+		return Extent{Start: off, Length: length}, nil
+	}
+	i.mu.Lock()
+	i.last = run
+	i.mu.Unlock()
+	return Extent{Start: off, Length: min(length, run.Length), Zero: run.Zero}, nil
+}
+
+// seekRun returns the whole run of data or hole at off, up to the end of
+// the file; an error means lseek cannot tell (no SEEK_DATA support).
+func (i *rawImage) seekRun(f *os.File, off int64) (Extent, error) {
 	// lseek answers atomically, so concurrent workers may share the file
 	// offset: each call reads back only its own result.
 	data, err := f.Seek(off, seekData)
 	if err != nil {
-		// ENXIO: nothing but a hole from off to EOF. Any other error
-		// (no SEEK_DATA support) falls back to "all data".
+		// ENXIO: nothing but a hole from off to EOF.
 		if errors.Is(err, syscall.ENXIO) {
-			return Extent{Start: off, Length: length, Zero: true}, nil
+			return Extent{Start: off, Length: i.size - off, Zero: true}, nil
 		}
-		return Extent{Start: off, Length: length}, nil
+		return Extent{}, err
 	}
 	if data > off {
-		return Extent{Start: off, Length: min(length, data-off), Zero: true}, nil
+		return Extent{Start: off, Length: min(data, i.size) - off, Zero: true}, nil
 	}
 	hole, err := f.Seek(off, seekHole)
-	if err != nil || hole <= off {
-		return Extent{Start: off, Length: length}, nil
+	if err != nil {
+		return Extent{}, err
 	}
-	return Extent{Start: off, Length: min(length, hole-off)}, nil
+	if hole <= off {
+		return Extent{}, fmt.Errorf("SEEK_HOLE at %d returned %d", off, hole)
+	}
+	return Extent{Start: off, Length: min(hole, i.size) - off}, nil
 }
 
 // readClamped reads p at off from r, treating size as the end: it

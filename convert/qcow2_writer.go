@@ -58,8 +58,7 @@ func (w *qcow2Writer) WriteBlock(p []byte, off int64) error {
 	}
 	w.next += n
 	w.mu.Unlock()
-	_, err := w.f.WriteAt(p, host)
-	return err
+	return writeAt(w.f, p, host)
 }
 
 func (w *qcow2Writer) Close() error {
