@@ -66,6 +66,8 @@ type Backend interface {
 type Writer interface {
 	io.Writer
 	// Commit makes the object durable and then visible under its key.
+	// Writes and a second Commit after it fail; an Abort after it keeps
+	// the object.
 	Commit(ctx context.Context) error
 	// Abort discards the object. It is safe after a failed Commit and
 	// idempotent.

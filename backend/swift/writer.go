@@ -138,7 +138,7 @@ func (w *writer) wait(ctx context.Context) error {
 // for AbortIncomplete (the new object is committed either way).
 func (w *writer) Commit(ctx context.Context) error {
 	if w.committed {
-		return nil
+		return os.ErrClosed // the contract: a Writer commits once
 	}
 	if w.aborted {
 		return os.ErrClosed
