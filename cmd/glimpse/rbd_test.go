@@ -47,23 +47,5 @@ func TestServeOnRBD(t *testing.T) {
 	k, v, _ := strings.Cut(strings.TrimSpace(run("env")), "=")
 	t.Setenv(k, v)
 
-	tmp := t.TempDir()
-	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
-	store := []string{"--store", "rbd://glimpse"}
-	d := startDaemon(t, data, mnt, store...)
-	src := randomFile(t, tmp, "disk.img", 12<<20)
-	mustRun(t, "cp", src, filepath.Join(mnt, "active")+"/")
-	img := filepath.Join(mnt, "active", "disk.img")
-	if got := xattr(t, img, "status"); got != "active" {
-		t.Fatalf("status %s", got)
-	}
-	mustRun(t, "cmp", src, img)
-	d.stop()
-
-	startDaemon(t, data, mnt, store...)
-	mustRun(t, "cmp", src, img)
-	mustRun(t, "rm", img)
-	if _, err := os.Stat(img); !os.IsNotExist(err) {
-		t.Fatalf("after rm: %v", err)
-	}
+	storeRoundTrip(t, 12<<20, nil, "--store", "rbd://glimpse")
 }

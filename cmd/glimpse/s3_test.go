@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,31 +78,48 @@ func objects(t *testing.T, c *minio.Client, bucket string) []string {
 func TestServeOnS3(t *testing.T) {
 	needMount(t)
 	client := startMinIO(t)
+	storeRoundTrip(t, 40<<20, func(data, id string) { // several 16 MiB parts
+		want := "[]"
+		if id != "" {
+			want = "[glimpse/" + id + "]"
+		}
+		if keys := objects(t, client, "images"); fmt.Sprint(keys) != want {
+			t.Fatalf("bucket holds %v, want %s", keys, want)
+		}
+		if spooled, _ := os.ReadDir(filepath.Join(data, "spool")); len(spooled) != 0 {
+			t.Fatalf("spool files left: %d", len(spooled))
+		}
+	}, "--store", "s3://images/glimpse")
+}
+
+// storeRoundTrip is the mount's round trip on a store: cp a random file of
+// size bytes into active/, check it, restart the daemon, check it again,
+// rm it. check (if not nil) looks at the store behind the daemon's back
+// with the image's id after the copy, and with "" after the rm.
+func storeRoundTrip(t *testing.T, size int, check func(data, id string), store ...string) {
+	t.Helper()
 	tmp := t.TempDir()
 	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
-	store := []string{"--store", "s3://images/glimpse"}
 	d := startDaemon(t, data, mnt, store...)
-
-	src := randomFile(t, tmp, "big.img", 40<<20) // several 16 MiB parts
+	src := randomFile(t, tmp, "disk.img", size)
 	mustRun(t, "cp", src, filepath.Join(mnt, "active")+"/")
-	img := filepath.Join(mnt, "active", "big.img")
+	img := filepath.Join(mnt, "active", "disk.img")
 	if got := xattr(t, img, "status"); got != "active" {
 		t.Fatalf("status %s", got)
 	}
 	mustRun(t, "cmp", src, img)
-	id := xattr(t, img, "id")
-	if keys := objects(t, client, "images"); len(keys) != 1 || keys[0] != "glimpse/"+id {
-		t.Fatalf("bucket holds %v, want glimpse/%s", keys, id)
+	if check != nil {
+		check(data, xattr(t, img, "id"))
 	}
 	d.stop()
 
 	startDaemon(t, data, mnt, store...)
 	mustRun(t, "cmp", src, img)
 	mustRun(t, "rm", img)
-	if keys := objects(t, client, "images"); len(keys) != 0 {
-		t.Fatalf("bucket after rm: %v", keys)
+	if _, err := os.Stat(img); !os.IsNotExist(err) {
+		t.Fatalf("after rm: %v", err)
 	}
-	if spooled, _ := os.ReadDir(filepath.Join(data, "spool")); len(spooled) != 0 {
-		t.Fatalf("spool files left: %d", len(spooled))
+	if check != nil {
+		check(data, "")
 	}
 }

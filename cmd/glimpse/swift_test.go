@@ -55,28 +55,10 @@ func startSwift(t *testing.T) {
 }
 
 // The mount works unchanged on Swift: a copy larger than a segment goes up
-// as a static large object, survives a restart, and rm removes it.
+// as a static large object (three 8 MiB segments), survives a restart, and
+// rm removes it.
 func TestServeOnSwift(t *testing.T) {
 	needMount(t)
 	startSwift(t)
-	tmp := t.TempDir()
-	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
-	store := []string{"--store", "swift://images/glimpse?segment_size=8388608"}
-	d := startDaemon(t, data, mnt, store...)
-
-	src := randomFile(t, tmp, "big.img", 20<<20) // three 8 MiB segments
-	mustRun(t, "cp", src, filepath.Join(mnt, "active")+"/")
-	img := filepath.Join(mnt, "active", "big.img")
-	if got := xattr(t, img, "status"); got != "active" {
-		t.Fatalf("status %s", got)
-	}
-	mustRun(t, "cmp", src, img)
-	d.stop()
-
-	startDaemon(t, data, mnt, store...)
-	mustRun(t, "cmp", src, img)
-	mustRun(t, "rm", img)
-	if _, err := os.Stat(img); !os.IsNotExist(err) {
-		t.Fatalf("after rm: %v", err)
-	}
+	storeRoundTrip(t, 20<<20, nil, "--store", "swift://images/glimpse?segment_size=8388608")
 }
