@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -47,6 +51,8 @@ func startMinIO(t *testing.T) *minio.Client {
 	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
 		t.Setenv(k, env[k])
 	}
+	t.Setenv("MINIO_TEST_PID", env["MINIO_PID"])
+	t.Setenv("MINIO_TEST_DATA", env["MINIO_DATA"])
 	client, err := minio.New(strings.TrimPrefix(env["AWS_ENDPOINT_URL"], "http://"), &minio.Options{
 		Creds: credentials.NewStaticV4(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], ""),
 	})
@@ -121,5 +127,102 @@ func storeRoundTrip(t *testing.T, size int, check func(data, id string), store .
 	}
 	if check != nil {
 		check(data, "")
+	}
+}
+
+// The store going away in the middle of a copy: close fails with EIO, the
+// image ends killed with the reason, the daemon keeps serving, and once the
+// store is back the images it already held read as before and nothing of
+// the killed upload is in the bucket.
+func TestServeS3GoesAwayMidCopy(t *testing.T) {
+	needMount(t)
+	client := startMinIO(t)
+	tmp := t.TempDir()
+	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
+	d := startDaemon(t, data, mnt, "--store", "s3://images")
+	kept := randomFile(t, tmp, "kept.img", 1<<20)
+	mustRun(t, "cp", kept, filepath.Join(mnt, "active")+"/")
+
+	f, err := os.Create(filepath.Join(mnt, "active", "doomed.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for i := 0; i < 20; i++ { // past the first 16 MiB part: a multipart upload is under way
+		if _, err := f.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restart := killMinIO(t)
+	f.Write(chunk) // may fail already; close must
+	err = f.Close()
+	if err == nil || !strings.Contains(err.Error(), "input/output error") {
+		t.Fatalf("close with the store gone: %v, want EIO", err)
+	}
+	killed := filepath.Join(mnt, "killed", "doomed.img")
+	if got := xattr(t, killed, "glimpse.error"); got == "" {
+		t.Fatal("killed without a reason")
+	}
+	// The daemon serves everyone else meanwhile.
+	if got := ls(t, filepath.Join(mnt, "active")); fmt.Sprint(got) != "[kept.img]" {
+		t.Fatalf("active/ while the store is away: %v", got)
+	}
+	resp, err := http.Get("http://" + d.addr + "/healthcheck")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthcheck while the store is away: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	restart()
+	mustRun(t, "cmp", kept, filepath.Join(mnt, "active", "kept.img"))
+	id := xattr(t, filepath.Join(mnt, "active", "kept.img"), "id")
+	if keys := objects(t, client, "images"); fmt.Sprint(keys) != "["+id+"]" {
+		t.Fatalf("bucket after the kill: %v", keys)
+	}
+}
+
+// killMinIO kills the test's MinIO (SIGKILL: to the daemon the store is
+// gone) and returns a function that starts it again on the same address,
+// keys and data, waiting until it answers.
+func killMinIO(t *testing.T) (restart func()) {
+	t.Helper()
+	pid, _ := strconv.Atoi(os.Getenv("MINIO_TEST_PID"))
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc.Kill()
+	for proc.Signal(syscall.Signal(0)) == nil { // not our child: wait until it is gone
+		time.Sleep(10 * time.Millisecond)
+	}
+	return func() {
+		t.Helper()
+		bin, err := exec.Command("../../scripts/minio", "path").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := strings.TrimPrefix(os.Getenv("AWS_ENDPOINT_URL"), "http://")
+		cmd := exec.Command(strings.TrimSpace(string(bin)), "server", "--quiet", "--address", addr,
+			"--console-address", freeAddr(t), filepath.Join(os.Getenv("MINIO_TEST_DATA"), "data"))
+		cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+os.Getenv("AWS_ACCESS_KEY_ID"),
+			"MINIO_ROOT_PASSWORD="+os.Getenv("AWS_SECRET_ACCESS_KEY"), "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			resp, err := http.Get("http://" + addr + "/")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusForbidden { // the S3 API answers an anonymous GET /
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("MinIO did not come back: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
