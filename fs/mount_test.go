@@ -422,7 +422,6 @@ func TestChangesElsewhereShowAtOnce(t *testing.T) {
 	if _, err := os.Stat(e.path("active", "old")); err != nil { // cache the entry
 		t.Fatal(err)
 	}
-	st1, _ := os.Stat(e.path("active", "old"))
 	ctx := context.Background()
 	if _, err := e.svc.Rename(ctx, admin, id, "new"); err != nil {
 		t.Fatal(err)
@@ -452,7 +451,6 @@ func TestChangesElsewhereShowAtOnce(t *testing.T) {
 	if _, err := os.Stat(e.path("queued", "fresh")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("deleted elsewhere: %v", err)
 	}
-	_ = st1
 }
 
 func TestBadNames(t *testing.T) {

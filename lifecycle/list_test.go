@@ -3,36 +3,19 @@ package lifecycle_test
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"path/filepath"
 	"testing"
 
-	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/lifecycletest"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
 )
 
 func newService(t *testing.T) *lifecycle.Service {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := kv.OpenBadger(filepath.Join(dir, "registry"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := meta.Open(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	be, err := local.Open(local.Config{Dir: filepath.Join(dir, "images")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lifecycle.New(lifecycle.Config{Store: store, Backend: be})
+	return lifecycletest.New(t, lifecycle.Config{}).Service
 }
 
-var admin = lifecycle.Principal{Project: "admin", Admin: true}
+var admin = lifecycletest.Admin
 
 func names(imgs []*meta.Image) []string {
 	var out []string

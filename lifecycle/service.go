@@ -226,15 +226,12 @@ func (s *Service) setStatus(ctx context.Context, p Principal, id string, from, t
 // Delete removes image id and its content. A protected image refuses; an
 // upload in progress is aborted.
 func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
-	img, err := s.Get(ctx, p, id)
+	img, err := s.store.Get(id)
 	if err != nil {
 		return err
 	}
-	if err := canModify(p, img); err != nil {
+	if err := deletable(p, img); err != nil {
 		return err
-	}
-	if img.Protected {
-		return fmt.Errorf("image %s: %w", id, ErrProtected)
 	}
 	s.mu.Lock()
 	up := s.uploads[id]
@@ -245,7 +242,7 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 	// The record goes first: if we crash before the content is gone, the
 	// content is an orphan that Recover removes, never a record pointing at
 	// nothing.
-	old, err := s.store.Delete(ctx, id)
+	old, err := s.store.Delete(ctx, id, func(img *meta.Image) error { return deletable(p, img) })
 	if err != nil {
 		return err
 	}
@@ -253,6 +250,21 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 		if err := s.backend.Delete(ctx, old.StoreKey); err != nil {
 			s.log.Error("content of a deleted image left in the store; the next start removes it", "image", id, "err", err)
 		}
+	}
+	return nil
+}
+
+// deletable says whether p may delete img: it must see it, be allowed to
+// change it, and the image must not be protected.
+func deletable(p Principal, img *meta.Image) error {
+	if !CanSee(p, img) {
+		return fmt.Errorf("image %s: %w", img.ID, ErrNotFound)
+	}
+	if err := canModify(p, img); err != nil {
+		return err
+	}
+	if img.Protected {
+		return fmt.Errorf("image %s: %w", img.ID, ErrProtected)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -29,13 +30,18 @@ func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader
 	}
 	size, err := s.writeStaged(ctx, id, r)
 	if err != nil {
-		s.backend.Delete(context.WithoutCancel(ctx), stageKey(id))
-		s.store.Update(ctx, id, func(img *meta.Image) error {
+		if derr := s.backend.Delete(context.WithoutCancel(ctx), stageKey(id)); derr != nil {
+			s.log.Error("remove a failed stage; the next start removes it", "image", id, "err", derr)
+		}
+		_, uerr := s.store.Update(ctx, id, func(img *meta.Image) error {
 			if img.Status == meta.Uploading {
 				img.Status = meta.Queued
 			}
 			return nil
 		})
+		if uerr != nil && !errors.Is(uerr, meta.ErrNotFound) {
+			s.log.Error("return a failed stage to queued; the next start kills it", "image", id, "err", uerr)
+		}
 		return nil, err
 	}
 	img, err := s.store.Update(ctx, id, func(img *meta.Image) error {
@@ -48,7 +54,9 @@ func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader
 	})
 	if err != nil {
 		// Deleted (or changed) meanwhile: the staged bytes belong to nobody.
-		s.backend.Delete(context.WithoutCancel(ctx), stageKey(id))
+		if derr := s.backend.Delete(context.WithoutCancel(ctx), stageKey(id)); derr != nil {
+			s.log.Error("remove an orphaned stage; the next start removes it", "image", id, "err", derr)
+		}
 	}
 	return img, err
 }

@@ -3,35 +3,19 @@ package lifecycle_test
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/glimpse-project/glimpse/backend"
-	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/lifecycletest"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
 )
 
 func newServiceWithStore(t *testing.T, maxSize int64) (*lifecycle.Service, backend.Backend) {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := kv.OpenBadger(filepath.Join(dir, "registry"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := meta.Open(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	be, err := local.Open(local.Config{Dir: filepath.Join(dir, "images")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lifecycle.New(lifecycle.Config{Store: store, Backend: be, MaxImageSize: maxSize}), be
+	env := lifecycletest.New(t, lifecycle.Config{MaxImageSize: maxSize})
+	return env.Service, env.Backend
 }
 
 func keys(t *testing.T, be backend.Backend) []string {

@@ -154,14 +154,22 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 	return img, nil
 }
 
-// Delete removes the record of image id and returns it.
-func (s *Store) Delete(ctx context.Context, id string) (*Image, error) {
+// Delete removes the record of image id and returns it. check, if not nil,
+// sees the current record inside the same transaction and may refuse the
+// deletion with an error, which is returned as is (so that a rule such as
+// "protected images stay" cannot race with a concurrent update).
+func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error) (*Image, error) {
 	var old *Image
 	err := s.kv.Update(func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(old); err != nil {
+				return err
+			}
 		}
 		return deleteImage(tx, old)
 	})

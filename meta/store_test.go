@@ -89,7 +89,14 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 		if ids, _ := s.InStatus(Queued); len(ids) != 0 {
 			t.Fatalf("stale queued index: %v", ids)
 		}
-		if _, err := s.Delete(ctx, "a"); err != nil {
+		refuse := errors.New("refused")
+		if _, err := s.Delete(ctx, "a", func(*Image) error { return refuse }); !errors.Is(err, refuse) {
+			t.Fatalf("a refused delete: %v", err)
+		}
+		if _, err := s.Get("a"); err != nil {
+			t.Fatalf("a refused delete removed the record: %v", err)
+		}
+		if _, err := s.Delete(ctx, "a", nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Get("a"); !errors.Is(err, ErrNotFound) {
