@@ -23,9 +23,15 @@ const syncInvalidateTimeout = 2 * time.Second
 // flight, and that operation may be the one whose change we announce. A
 // change made elsewhere (the REST listener) waits until its notifications
 // are done, so it shows in the mount by the time that call returns.
-func (r *Root) startInvalidator() (stop func()) {
+//
+// A change made through the mount cannot wait that way, and some of its
+// notifications land only after the kernel finished the operation: after a
+// rename onto a taken name, the kernel's d_move leaves the bare name pointing
+// at the moved image until the queued notification drops it. settle waits
+// until everything queued so far has reached the kernel.
+func (r *Root) startInvalidator() (stop, settle func()) {
 	type item struct {
-		ev   meta.Event
+		ev   *meta.Event   // nil for a settle barrier
 		done chan struct{} // closed once ev is handled; nil if nobody waits
 	}
 	var (
@@ -35,22 +41,28 @@ func (r *Root) startInvalidator() (stop func()) {
 		wake   = make(chan struct{}, 1)
 		exited = make(chan struct{})
 	)
-	cancel := r.svc.Subscribe(func(ev meta.Event) {
-		it := item{ev: ev}
-		_, fromMount := fuse.FromContext(ev.Context)
-		if !fromMount {
-			it.done = make(chan struct{})
-		}
+	enqueue := func(it item) bool {
 		mu.Lock()
 		if closed {
 			mu.Unlock()
-			return
+			return false
 		}
 		queue = append(queue, it)
 		mu.Unlock()
 		select {
 		case wake <- struct{}{}:
 		default:
+		}
+		return true
+	}
+	cancel := r.svc.Subscribe(func(ev meta.Event) {
+		it := item{ev: &ev}
+		_, fromMount := fuse.FromContext(ev.Context)
+		if !fromMount {
+			it.done = make(chan struct{})
+		}
+		if !enqueue(it) {
+			return
 		}
 		if it.done != nil {
 			select {
@@ -69,7 +81,9 @@ func (r *Root) startInvalidator() (stop func()) {
 			stopping := closed
 			mu.Unlock()
 			for _, it := range batch {
-				r.invalidate(it.ev)
+				if it.ev != nil {
+					r.invalidate(*it.ev)
+				}
 				if it.done != nil {
 					close(it.done)
 				}
@@ -79,7 +93,7 @@ func (r *Root) startInvalidator() (stop func()) {
 			}
 		}
 	}()
-	return func() {
+	stop = func() {
 		cancel()
 		mu.Lock()
 		closed = true
@@ -90,6 +104,13 @@ func (r *Root) startInvalidator() (stop func()) {
 		}
 		<-exited
 	}
+	settle = func() {
+		it := item{done: make(chan struct{})}
+		if enqueue(it) {
+			<-it.done
+		}
+	}
+	return stop, settle
 }
 
 func imageID(ev meta.Event) string {

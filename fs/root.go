@@ -139,6 +139,7 @@ type Server struct {
 	server *fuse.Server
 	root   *Root
 	stop   func()
+	settle func()
 	dir    string
 }
 
@@ -188,8 +189,8 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	stop := root.startInvalidator()
-	return &Server{server: server, root: root, stop: stop, dir: dir}, nil
+	stop, settle := root.startInvalidator()
+	return &Server{server: server, root: root, stop: stop, settle: settle, dir: dir}, nil
 }
 
 // Unmount detaches the mount, lazily if it is busy, and waits until the
@@ -206,6 +207,10 @@ func (m *Server) Unmount() error {
 	m.stop()
 	return err
 }
+
+// Settle waits until the kernel has been told of every catalogue change
+// made so far, those made through the mount included.
+func (m *Server) Settle() { m.settle() }
 
 // Wait blocks until the mount is gone (unmounted from outside too).
 func (m *Server) Wait() { m.server.Wait() }
