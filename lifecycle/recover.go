@@ -54,12 +54,21 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 		s.log.Warn("removed orphaned content", "key", key)
 	}
+	// Images whose content stays at a URL own nothing in the store (no
+	// StoreKey), so the sweep above never touches them; a hash that a
+	// stop interrupted starts again.
+	if err := s.resumeHashes(); err != nil {
+		return fmt.Errorf("recover: resume hashes of location images: %w", err)
+	}
 	return nil
 }
 
 // Shutdown kills every upload still in progress (their writers will not
-// finish) so that nothing is left saving.
+// finish) so that nothing is left saving, and stops background hashes of
+// location images (they resume at the next start).
 func (s *Service) Shutdown(ctx context.Context) {
+	s.bgCancel()
+	s.bg.Wait()
 	s.mu.Lock()
 	live := make([]*Upload, 0, len(s.uploads))
 	for _, u := range s.uploads {
