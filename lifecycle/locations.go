@@ -14,12 +14,18 @@ import (
 )
 
 // HTTP locations: an image whose bytes stay at a URL (Glance's http store).
-// Adding the location to a queued image makes it active at once, after a
-// HEAD for the size and the same bounded inspection an upload gets, done
-// over ranged reads; the content is then hashed in the background, one
-// streaming pass, and either fills in checksum and os_hash_value or, when
-// the caller gave validation data, verifies them and kills the image on a
-// mismatch. Reads go to the URL; deleting the image leaves the URL alone.
+// Adding the location to a queued image first probes it: a HEAD for the
+// size and the same bounded inspection an upload gets, over ranged reads.
+// Then the content is hashed in the background, in one streaming pass:
+//
+//   - without validation data the image is active at once (as with
+//     Glance's http store) and checksum and os_hash_value fill in when
+//     the pass ends;
+//   - with validation data the image stays importing, unreadable, until
+//     the pass has verified it: then active, or killed with the reason on
+//     a mismatch or when the URL cannot be read through.
+//
+// Reads go to the URL; deleting the image leaves the URL alone.
 //
 // glimpse keeps one location per image: locations are added only to queued
 // images, so the content behind an active image's hashes can never be
@@ -118,6 +124,9 @@ func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc m
 		}
 		vsize := report.VirtualSize
 		img.Status = meta.Active
+		if vd != nil {
+			img.Status = meta.Importing // until verified
+		}
 		img.Size = &size
 		img.VirtualSize = &vsize
 		img.Locations = []meta.Location{loc}
@@ -275,10 +284,53 @@ func (s *Service) stopHash(id string) {
 // leaves the image as it is (HashPending, retried at the next start); a
 // mismatch with validation data kills it.
 func (s *Service) hashLocation(ctx context.Context, img *meta.Image) {
+	url := img.Locations[0].URL
+	md5sum, shasum, err := s.hashContent(ctx, img)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // stopping or deleted: resumed at the next start, if any
+		}
+		if img.Status != meta.Importing {
+			s.log.Warn("hash of a location image failed; retried at the next start", "image", img.ID, "err", err)
+			return
+		}
+	}
+	_, err = s.store.Update(context.WithoutCancel(ctx), img.ID, func(cur *meta.Image) error {
+		if !cur.HashPending || len(cur.Locations) == 0 || cur.Locations[0].URL != url {
+			return errStale
+		}
+		if err != nil {
+			markKilled(cur, fmt.Sprintf("could not verify the content at %s: %v", url, err))
+			return nil
+		}
+		cur.HashPending = false
+		if bad := mismatch(cur, md5sum, shasum); bad != "" {
+			markKilled(cur, fmt.Sprintf("content at %s does not match validation_data: %s", url, bad))
+			return nil
+		}
+		cur.Checksum, cur.OSHashAlgo, cur.OSHashValue = md5sum, HashAlgo, shasum
+		if cur.Status == meta.Importing {
+			cur.Status = meta.Active
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		s.log.Info("location image hashed", "image", img.ID, "url", url)
+	case errors.Is(err, errStale), errors.Is(err, meta.ErrNotFound):
+	default:
+		s.log.Error("record the hashes of a location image", "image", img.ID, "err", err)
+	}
+}
+
+var errStale = errors.New("image changed while its location was hashed")
+
+// hashContent reads the content at img's location once and returns its
+// md5 and sha512 in hex.
+func (s *Service) hashContent(ctx context.Context, img *meta.Image) (md5sum, shasum string, err error) {
 	r, err := s.openLocation(ctx, img)
 	if err != nil {
-		s.log.Warn("hash of a location image postponed to the next start", "image", img.ID, "err", err)
-		return
+		return "", "", err
 	}
 	defer r.Close()
 	h := newStreamHasher(&s.chunks)
@@ -293,40 +345,16 @@ func (s *Service) hashLocation(ctx context.Context, img *meta.Image) {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
 		}
-		if err == nil && ctx.Err() != nil {
+		if err == nil {
 			err = ctx.Err()
 		}
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("hash of a location image failed; retried at the next start", "image", img.ID, "err", err)
-			}
-			return
+			return "", "", err
 		}
 	}
-	md5sum, shasum := h.sums()
-	url := img.Locations[0].URL
-	_, err = s.store.Update(context.WithoutCancel(ctx), img.ID, func(cur *meta.Image) error {
-		if !cur.HashPending || len(cur.Locations) == 0 || cur.Locations[0].URL != url {
-			return errStale
-		}
-		cur.HashPending = false
-		if bad := mismatch(cur, md5sum, shasum); bad != "" {
-			markKilled(cur, fmt.Sprintf("content at %s does not match validation_data: %s", url, bad))
-			return nil
-		}
-		cur.Checksum, cur.OSHashAlgo, cur.OSHashValue = md5sum, HashAlgo, shasum
-		return nil
-	})
-	switch {
-	case err == nil:
-		s.log.Info("location image hashed", "image", img.ID, "url", url)
-	case errors.Is(err, errStale), errors.Is(err, meta.ErrNotFound):
-	default:
-		s.log.Error("record the hashes of a location image", "image", img.ID, "err", err)
-	}
+	md5sum, shasum = h.sums()
+	return md5sum, shasum, nil
 }
-
-var errStale = errors.New("image changed while its location was hashed")
 
 // mismatch compares the hashes of the content with those the image was
 // given (validation data), and describes the difference.
@@ -343,7 +371,7 @@ func mismatch(img *meta.Image, md5sum, shasum string) string {
 
 // resumeHashes restarts the background hashes a stop interrupted.
 func (s *Service) resumeHashes() error {
-	for _, st := range []meta.Status{meta.Active, meta.Deactivated} {
+	for _, st := range []meta.Status{meta.Importing, meta.Active, meta.Deactivated} {
 		ids, err := s.store.InStatus(st)
 		if err != nil {
 			return err

@@ -26,14 +26,21 @@ func (s *Service) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover: %w", err)
 		}
 		for _, id := range ids {
+			killed := false
 			_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
+				if len(img.Locations) > 0 && img.HashPending {
+					return nil // a location being verified: resumed below
+				}
 				markKilled(img, "upload interrupted: glimpse stopped before the upload completed")
+				killed = true
 				return nil
 			})
 			if err != nil {
 				return fmt.Errorf("recover image %s: %w", id, err)
 			}
-			s.log.Warn("killed an upload interrupted by a restart", "image", id, "was", st)
+			if killed {
+				s.log.Warn("killed an upload interrupted by a restart", "image", id, "was", st)
+			}
 		}
 	}
 	var orphans []string
