@@ -74,7 +74,9 @@ func (s *Service) Recover(ctx context.Context) error {
 // finish) so that nothing is left saving, and stops background hashes of
 // location images (they resume at the next start).
 func (s *Service) Shutdown(ctx context.Context) {
+	s.mu.Lock() // startHash checks bgCtx under mu: no Add after this Wait
 	s.bgCancel()
+	s.mu.Unlock()
 	s.bg.Wait()
 	s.mu.Lock()
 	live := make([]*Upload, 0, len(s.uploads))

@@ -162,7 +162,7 @@ func TestLocationMount(t *testing.T) {
 	needMount(t)
 	needTool(t, "qemu-img")
 	web := newWebOrigin(t)
-	const size = 256 << 20
+	const size = 128 << 20
 	data := make([]byte, size)
 	rand.Read(data[:1<<20])
 	rand.Read(data[size-1<<20:])
@@ -177,7 +177,7 @@ func TestLocationMount(t *testing.T) {
 	url := "http://" + d.addr
 	out := mustGlimpse(t, "--os-image-url", url, "image-create", "--name", "big.raw", "--location", loc)
 	id := field(t, out, "id")
-	if field(t, out, "status") != "active" || field(t, out, "disk_format") != "raw" || field(t, out, "size") != "268435456" {
+	if field(t, out, "status") != "active" || field(t, out, "disk_format") != "raw" || field(t, out, "size") != "134217728" {
 		t.Fatalf("image-create --location:\n%s", out)
 	}
 	gone := field(t, mustGlimpse(t, "--os-image-url", url, "image-create", "--name", "gone.raw", "--location", goneLoc), "id")
@@ -188,7 +188,7 @@ func TestLocationMount(t *testing.T) {
 	before := web.served.Load()
 	info := mustRun(t, "qemu-img", "info", "--output", "json", path)
 	read := web.served.Load() - before
-	if !strings.Contains(info, `"format": "raw"`) || !strings.Contains(info, `"virtual-size": 268435456`) {
+	if !strings.Contains(info, `"format": "raw"`) || !strings.Contains(info, `"virtual-size": 134217728`) {
 		t.Fatalf("qemu-img info through the mount:\n%s", info)
 	}
 	if read > size/16 {
