@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/glimpse-project/glimpse/api"
-	"github.com/glimpse-project/glimpse/backend/local"
 	httpstore "github.com/glimpse-project/glimpse/backend/http"
+	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
 	"github.com/glimpse-project/glimpse/meta/kv"
