@@ -371,11 +371,15 @@ func TestLocationHashResumesAfterRestart(t *testing.T) {
 	data := random(t, 1<<20)
 	url := o.put("/disk.raw", data)
 	img := e.create(t, "resume")
-	// Registered as a crashed daemon leaves it: active, hash pending.
+	// As a daemon stopped mid-verification leaves it: importing (being
+	// verified against validation data), hash pending. Recovery must not
+	// kill it as an interrupted upload.
 	size := int64(len(data))
+	md := md5.Sum(data)
 	_, err := e.store.Update(ctx, img.ID, func(img *meta.Image) error {
-		img.Status, img.Size, img.DiskFormat, img.ContainerFormat = meta.Active, &size, "raw", "bare"
+		img.Status, img.Size, img.DiskFormat, img.ContainerFormat = meta.Importing, &size, "raw", "bare"
 		img.Locations = []meta.Location{{URL: url, Metadata: map[string]any{}}}
+		img.Checksum = hex.EncodeToString(md[:])
 		img.HashPending = true
 		return nil
 	})
@@ -386,7 +390,7 @@ func TestLocationHashResumesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sh := sha512.Sum512(data)
-	if got := waitHashed(t, e, img.ID); got.OSHashValue != hex.EncodeToString(sh[:]) {
+	if got := waitHashed(t, e, img.ID); got.Status != meta.Active || got.OSHashValue != hex.EncodeToString(sh[:]) {
 		t.Fatalf("after Recover: %+v", got)
 	}
 }

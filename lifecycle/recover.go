@@ -26,21 +26,20 @@ func (s *Service) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover: %w", err)
 		}
 		for _, id := range ids {
-			killed := false
 			_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
 				if len(img.Locations) > 0 && img.HashPending {
-					return nil // a location being verified: resumed below
+					return errStale // a location being verified: resumed below
 				}
 				markKilled(img, "upload interrupted: glimpse stopped before the upload completed")
-				killed = true
 				return nil
 			})
+			if errors.Is(err, errStale) {
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("recover image %s: %w", id, err)
 			}
-			if killed {
-				s.log.Warn("killed an upload interrupted by a restart", "image", id, "was", st)
-			}
+			s.log.Warn("killed an upload interrupted by a restart", "image", id, "was", st)
 		}
 	}
 	var orphans []string
