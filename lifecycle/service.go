@@ -38,6 +38,8 @@ type Config struct {
 	// MaxImageSize caps an upload in bytes; 0 means no cap.
 	MaxImageSize int64
 	Logger       *slog.Logger
+	// Metrics receives upload outcomes; nil: unregistered metrics.
+	Metrics *Metrics
 }
 
 // Service is the image lifecycle. It is safe for concurrent use.
@@ -47,6 +49,7 @@ type Service struct {
 	inspect func(io.ReaderAt, int64) (convert.Report, error)
 	maxSize int64
 	log     *slog.Logger
+	metrics *Metrics
 
 	mu      sync.Mutex         // guards uploads
 	uploads map[string]*Upload // the live upload of each image being written
@@ -62,7 +65,11 @@ func New(cfg Config) *Service {
 		inspect: cfg.Inspect,
 		maxSize: cfg.MaxImageSize,
 		log:     cfg.Logger,
+		metrics: cfg.Metrics,
 		uploads: map[string]*Upload{},
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
 	}
 	if s.inspect == nil {
 		s.inspect = convert.Inspect
