@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,7 +56,7 @@ func (m *Metrics) observe(route string, status int, bytes int64, took time.Durat
 	if route == "" {
 		route = "unmatched"
 	}
-	m.requests.WithLabelValues(route, http.StatusText(status)).Inc()
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	m.seconds.WithLabelValues(route).Observe(took.Seconds())
 	if route == downloadRoute && (status == http.StatusOK || status == http.StatusPartialContent) {
 		m.downloadBytes.Add(float64(bytes))

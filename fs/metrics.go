@@ -166,6 +166,17 @@ func (f *meteredFS) Write(c <-chan struct{}, in *fuse.WriteIn, data []byte) (uin
 	return n, f.observe("write", start, st)
 }
 
+// Writev is how go-fuse delivers writes first; ENOSYS sends it on to Write.
+func (f *meteredFS) Writev(c <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	start := time.Now()
+	n, st := f.RawFileSystem.Writev(c, in, data)
+	if st == fuse.ENOSYS {
+		return n, st
+	}
+	f.m.writtenB.Add(float64(n))
+	return n, f.observe("write", start, st)
+}
+
 func (f *meteredFS) Flush(c <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	return f.observe("flush", time.Now(), f.RawFileSystem.Flush(c, in))
 }

@@ -218,7 +218,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 
 	rest.SetReady(true)
-	log.Info("glimpse ready", "data", data, "version", buildVersion())
+	log.Info("glimpse ready", "data", data, "version", strings.ReplaceAll(buildVersion(), "\n", ", "))
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("telling systemd we are ready", "err", err)
 	}
