@@ -66,7 +66,7 @@ image-size-cap: 4096   # an alias works as a key too
 }
 
 // The config file itself may come from the environment, and an empty
-// variable is a setting ('' switches the mount off), not an absence.
+// variable is a setting (” switches the mount off), not an absence.
 func TestServeConfigFromEnvironment(t *testing.T) {
 	cfg := writeConfig(t, "mount: /mnt/from-file\nallow-other: true\n")
 	t.Setenv("GLIMPSE_CONFIG", cfg)
