@@ -133,7 +133,7 @@ func linesMatch(expected, actual []string) bool {
 	for i, p := range parts {
 		// A run of spaces matches any run, so that "..." can stand in a
 		// padded table column.
-		parts[i] = spaces.ReplaceAllString(regexp.QuoteMeta(p), " +")
+		parts[i] = spaces.ReplaceAllString(regexp.QuoteMeta(p), "[ \t]+")
 	}
 	ok, _ := regexp.MatchString("^"+strings.Join(parts, ".*")+"$", strings.TrimRight(actual[0], " "))
 	return ok && linesMatch(expected[1:], actual[1:])
