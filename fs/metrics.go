@@ -19,7 +19,20 @@ type Metrics struct {
 	seconds  *prometheus.HistogramVec
 	readB    prometheus.Counter
 	writtenB prometheus.Counter
+	// byOp holds each operation's series, resolved once: a label lookup
+	// per request would cost more than the rest of the bookkeeping.
+	byOp map[string]opSeries
 }
+
+type opSeries struct {
+	count   prometheus.Counter
+	seconds prometheus.Observer
+}
+
+// meteredOps are the operations meteredFS counts.
+var meteredOps = []string{"lookup", "getattr", "setattr", "mknod", "mkdir", "unlink", "rmdir", "rename", "link", "symlink",
+	"getxattr", "listxattr", "setxattr", "removexattr", "create", "open", "read", "write", "flush", "fsync",
+	"opendir", "readdir", "readdirplus", "statfs"}
 
 // NewMetrics creates the mount's metrics and registers them on reg; a nil
 // reg keeps them unregistered.
@@ -50,12 +63,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.ops, m.errors, m.seconds, m.readB, m.writtenB)
 	}
+	m.byOp = make(map[string]opSeries, len(meteredOps))
+	for _, op := range meteredOps {
+		m.byOp[op] = opSeries{count: m.ops.WithLabelValues(op), seconds: m.seconds.WithLabelValues(op)}
+	}
 	return m
 }
 
 func (m *Metrics) done(op string, start time.Time, st fuse.Status) {
-	m.ops.WithLabelValues(op).Inc()
-	m.seconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	series := m.byOp[op]
+	series.count.Inc()
+	series.seconds.Observe(time.Since(start).Seconds())
 	if st != fuse.OK {
 		name := unix.ErrnoName(syscall.Errno(st))
 		if name == "" {
