@@ -26,6 +26,9 @@ type Options struct {
 	// WebDownloadAllowPrivate lets web-download imports fetch from
 	// loopback, private and link-local addresses.
 	WebDownloadAllowPrivate bool
+	// Timeouts: only BodyStall is the handler's; NewHTTPServer takes the
+	// others.
+	Timeouts Timeouts
 }
 
 // Server is the REST listener's handler.

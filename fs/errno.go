@@ -36,6 +36,11 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.EBUSY
 	case errors.Is(err, lifecycle.ErrTooLarge):
 		return syscall.EFBIG
+	case errors.Is(err, lifecycle.ErrOverQuota), errors.Is(err, lifecycle.ErrStoreFull):
+		// Out of quota or store space: ENOSPC, what a full filesystem
+		// says (EDQUOT would name the quota, but tools such as cp and
+		// rsync treat ENOSPC as the common case).
+		return syscall.ENOSPC
 	case errors.Is(err, lifecycle.ErrNoProperty):
 		return syscall.ENODATA
 	case errors.Is(err, lifecycle.ErrUploadClosed):
@@ -57,3 +62,9 @@ func isForbidden(err error) bool { return errors.Is(err, lifecycle.ErrForbidden)
 // isTooLarge: over a limit (the size cap; for setxattr, the property
 // count, which is ENOSPC as on any filesystem out of xattr space).
 func isTooLarge(err error) bool { return errors.Is(err, lifecycle.ErrTooLarge) }
+
+// isOutOfSpace: over the project's quota or the store is full; close(2)
+// fails with ENOSPC, as on a full filesystem.
+func isOutOfSpace(err error) bool {
+	return errors.Is(err, lifecycle.ErrOverQuota) || errors.Is(err, lifecycle.ErrStoreFull)
+}

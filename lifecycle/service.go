@@ -37,7 +37,9 @@ type Config struct {
 	Inspect func(r io.ReaderAt, size int64) (convert.Report, error)
 	// MaxImageSize caps an upload in bytes; 0 means no cap.
 	MaxImageSize int64
-	Logger       *slog.Logger
+	// Quota limits each project's images and bytes; zero: none.
+	Quota  Quota
+	Logger *slog.Logger
 }
 
 // Service is the image lifecycle. It is safe for concurrent use.
@@ -46,7 +48,12 @@ type Service struct {
 	backend backend.Backend
 	inspect func(io.ReaderAt, int64) (convert.Report, error)
 	maxSize int64
+	quota   Quota
 	log     *slog.Logger
+
+	// quotaMu makes a quota check and the change it allows one step
+	// (two creates cannot both take a project's last image slot).
+	quotaMu sync.Mutex
 
 	mu      sync.Mutex         // guards uploads
 	uploads map[string]*Upload // the live upload of each image being written
@@ -61,6 +68,7 @@ func New(cfg Config) *Service {
 		backend: cfg.Backend,
 		inspect: cfg.Inspect,
 		maxSize: cfg.MaxImageSize,
+		quota:   cfg.Quota,
 		log:     cfg.Logger,
 		uploads: map[string]*Upload{},
 	}
@@ -128,6 +136,13 @@ func (s *Service) Create(ctx context.Context, p Principal, spec CreateSpec) (*me
 	}
 	for _, op := range ops {
 		if err := apply(img, op, p.Admin); err != nil {
+			return nil, err
+		}
+	}
+	if s.quota.Images > 0 {
+		s.quotaMu.Lock()
+		defer s.quotaMu.Unlock()
+		if err := s.checkCreate(p.Project); err != nil {
 			return nil, err
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/convert"
@@ -20,8 +22,15 @@ const HashAlgo = "sha512"
 // computed as the bytes stream in, in order, and only a part written out of
 // order is read back at Commit. Its methods are safe for concurrent use.
 type Upload struct {
-	s  *Service
-	id string
+	s     *Service
+	id    string
+	owner string // the project whose quota the bytes count against
+
+	// allowance is how many bytes the project's quota lets this upload
+	// hold (-1: no quota); live mirrors size for other uploads' quota
+	// checks, which must not take this upload's lock.
+	allowance int64
+	live      atomic.Int64
 
 	mu     sync.Mutex           // guards every field below
 	w      backend.Writer       // nil once finished
@@ -38,24 +47,51 @@ type Upload struct {
 // BeginUpload moves queued image id to saving and opens its content for
 // writing. Only one upload per image runs at a time.
 func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upload, error) {
-	_, err := s.modify(ctx, p, id, func(img *meta.Image) error {
+	var allowance int64 = -1
+	begin := func(img *meta.Image) error {
 		if img.Status != meta.Queued {
 			return fmt.Errorf("%w: image %s is %s; only a queued image takes data", ErrConflict, id, img.Status)
 		}
 		img.Status = meta.Saving
 		return nil
-	})
+	}
+	var img *meta.Image
+	var err error
+	if s.quota.Uploading > 0 || s.quota.Bytes > 0 {
+		// Checked before the image leaves queued: an upload refused for
+		// quota changes nothing, as in Glance.
+		img, err = s.withUploadQuota(ctx, p, id, &allowance, func() (*meta.Image, error) { return s.modify(ctx, p, id, begin) })
+	} else {
+		img, err = s.modify(ctx, p, id, begin)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return s.startUpload(ctx, id, "upload")
+	return s.startUpload(ctx, img, "upload", allowance)
+}
+
+// withUploadQuota runs begin (which moves image id to an in-flight status)
+// once the owner's quota allows another upload, and sets *allowance to the
+// bytes it may hold.
+func (s *Service) withUploadQuota(ctx context.Context, p Principal, id string, allowance *int64, begin func() (*meta.Image, error)) (*meta.Image, error) {
+	img, err := s.Get(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	s.quotaMu.Lock()
+	defer s.quotaMu.Unlock()
+	if *allowance, err = s.uploadAllowance(img.Owner, id); err != nil {
+		return nil, err
+	}
+	return begin()
 }
 
 // startUpload opens the store for the content of image id, which the
 // caller has just moved to an in-flight status, and registers the upload.
 // what names the operation in errors ("upload", "import").
-func (s *Service) startUpload(ctx context.Context, id, what string) (*Upload, error) {
-	u := &Upload{s: s, id: id, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
+func (s *Service) startUpload(ctx context.Context, img *meta.Image, what string, allowance int64) (*Upload, error) {
+	id := img.ID
+	u := &Upload{s: s, id: id, owner: img.Owner, allowance: allowance, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
 	s.mu.Lock()
 	s.uploads[id] = u
 	s.mu.Unlock()
@@ -105,6 +141,10 @@ func (u *Upload) writeAt(p []byte, off int64) (int, error) {
 		u.failed = fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
 		return 0, u.failed
 	}
+	if u.allowance >= 0 && end > u.allowance {
+		u.failed = storageFull(end, u.allowance)
+		return 0, u.failed
+	}
 	if u.rw == nil && off != u.size {
 		// Streaming stores take bytes in order only.
 		u.failed = fmt.Errorf("%w: this store takes writes in order only (write at %d, expected %d)", ErrInvalid, off, u.size)
@@ -119,11 +159,12 @@ func (u *Upload) writeAt(p []byte, off int64) (int, error) {
 		u.hashed = end
 	}
 	if werr != nil {
-		u.failed = fmt.Errorf("store write failed: %w", werr)
+		u.failed = storeError("store write failed", werr)
 		return n, u.failed
 	}
 	if end > u.size {
 		u.size = end
+		u.live.Store(end)
 	}
 	return n, nil
 }
@@ -173,6 +214,9 @@ func (u *Upload) Truncate(size int64) error {
 	if u.s.maxSize > 0 && size > u.s.maxSize {
 		return fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
 	}
+	if u.allowance >= 0 && size > u.allowance {
+		return storageFull(size, u.allowance)
+	}
 	if err := u.rw.Truncate(size); err != nil {
 		return fmt.Errorf("truncate upload: %w", err)
 	}
@@ -180,7 +224,20 @@ func (u *Upload) Truncate(size int64) error {
 		u.resetHashes()
 	}
 	u.size = size
+	u.live.Store(size)
 	return nil
+}
+
+// liveSize is the size so far, for other uploads' quota checks.
+func (u *Upload) liveSize() int64 { return u.live.Load() }
+
+// storeError wraps a store's failure; a store out of space is ErrStoreFull
+// (Glance's StorageFull, 413), so that the client learns it is not a bug.
+func storeError(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
+		return fmt.Errorf("%w: %s: %w", ErrStoreFull, what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // Done is closed once the upload is committed or aborted.
@@ -231,7 +288,7 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 		}
 	}
 	if err := u.w.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("store could not commit the upload: %w", err)
+		return nil, storeError("store could not commit the upload", err)
 	}
 	report, err := u.inspectCommitted(ctx)
 	if err != nil {
@@ -240,6 +297,13 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 	size := u.size
 	vsize := report.VirtualSize
 	checksum, osHash := u.hash.sums()
+	if u.allowance >= 0 {
+		u.s.quotaMu.Lock()
+		defer u.s.quotaMu.Unlock()
+		if err := u.s.checkCommit(u.owner, u.id, size); err != nil {
+			return nil, err
+		}
+	}
 	return u.s.store.Update(ctx, u.id, func(img *meta.Image) error {
 		if !report.Matches(img.DiskFormat) {
 			return fmt.Errorf("%w: content is %s, but the image declares disk_format %s", convert.ErrUnsafe, report.DiskFormat(), img.DiskFormat)

@@ -45,6 +45,8 @@ type serveOptions struct {
 	logLevel     string
 	authTokens   string
 	allowPrivate bool
+	timeouts     api.Timeouts
+	quota        lifecycle.Quota
 }
 
 func serveCommand() *cli.Command {
@@ -63,6 +65,12 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
 			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
+			&cli.Int64Flag{Name: "quota-images", Usage: "most images one project may own, in any status (Glance's image_count_total; 0: no limit)", Destination: &o.quota.Images, EnvVars: []string{"GLIMPSE_QUOTA_IMAGES"}},
+			&cli.Int64Flag{Name: "quota-uploading", Usage: "most images one project may be uploading at once (Glance's image_count_uploading; 0: no limit)", Destination: &o.quota.Uploading, EnvVars: []string{"GLIMPSE_QUOTA_UPLOADING"}},
+			&cli.Int64Flag{Name: "quota-bytes", Usage: "most bytes of content one project may store, uploads in flight included (Glance's image_size_total, user_storage_quota; 0: no limit)", Destination: &o.quota.Bytes, EnvVars: []string{"GLIMPSE_QUOTA_BYTES"}},
+			&cli.DurationFlag{Name: "read-header-timeout", Usage: "longest a REST client may take to send a request's headers", Value: api.DefaultTimeouts.ReadHeader, Destination: &o.timeouts.ReadHeader},
+			&cli.DurationFlag{Name: "idle-timeout", Usage: "longest a kept-alive REST connection may wait for its next request", Value: api.DefaultTimeouts.Idle, Destination: &o.timeouts.Idle},
+			&cli.DurationFlag{Name: "body-stall-timeout", Usage: "longest a REST client may send no body bytes before its request (and upload) fails", Value: api.DefaultTimeouts.BodyStall, Destination: &o.timeouts.BodyStall},
 			&cli.StringFlag{Name: "auth-tokens", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
 			&cli.BoolFlag{Name: "web-download-allow-private", Usage: "let web-download imports fetch from loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.IntFlag{Name: "uid", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
@@ -109,6 +117,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 	}
+	if o.quota.Images < 0 || o.quota.Uploading < 0 || o.quota.Bytes < 0 {
+		return errors.New("--quota-images, --quota-uploading and --quota-bytes take 0 (no limit) or more")
+	}
 	if o.mount == "" && o.listen == "" {
 		return errors.New("nothing to serve: both --mount and --listen are empty")
 	}
@@ -140,14 +151,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 	}
 
-	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, MaxImageSize: o.maxImageSize, Logger: log})
+	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, MaxImageSize: o.maxImageSize, Quota: o.quota, Logger: log})
 	if err := svc.Recover(ctx); err != nil {
 		return err
 	}
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate})
+	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Timeouts: o.timeouts})
 	if err != nil {
 		return err
 	}
@@ -163,7 +174,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		if o.pprof {
 			handler = withPprof(rest)
 		}
-		httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+		httpSrv = api.NewHTTPServer(handler, o.timeouts)
 		if o.tlsCert != "" {
 			go func() { httpDone <- httpSrv.ServeTLS(ln, o.tlsCert, o.tlsKey) }()
 		} else {
