@@ -20,8 +20,12 @@ func (q Quota) any() bool { return q.Images > 0 || q.Uploading > 0 || q.Bytes > 
 
 // usage is what a project holds now.
 type usage struct {
-	images, uploading, bytes int64
+	images, uploading int64
+	stored            int64 // bytes of content in the registry
+	live              int64 // bytes written so far by uploads in flight
 }
+
+func (u usage) bytes() int64 { return u.stored + u.live }
 
 // usageOf adds up project's images, leaving out image skip (the one whose
 // upload is being checked), and the bytes written so far by its uploads in
@@ -38,21 +42,29 @@ func (s *Service) usageOf(project, skip string) (usage, error) {
 			u.uploading++
 		}
 		if img.Size != nil {
-			u.bytes += *img.Size // active, deactivated, and staged content
+			u.stored += *img.Size // active, deactivated, and staged content
 		}
 		return nil
 	})
 	if err != nil {
 		return usage{}, fmt.Errorf("quota: %w", err)
 	}
+	u.live = s.liveBytes(project, skip)
+	return u, nil
+}
+
+// liveBytes adds up what project's uploads in flight, except image skip's,
+// have written so far.
+func (s *Service) liveBytes(project, skip string) int64 {
+	var n int64
 	s.mu.Lock()
 	for id, up := range s.uploads {
 		if up.owner == project && id != skip {
-			u.bytes += up.liveSize()
+			n += up.liveSize()
 		}
 	}
 	s.mu.Unlock()
-	return u, nil
+	return n
 }
 
 // overLimit is the message of oslo.limit's ProjectOverLimit, which Glance
@@ -89,7 +101,9 @@ func (s *Service) checkCreate(project string) error {
 
 // uploadAllowance checks that project may start writing image id
 // (image_count_uploading, and some of image_size_total left) and returns
-// how many bytes the upload may hold, or -1 for no limit.
+// the bytes the project stores in the registry, which the upload's writes
+// are checked against (with the uploads in flight), or -1 for no byte
+// limit.
 func (s *Service) uploadAllowance(project, id string) (int64, error) {
 	if s.quota.Uploading == 0 && s.quota.Bytes == 0 {
 		return -1, nil
@@ -104,11 +118,22 @@ func (s *Service) uploadAllowance(project, id string) (int64, error) {
 	if s.quota.Bytes == 0 {
 		return -1, nil
 	}
-	left := s.quota.Bytes - u.bytes
-	if left <= 0 {
-		return 0, overLimit(project, "image_size_total", s.quota.Bytes, u.bytes, 0)
+	if u.bytes() >= s.quota.Bytes {
+		return 0, overLimit(project, "image_size_total", s.quota.Bytes, u.bytes(), 0)
 	}
-	return left, nil
+	return u.stored, nil
+}
+
+// checkWrite is the byte check of each write: the upload of image id
+// would hold end bytes, next to stored bytes in the registry (as of the
+// upload's start) and what the project's other uploads hold now. The
+// upload that crosses the limit is the one refused.
+func (s *Service) checkWrite(project, id string, stored, end int64) error {
+	used := stored + s.liveBytes(project, id)
+	if used+end > s.quota.Bytes {
+		return storageFull(end, s.quota.Bytes-used)
+	}
+	return nil
 }
 
 // checkCommit is the exact byte check before an upload of size bytes
@@ -123,8 +148,8 @@ func (s *Service) checkCommit(project, id string, size int64) error {
 	if err != nil {
 		return err
 	}
-	if u.bytes+size > s.quota.Bytes {
-		return storageFull(size, s.quota.Bytes-u.bytes)
+	if u.bytes()+size > s.quota.Bytes {
+		return storageFull(size, s.quota.Bytes-u.bytes())
 	}
 	return nil
 }

@@ -27,15 +27,22 @@ func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader
 			return nil
 		})
 	}
-	var allowance int64 = -1
+	var stored int64 = -1
+	var staging *meta.Image
 	var err error
 	if s.quota.Uploading > 0 || s.quota.Bytes > 0 {
-		_, err = s.withUploadQuota(ctx, p, id, &allowance, begin)
+		staging, err = s.withUploadQuota(ctx, p, id, &stored, begin)
 	} else {
 		_, err = begin()
 	}
 	if err != nil {
 		return nil, err
+	}
+	allowance := int64(-1)
+	if stored >= 0 {
+		// Staged bytes are checked against what was free when staging
+		// started, and again, with everything, at import.
+		allowance = s.quota.Bytes - stored - s.liveBytes(staging.Owner, id)
 	}
 	size, err := s.writeStaged(ctx, id, r, allowance)
 	if err != nil {
@@ -160,19 +167,19 @@ func checkImport(p Principal, img *meta.Image, from meta.Status) error {
 }
 
 func (s *Service) beginImport(ctx context.Context, p Principal, id string, from meta.Status) (*Upload, error) {
-	var allowance int64 = -1
+	var stored int64 = -1
 	begin := func() (*meta.Image, error) { return s.moveToImporting(ctx, p, id, from) }
 	var img *meta.Image
 	var err error
 	if s.quota.Uploading > 0 || s.quota.Bytes > 0 {
-		img, err = s.withUploadQuota(ctx, p, id, &allowance, begin)
+		img, err = s.withUploadQuota(ctx, p, id, &stored, begin)
 	} else {
 		img, err = begin()
 	}
 	if err != nil {
 		return nil, err
 	}
-	return s.startUpload(ctx, img, "import", allowance)
+	return s.startUpload(ctx, img, "import", stored)
 }
 
 func (s *Service) moveToImporting(ctx context.Context, p Principal, id string, from meta.Status) (*meta.Image, error) {

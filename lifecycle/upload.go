@@ -26,11 +26,11 @@ type Upload struct {
 	id    string
 	owner string // the project whose quota the bytes count against
 
-	// allowance is how many bytes the project's quota lets this upload
-	// hold (-1: no quota); live mirrors size for other uploads' quota
-	// checks, which must not take this upload's lock.
-	allowance int64
-	live      atomic.Int64
+	// quotaStored is what the owner stored when the upload started, for
+	// the byte quota (-1: no byte quota); live mirrors size for other
+	// uploads' quota checks, which must not take this upload's lock.
+	quotaStored int64
+	live        atomic.Int64
 
 	mu     sync.Mutex           // guards every field below
 	w      backend.Writer       // nil once finished
@@ -47,7 +47,7 @@ type Upload struct {
 // BeginUpload moves queued image id to saving and opens its content for
 // writing. Only one upload per image runs at a time.
 func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upload, error) {
-	var allowance int64 = -1
+	var stored int64 = -1
 	begin := func(img *meta.Image) error {
 		if img.Status != meta.Queued {
 			return fmt.Errorf("%w: image %s is %s; only a queued image takes data", ErrConflict, id, img.Status)
@@ -60,27 +60,27 @@ func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upl
 	if s.quota.Uploading > 0 || s.quota.Bytes > 0 {
 		// Checked before the image leaves queued: an upload refused for
 		// quota changes nothing, as in Glance.
-		img, err = s.withUploadQuota(ctx, p, id, &allowance, func() (*meta.Image, error) { return s.modify(ctx, p, id, begin) })
+		img, err = s.withUploadQuota(ctx, p, id, &stored, func() (*meta.Image, error) { return s.modify(ctx, p, id, begin) })
 	} else {
 		img, err = s.modify(ctx, p, id, begin)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return s.startUpload(ctx, img, "upload", allowance)
+	return s.startUpload(ctx, img, "upload", stored)
 }
 
 // withUploadQuota runs begin (which moves image id to an in-flight status)
-// once the owner's quota allows another upload, and sets *allowance to the
-// bytes it may hold.
-func (s *Service) withUploadQuota(ctx context.Context, p Principal, id string, allowance *int64, begin func() (*meta.Image, error)) (*meta.Image, error) {
+// once the owner's quota allows another upload, and sets *stored to the
+// bytes the owner stores (-1 without a byte quota).
+func (s *Service) withUploadQuota(ctx context.Context, p Principal, id string, stored *int64, begin func() (*meta.Image, error)) (*meta.Image, error) {
 	img, err := s.Get(ctx, p, id)
 	if err != nil {
 		return nil, err
 	}
 	s.quotaMu.Lock()
 	defer s.quotaMu.Unlock()
-	if *allowance, err = s.uploadAllowance(img.Owner, id); err != nil {
+	if *stored, err = s.uploadAllowance(img.Owner, id); err != nil {
 		return nil, err
 	}
 	return begin()
@@ -89,9 +89,9 @@ func (s *Service) withUploadQuota(ctx context.Context, p Principal, id string, a
 // startUpload opens the store for the content of image id, which the
 // caller has just moved to an in-flight status, and registers the upload.
 // what names the operation in errors ("upload", "import").
-func (s *Service) startUpload(ctx context.Context, img *meta.Image, what string, allowance int64) (*Upload, error) {
+func (s *Service) startUpload(ctx context.Context, img *meta.Image, what string, quotaStored int64) (*Upload, error) {
 	id := img.ID
-	u := &Upload{s: s, id: id, owner: img.Owner, allowance: allowance, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
+	u := &Upload{s: s, id: id, owner: img.Owner, quotaStored: quotaStored, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
 	s.mu.Lock()
 	s.uploads[id] = u
 	s.mu.Unlock()
@@ -141,9 +141,11 @@ func (u *Upload) writeAt(p []byte, off int64) (int, error) {
 		u.failed = fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
 		return 0, u.failed
 	}
-	if u.allowance >= 0 && end > u.allowance {
-		u.failed = storageFull(end, u.allowance)
-		return 0, u.failed
+	if u.quotaStored >= 0 && end > u.size {
+		if err := u.s.checkWrite(u.owner, u.id, u.quotaStored, end); err != nil {
+			u.failed = err
+			return 0, u.failed
+		}
 	}
 	if u.rw == nil && off != u.size {
 		// Streaming stores take bytes in order only.
@@ -214,8 +216,10 @@ func (u *Upload) Truncate(size int64) error {
 	if u.s.maxSize > 0 && size > u.s.maxSize {
 		return fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
 	}
-	if u.allowance >= 0 && size > u.allowance {
-		return storageFull(size, u.allowance)
+	if u.quotaStored >= 0 && size > u.size {
+		if err := u.s.checkWrite(u.owner, u.id, u.quotaStored, size); err != nil {
+			return err
+		}
 	}
 	if err := u.rw.Truncate(size); err != nil {
 		return fmt.Errorf("truncate upload: %w", err)
@@ -297,7 +301,7 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 	size := u.size
 	vsize := report.VirtualSize
 	checksum, osHash := u.hash.sums()
-	if u.allowance >= 0 {
+	if u.quotaStored >= 0 {
 		u.s.quotaMu.Lock()
 		defer u.s.quotaMu.Unlock()
 		if err := u.s.checkCommit(u.owner, u.id, size); err != nil {
