@@ -1,17 +1,24 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/glimpse-project/glimpse/api"
 	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/convert/converttest"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/lifecycle/lifecycletest"
 	"github.com/glimpse-project/glimpse/meta"
@@ -238,4 +245,85 @@ func storeKeys(t *testing.T, lt lifecycletest.Env) []string {
 		t.Fatal(err)
 	}
 	return keys
+}
+
+// TestHostileImagesOverREST: images built to make a host tool read host
+// files, uploaded as what they are and as raw: 415 (Glance 2024.2's answer
+// to content that fails inspection), the image killed with the reason,
+// nothing stored.
+func TestHostileImagesOverREST(t *testing.T) {
+	e, lt := hostileEnv(t, lifecycle.Config{}, api.Options{})
+	hdr := map[string]string{"Content-Type": "application/octet-stream", "Accept": "application/json"}
+	for _, h := range converttest.HostileImages() {
+		for _, claim := range []string{h.DiskFormat, "raw"} {
+			id := e.create(`{"name": "evil", "disk_format": "` + claim + `", "container_format": "bare"}`)["id"].(string)
+			r := e.do("PUT", "/v2/images/"+id+"/file", hdr, bytes.NewReader(h.Data))
+			glanceError(t, h.Name+" as "+claim, r, http.StatusUnsupportedMediaType, "")
+			v := e.do("GET", "/v2/images/"+id, nil, nil).json(t)
+			reason := fmt.Sprint(v["glimpse.error"])
+			if v["status"] != "killed" || !strings.Contains(reason, h.Reason) && !strings.Contains(reason, "declares disk_format raw") {
+				t.Errorf("%s as %s: %v, %q", h.Name, claim, v["status"], reason)
+			}
+		}
+	}
+	if keys := storeKeys(t, lt); len(keys) != 0 {
+		t.Fatalf("store holds %v", keys)
+	}
+}
+
+// TestNoExternalToolOnUploads: the packages an upload goes through cannot
+// run a program, so no external tool ever parses uploaded content.
+func TestNoExternalToolOnUploads(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool to list imports")
+	}
+	pkgs := []string{"github.com/glimpse-project/glimpse/api", "github.com/glimpse-project/glimpse/lifecycle",
+		"github.com/glimpse-project/glimpse/convert", "github.com/glimpse-project/glimpse/backend/local"}
+	out, err := exec.Command(goTool, append([]string{"list", "-deps"}, pkgs...)...).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "net/http") {
+		t.Fatalf("go list gave no dependencies: %q", out)
+	}
+	if slices.Contains(deps, "os/exec") {
+		t.Fatal("the upload path imports os/exec")
+	}
+}
+
+// TestStoreFullOverREST: an upload larger than the store's filesystem (a
+// 1 MiB tmpfs) gets Glance's 413 StorageFull, and leaves nothing.
+func TestStoreFullOverREST(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("no tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	lt := lifecycletest.NewIn(t, lifecycle.Config{}, dir)
+	s, err := api.New(lt.Service, api.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetReady(true)
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() { srv.Close(); s.Close() })
+	e := &env{t: t, url: srv.URL, svc: lt.Service}
+	id := e.create(`{"name": "big", "disk_format": "raw", "container_format": "bare"}`)["id"].(string)
+	r := e.do("PUT", "/v2/images/"+id+"/file", map[string]string{"Content-Type": "application/octet-stream", "Accept": "application/json"}, io.LimitReader(zeros{}, 2<<20))
+	glanceError(t, "upload larger than the store", r, 413, "store is full")
+	if v := e.do("GET", "/v2/images/"+id, nil, nil).json(t); v["status"] != "killed" {
+		t.Fatalf("after the store filled: %v", v["status"])
+	}
+	if keys := storeKeys(t, lt); len(keys) != 0 {
+		t.Fatalf("store holds %v", keys)
+	}
+	small := e.create(`{"name": "small", "disk_format": "raw", "container_format": "bare"}`)["id"].(string)
+	if r := e.upload(small, make([]byte, 100<<10)); r.status != 204 {
+		t.Fatalf("an upload that fits, after: %d %s", r.status, r.body)
+	}
 }
