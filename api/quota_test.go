@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/glimpse-project/glimpse/api"
 	"github.com/glimpse-project/glimpse/lifecycle"
@@ -123,7 +124,7 @@ func TestQuotaUploadsInFlight(t *testing.T) {
 	first := e.create(`{"name": "first", "disk_format": "raw", "container_format": "bare"}`)["id"].(string)
 	second := e.create(`{"name": "second", "disk_format": "raw", "container_format": "bare"}`)["id"].(string)
 	host := strings.TrimPrefix(e.url, "http://")
-	conn := dialRaw(t, e, 0)
+	conn := dialRaw(t, e, 30*time.Second)
 	fmt.Fprintf(conn, "PUT /v2/images/%s/file HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n0123456789", first, host)
 	waitStatusIs(t, e, first, "saving")
 	r := e.do("PUT", "/v2/images/"+second+"/file", map[string]string{"Content-Type": "application/octet-stream", "Accept": "application/json"}, strings.NewReader("x"))

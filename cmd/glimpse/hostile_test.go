@@ -22,7 +22,7 @@ func TestServeQuotaAndStall(t *testing.T) {
 	needTool(t, "cp")
 	dir := t.TempDir()
 	mnt := filepath.Join(dir, "mnt")
-	d := startDaemon(t, filepath.Join(dir, "data"), mnt, "--quota-bytes", "1048576", "--quota-images", "4", "--body-stall-timeout", "300ms")
+	d := startDaemon(t, filepath.Join(dir, "data"), mnt, "--quota-bytes", "1048576", "--quota-images", "4", "--body-stall-timeout", "2s")
 	src := t.TempDir()
 	mustRun(t, "cp", randomFile(t, src, "a.raw", 600<<10), filepath.Join(mnt, "active"))
 	mustFail(t, "No space left on device", "cp", randomFile(t, src, "b.raw", 600<<10), filepath.Join(mnt, "active"))
