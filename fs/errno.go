@@ -37,9 +37,9 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 	case errors.Is(err, lifecycle.ErrTooLarge):
 		return syscall.EFBIG
 	case errors.Is(err, lifecycle.ErrOverQuota), errors.Is(err, lifecycle.ErrStoreFull):
-		// Out of quota or store space: ENOSPC, what a full filesystem
-		// says (EDQUOT would name the quota, but tools such as cp and
-		// rsync treat ENOSPC as the common case).
+		// Out of quota or out of store space: what a full filesystem
+		// answers. (EDQUOT would name the quota, but the project's quota
+		// is the whole room this filesystem has for it.)
 		return syscall.ENOSPC
 	case errors.Is(err, lifecycle.ErrNoProperty):
 		return syscall.ENODATA
