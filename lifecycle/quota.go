@@ -1,7 +1,9 @@
 package lifecycle
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -27,27 +29,83 @@ type usage struct {
 
 func (u usage) bytes() int64 { return u.stored + u.live }
 
-// usageOf adds up project's images, leaving out image skip (the one whose
-// upload is being checked), and the bytes written so far by its uploads in
-// flight. It scans the catalogue: quotas cost one scan per create, upload
-// start and commit, and nothing when no quota is set.
-func (s *Service) usageOf(project, skip string) (usage, error) {
-	var u usage
-	err := s.store.All(func(img *meta.Image) error {
-		if img.Owner != project || img.ID == skip {
-			return nil
-		}
-		u.images++
-		if img.Status.InFlight() {
-			u.uploading++
-		}
-		if img.Size != nil {
-			u.stored += *img.Size // active, deactivated, and staged content
-		}
+// contribution is what one image adds to its owner's usage.
+func contribution(img *meta.Image) usage {
+	u := usage{images: 1}
+	if img.Status.InFlight() {
+		u.uploading = 1
+	}
+	if img.Size != nil {
+		u.stored = *img.Size // active, deactivated, and staged content
+	}
+	return u
+}
+
+func (u *usage) add(v usage, sign int64) {
+	u.images += sign * v.images
+	u.uploading += sign * v.uploading
+	u.stored += sign * v.stored
+}
+
+// ledger keeps every project's usage, so that a quota check costs a map
+// lookup instead of a scan of the catalogue: one scan when the service
+// starts, then every committed change (the registry's events) applied as
+// a difference.
+type ledger struct {
+	mu        sync.Mutex
+	byProject map[string]usage
+	err       error // the first scan failed: quota checks fail with it
+}
+
+// openLedger scans the catalogue and follows its changes. It runs in New,
+// before anyone else can change the catalogue through this service, so no
+// change is counted twice or missed.
+func openLedger(store *meta.Store) *ledger {
+	l := &ledger{byProject: map[string]usage{}}
+	l.err = store.All(func(img *meta.Image) error {
+		u := l.byProject[img.Owner]
+		u.add(contribution(img), 1)
+		l.byProject[img.Owner] = u
 		return nil
 	})
+	store.Subscribe(l.apply)
+	return l
+}
+
+func (l *ledger) apply(ev meta.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, side := range []struct {
+		img  *meta.Image
+		sign int64
+	}{{ev.Old, -1}, {ev.New, 1}} {
+		if side.img == nil {
+			continue
+		}
+		u := l.byProject[side.img.Owner]
+		u.add(contribution(side.img), side.sign)
+		l.byProject[side.img.Owner] = u
+	}
+}
+
+// usageOf is what project holds, leaving out image skip (the one whose
+// upload is being checked), with the bytes written so far by its uploads
+// in flight.
+func (s *Service) usageOf(project, skip string) (usage, error) {
+	s.ledger.mu.Lock()
+	u, err := s.ledger.byProject[project], s.ledger.err
+	s.ledger.mu.Unlock()
 	if err != nil {
-		return usage{}, fmt.Errorf("quota: %w", err)
+		return usage{}, fmt.Errorf("quota: reading the catalogue: %w", err)
+	}
+	if skip != "" {
+		img, err := s.store.Get(skip)
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			return usage{}, fmt.Errorf("quota: %w", err)
+		}
+		if err == nil && img.Owner == project {
+			u.add(contribution(img), -1)
+		}
 	}
 	u.live = s.liveBytes(project, skip)
 	return u, nil

@@ -49,6 +49,7 @@ type Service struct {
 	inspect func(io.ReaderAt, int64) (convert.Report, error)
 	maxSize int64
 	quota   Quota
+	ledger  *ledger // each project's usage; nil without quotas
 	log     *slog.Logger
 
 	// quotaMu makes a quota check and the change it allows one step
@@ -74,6 +75,9 @@ func New(cfg Config) *Service {
 	}
 	if s.inspect == nil {
 		s.inspect = convert.Inspect
+	}
+	if s.quota.any() {
+		s.ledger = openLedger(s.store)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
