@@ -28,6 +28,9 @@ type Options struct {
 	WebDownloadAllowPrivate bool
 	// Metrics counts requests and downloads; nil: unregistered metrics.
 	Metrics *Metrics
+	// Timeouts: only BodyStall is the handler's; NewHTTPServer takes the
+	// others.
+	Timeouts Timeouts
 }
 
 // Server is the REST listener's handler.

@@ -61,7 +61,7 @@ func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string) (*me
 		reason := fmt.Sprintf("upload through REST failed: %v", err)
 		up.Abort(context.WithoutCancel(r.Context()), reason)
 		var he *httpError
-		if errors.Is(err, lifecycle.ErrTooLarge) || errors.As(err, &he) {
+		if errors.Is(err, lifecycle.ErrTooLarge) || errors.Is(err, lifecycle.ErrOverQuota) || errors.Is(err, lifecycle.ErrStoreFull) || errors.As(err, &he) {
 			return nil, err
 		}
 		if errors.Is(err, lifecycle.ErrInvalid) || errors.Is(err, lifecycle.ErrUploadClosed) {

@@ -38,7 +38,11 @@ func statusOf(err error) int {
 		errors.Is(err, lifecycle.ErrReadOnly),
 		errors.Is(err, lifecycle.ErrProtected):
 		return http.StatusForbidden
-	case errors.Is(err, lifecycle.ErrTooLarge):
+	case errors.Is(err, lifecycle.ErrTooLarge),
+		errors.Is(err, lifecycle.ErrOverQuota),
+		errors.Is(err, lifecycle.ErrStoreFull):
+		// Glance: image_size_cap, StorageQuotaFull, ProjectOverLimit
+		// and StorageFull are all 413.
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, lifecycle.ErrConflict),
 		errors.Is(err, lifecycle.ErrNoProperty),

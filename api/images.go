@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
@@ -83,13 +84,26 @@ func imageView(img *meta.Image, p lifecycle.Principal) map[string]any {
 func readJSON(r *http.Request, v any) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody+1))
 	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			return err // the client stalled (408)
+		}
 		return errorf(http.StatusBadRequest, "Could not read the request body: %v", err)
 	}
 	if len(body) > maxJSONBody {
 		return errorf(http.StatusRequestEntityTooLarge, "Request body larger than %d bytes.", maxJSONBody)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		return errorf(http.StatusBadRequest, "Body expected in request.")
+	}
+	if !utf8.Valid(body) {
+		// Glance decodes the body as UTF-8 before parsing; Go's decoder
+		// would quietly replace the bad bytes instead.
+		return errorf(http.StatusBadRequest, "Malformed JSON in request body: it is not valid UTF-8.")
+	}
+	if string(trimmed) == "null" {
+		return errorf(http.StatusBadRequest, "Unexpected body type. Expected list/dict.")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()

@@ -62,8 +62,16 @@ func (s *Server) api(h handler) http.Handler {
 			return
 		}
 		noteProject(r, p.Project)
+		orig := s.guardBody(w, r)
 		if err := h(w, r, p); err != nil {
-			drainBody(w, r)
+			r.Body = orig
+			if statusOf(err) == http.StatusRequestTimeout {
+				// The client stalled: waiting for the rest of its body
+				// would hold the connection for nothing.
+				w.Header().Set("Connection", "close")
+			} else {
+				drainBody(w, r)
+			}
 			s.writeError(w, r, err)
 		}
 	})

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -154,6 +155,9 @@ func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 	if err != nil {
 		return nil, toErrno(d.root.log, "readdir", err)
 	}
+	// A Glance name may be 255 characters, up to 1020 bytes, and NAME@ID
+	// adds 37: what cannot be a file name is shown only under images/.
+	entries = slices.DeleteFunc(entries, func(e fuse.DirEntry) bool { return len(e.Name) > maxNameBytes })
 	return gofs.NewListDirStream(entries), 0
 }
 

@@ -36,6 +36,11 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.EBUSY
 	case errors.Is(err, lifecycle.ErrTooLarge):
 		return syscall.EFBIG
+	case errors.Is(err, lifecycle.ErrOverQuota), errors.Is(err, lifecycle.ErrStoreFull):
+		// Out of quota or out of store space: what a full filesystem
+		// answers. (EDQUOT would name the quota, but the project's quota
+		// is the whole room this filesystem has for it.)
+		return syscall.ENOSPC
 	case errors.Is(err, lifecycle.ErrNoProperty):
 		return syscall.ENODATA
 	case errors.Is(err, lifecycle.ErrUploadClosed):
@@ -62,3 +67,9 @@ func isForbidden(err error) bool { return errors.Is(err, lifecycle.ErrForbidden)
 // isTooLarge: over a limit (the size cap; for setxattr, the property
 // count, which is ENOSPC as on any filesystem out of xattr space).
 func isTooLarge(err error) bool { return errors.Is(err, lifecycle.ErrTooLarge) }
+
+// isOutOfSpace: over the project's quota or the store is full; close(2)
+// fails with ENOSPC, as on a full filesystem.
+func isOutOfSpace(err error) bool {
+	return errors.Is(err, lifecycle.ErrOverQuota) || errors.Is(err, lifecycle.ErrStoreFull)
+}

@@ -185,6 +185,9 @@ func (h *writeHandle) commitLocked(ctx context.Context) syscall.Errno {
 		if isTooLarge(err) {
 			h.commitErr = syscall.EFBIG
 		}
+		if isOutOfSpace(err) {
+			h.commitErr = syscall.ENOSPC
+		}
 	}
 	return h.commitErr
 }

@@ -239,6 +239,10 @@ func (n *imageNode) Setxattr(ctx context.Context, attr string, data []byte, flag
 	if !ok {
 		return syscall.EOPNOTSUPP
 	}
+	if len(data) > lifecycle.MaxValueLength {
+		// As the kernel answers for values past XATTR_SIZE_MAX.
+		return syscall.E2BIG
+	}
 	p := n.root.opts.Principal
 	img, err := n.root.svc.Get(ctx, p, n.id)
 	if err != nil {

@@ -42,13 +42,23 @@ type testEnv struct {
 // separate daemon in cmd/glimpse.
 func testMount(t *testing.T) testEnv {
 	t.Helper()
+	return testMountWith(t, lifecycle.Config{}, "")
+}
+
+// testMountWith is testMount on a lifecycle configured by cfg, with the
+// store in storeDir ("" for a temp dir).
+func testMountWith(t *testing.T, cfg lifecycle.Config, storeDir string) testEnv {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting needs root")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse")
 	}
-	env := lifecycletest.New(t, lifecycle.Config{})
+	if storeDir == "" {
+		storeDir = t.TempDir()
+	}
+	env := lifecycletest.NewIn(t, cfg, storeDir)
 	svc, store, be := env.Service, env.Store, env.Backend
 	mnt := t.TempDir()
 	srv, err := Mount(mnt, svc, Options{Principal: admin, Debug: testing.Verbose() && os.Getenv("FUSE_DEBUG") != ""})

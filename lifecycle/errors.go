@@ -23,6 +23,11 @@ var (
 	ErrConflict = errors.New("conflict with image status")
 	// ErrTooLarge: the upload exceeds the size cap.
 	ErrTooLarge = errors.New("image exceeds the size limit")
+	// ErrOverQuota: the project would exceed its quota (images, uploads
+	// in flight or bytes).
+	ErrOverQuota = errors.New("over quota")
+	// ErrStoreFull: the store has no room left for the content.
+	ErrStoreFull = errors.New("store is full")
 	// ErrUploadClosed: the upload was already committed or aborted.
 	ErrUploadClosed = errors.New("upload already finished")
 	// ErrNoProperty: the custom property to remove does not exist.

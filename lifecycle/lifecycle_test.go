@@ -28,7 +28,7 @@ type env struct {
 	be    *local.Local
 }
 
-func newEnv(t *testing.T) env {
+func newEnv(t testing.TB) env {
 	t.Helper()
 	db, err := kv.OpenBadger("", slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -37,7 +37,9 @@ type Config struct {
 	Inspect func(r io.ReaderAt, size int64) (convert.Report, error)
 	// MaxImageSize caps an upload in bytes; 0 means no cap.
 	MaxImageSize int64
-	Logger       *slog.Logger
+	// Quota limits each project's images and bytes; zero: none.
+	Quota  Quota
+	Logger *slog.Logger
 	// Locations reads content that stays at URLs (HTTP locations); nil:
 	// locations are refused.
 	Locations backend.Backend
@@ -51,10 +53,16 @@ type Service struct {
 	backend backend.Backend
 	inspect func(io.ReaderAt, int64) (convert.Report, error)
 	maxSize int64
+	quota   Quota
+	ledger  *ledger // each project's usage; nil without quotas
 	log     *slog.Logger
 	metrics *Metrics
 
 	locations backend.Backend
+
+	// quotaMu makes a quota check and the change it allows one step
+	// (two creates cannot both take a project's last image slot).
+	quotaMu sync.Mutex
 
 	mu      sync.Mutex                    // guards uploads and hashing
 	uploads map[string]*Upload            // the live upload of each image being written
@@ -74,6 +82,7 @@ func New(cfg Config) *Service {
 		backend: cfg.Backend,
 		inspect: cfg.Inspect,
 		maxSize: cfg.MaxImageSize,
+		quota:   cfg.Quota,
 		log:     cfg.Logger,
 		metrics: cfg.Metrics,
 		uploads: map[string]*Upload{},
@@ -87,6 +96,9 @@ func New(cfg Config) *Service {
 	}
 	if s.inspect == nil {
 		s.inspect = convert.Inspect
+	}
+	if s.quota.any() {
+		s.ledger = openLedger(s.store)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -149,6 +161,13 @@ func (s *Service) Create(ctx context.Context, p Principal, spec CreateSpec) (*me
 	}
 	for _, op := range ops {
 		if err := apply(img, op, p.Admin); err != nil {
+			return nil, err
+		}
+	}
+	if s.quota.Images > 0 {
+		s.quotaMu.Lock()
+		defer s.quotaMu.Unlock()
+		if err := s.checkCreate(p.Project); err != nil {
 			return nil, err
 		}
 	}

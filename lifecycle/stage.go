@@ -18,17 +18,33 @@ func stageKey(id string) string { return "staging-" + id }
 // bytes beside queued image id and moves the image to uploading. The image
 // stays without content until Import.
 func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader) (*meta.Image, error) {
-	_, err := s.modify(ctx, p, id, func(img *meta.Image) error {
-		if img.Status != meta.Queued {
-			return fmt.Errorf("%w: image %s is %s; only a queued image can be staged", ErrConflict, id, img.Status)
-		}
-		img.Status = meta.Uploading
-		return nil
-	})
+	begin := func() (*meta.Image, error) {
+		return s.modify(ctx, p, id, func(img *meta.Image) error {
+			if img.Status != meta.Queued {
+				return fmt.Errorf("%w: image %s is %s; only a queued image can be staged", ErrConflict, id, img.Status)
+			}
+			img.Status = meta.Uploading
+			return nil
+		})
+	}
+	var stored int64 = -1
+	var staging *meta.Image
+	var err error
+	if s.quota.Uploading > 0 || s.quota.Bytes > 0 {
+		staging, err = s.withUploadQuota(ctx, p, id, &stored, begin)
+	} else {
+		_, err = begin()
+	}
 	if err != nil {
 		return nil, err
 	}
-	size, err := s.writeStaged(ctx, id, r)
+	allowance := int64(-1)
+	if stored >= 0 {
+		// Staged bytes are checked against what was free when staging
+		// started, and again, with everything, at import.
+		allowance = s.quota.Bytes - stored - s.liveBytes(staging.Owner, id)
+	}
+	size, err := s.writeStaged(ctx, id, r, allowance)
 	if err != nil {
 		if derr := s.backend.Delete(context.WithoutCancel(ctx), stageKey(id)); derr != nil {
 			s.log.Error("remove a failed stage; the next start removes it", "image", id, "err", derr)
@@ -61,18 +77,28 @@ func (s *Service) Stage(ctx context.Context, p Principal, id string, r io.Reader
 	return img, err
 }
 
-func (s *Service) writeStaged(ctx context.Context, id string, r io.Reader) (int64, error) {
+// writeStaged stores r as the staged content of image id, at most the
+// size cap and allowance (the quota's bytes left; -1: none).
+func (s *Service) writeStaged(ctx context.Context, id string, r io.Reader, allowance int64) (int64, error) {
 	w, err := s.backend.Create(ctx, stageKey(id))
 	if err != nil {
 		return 0, fmt.Errorf("stage image %s: %w", id, err)
 	}
+	limit := s.maxSize
+	if allowance >= 0 && (limit == 0 || allowance < limit) {
+		limit = allowance
+	}
 	var src io.Reader = r
-	if s.maxSize > 0 {
-		src = io.LimitReader(r, s.maxSize+1)
+	if limit > 0 {
+		src = io.LimitReader(r, limit+1)
 	}
 	n, err := io.CopyBuffer(w, src, make([]byte, 1<<20))
-	if err == nil && s.maxSize > 0 && n > s.maxSize {
+	if err != nil {
+		err = storeError("write staged data", err)
+	} else if s.maxSize > 0 && n > s.maxSize {
 		err = fmt.Errorf("%w of %d bytes", ErrTooLarge, s.maxSize)
+	} else if allowance >= 0 && n > allowance {
+		err = storageFull(n, allowance)
 	}
 	if err != nil {
 		w.Abort(context.WithoutCancel(ctx))
@@ -141,7 +167,23 @@ func checkImport(p Principal, img *meta.Image, from meta.Status) error {
 }
 
 func (s *Service) beginImport(ctx context.Context, p Principal, id string, from meta.Status) (*Upload, error) {
-	_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
+	var stored int64 = -1
+	begin := func() (*meta.Image, error) { return s.moveToImporting(ctx, p, id, from) }
+	var img *meta.Image
+	var err error
+	if s.quota.Uploading > 0 || s.quota.Bytes > 0 {
+		img, err = s.withUploadQuota(ctx, p, id, &stored, begin)
+	} else {
+		img, err = begin()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.startUpload(ctx, img, "import", stored)
+}
+
+func (s *Service) moveToImporting(ctx context.Context, p Principal, id string, from meta.Status) (*meta.Image, error) {
+	return s.store.Update(ctx, id, func(img *meta.Image) error {
 		if !CanSee(p, img) {
 			return ErrNotFound
 		}
@@ -153,8 +195,4 @@ func (s *Service) beginImport(ctx context.Context, p Principal, id string, from 
 		img.Size = nil
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s.startUpload(ctx, id, "import")
 }

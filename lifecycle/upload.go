@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/glimpse-project/glimpse/backend"
@@ -24,6 +26,13 @@ type Upload struct {
 	s     *Service
 	id    string
 	start time.Time
+	owner string // the project whose quota the bytes count against
+
+	// quotaStored is what the owner stored when the upload started, for
+	// the byte quota (-1: no byte quota); live mirrors size for other
+	// uploads' quota checks, which must not take this upload's lock.
+	quotaStored int64
+	live        atomic.Int64
 
 	mu     sync.Mutex           // guards every field below
 	w      backend.Writer       // nil once finished
@@ -40,24 +49,51 @@ type Upload struct {
 // BeginUpload moves queued image id to saving and opens its content for
 // writing. Only one upload per image runs at a time.
 func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upload, error) {
-	_, err := s.modify(ctx, p, id, func(img *meta.Image) error {
+	var stored int64 = -1
+	begin := func(img *meta.Image) error {
 		if img.Status != meta.Queued {
 			return fmt.Errorf("%w: image %s is %s; only a queued image takes data", ErrConflict, id, img.Status)
 		}
 		img.Status = meta.Saving
 		return nil
-	})
+	}
+	var img *meta.Image
+	var err error
+	if s.quota.Uploading > 0 || s.quota.Bytes > 0 {
+		// Checked before the image leaves queued: an upload refused for
+		// quota changes nothing, as in Glance.
+		img, err = s.withUploadQuota(ctx, p, id, &stored, func() (*meta.Image, error) { return s.modify(ctx, p, id, begin) })
+	} else {
+		img, err = s.modify(ctx, p, id, begin)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return s.startUpload(ctx, id, "upload")
+	return s.startUpload(ctx, img, "upload", stored)
+}
+
+// withUploadQuota runs begin (which moves image id to an in-flight status)
+// once the owner's quota allows another upload, and sets *stored to the
+// bytes the owner stores (-1 without a byte quota).
+func (s *Service) withUploadQuota(ctx context.Context, p Principal, id string, stored *int64, begin func() (*meta.Image, error)) (*meta.Image, error) {
+	img, err := s.Get(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	s.quotaMu.Lock()
+	defer s.quotaMu.Unlock()
+	if *stored, err = s.uploadAllowance(img.Owner, id); err != nil {
+		return nil, err
+	}
+	return begin()
 }
 
 // startUpload opens the store for the content of image id, which the
 // caller has just moved to an in-flight status, and registers the upload.
 // what names the operation in errors ("upload", "import").
-func (s *Service) startUpload(ctx context.Context, id, what string) (*Upload, error) {
-	u := &Upload{s: s, id: id, start: time.Now(), hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
+func (s *Service) startUpload(ctx context.Context, img *meta.Image, what string, quotaStored int64) (*Upload, error) {
+	id := img.ID
+	u := &Upload{s: s, id: id, start: time.Now(), owner: img.Owner, quotaStored: quotaStored, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
 	s.mu.Lock()
 	s.uploads[id] = u
 	s.mu.Unlock()
@@ -107,6 +143,12 @@ func (u *Upload) writeAt(p []byte, off int64) (int, error) {
 		u.failed = fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
 		return 0, u.failed
 	}
+	if u.quotaStored >= 0 && end > u.size {
+		if err := u.s.checkWrite(u.owner, u.id, u.quotaStored, end); err != nil {
+			u.failed = err
+			return 0, u.failed
+		}
+	}
 	if u.rw == nil && off != u.size {
 		// Streaming stores take bytes in order only.
 		u.failed = fmt.Errorf("%w: this store takes writes in order only (write at %d, expected %d)", ErrInvalid, off, u.size)
@@ -121,11 +163,12 @@ func (u *Upload) writeAt(p []byte, off int64) (int, error) {
 		u.hashed = end
 	}
 	if werr != nil {
-		u.failed = fmt.Errorf("store write failed: %w", werr)
+		u.failed = storeError("store write failed", werr)
 		return n, u.failed
 	}
 	if end > u.size {
 		u.size = end
+		u.live.Store(end)
 	}
 	return n, nil
 }
@@ -175,6 +218,11 @@ func (u *Upload) Truncate(size int64) error {
 	if u.s.maxSize > 0 && size > u.s.maxSize {
 		return fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
 	}
+	if u.quotaStored >= 0 && size > u.size {
+		if err := u.s.checkWrite(u.owner, u.id, u.quotaStored, size); err != nil {
+			return err
+		}
+	}
 	if err := u.rw.Truncate(size); err != nil {
 		return fmt.Errorf("truncate upload: %w", err)
 	}
@@ -182,7 +230,20 @@ func (u *Upload) Truncate(size int64) error {
 		u.resetHashes()
 	}
 	u.size = size
+	u.live.Store(size)
 	return nil
+}
+
+// liveSize is the size so far, for other uploads' quota checks.
+func (u *Upload) liveSize() int64 { return u.live.Load() }
+
+// storeError wraps a store's failure; a store out of space is ErrStoreFull
+// (Glance's StorageFull, 413), so that the client learns it is not a bug.
+func storeError(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
+		return fmt.Errorf("%w: %s: %w", ErrStoreFull, what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // Done is closed once the upload is committed or aborted.
@@ -233,7 +294,7 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 		}
 	}
 	if err := u.w.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("store could not commit the upload: %w", err)
+		return nil, storeError("store could not commit the upload", err)
 	}
 	report, err := u.inspectCommitted(ctx)
 	if err != nil {
@@ -242,6 +303,13 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 	size := u.size
 	vsize := report.VirtualSize
 	checksum, osHash := u.hash.sums()
+	if u.quotaStored >= 0 {
+		u.s.quotaMu.Lock()
+		defer u.s.quotaMu.Unlock()
+		if err := u.s.checkCommit(u.owner, u.id, size); err != nil {
+			return nil, err
+		}
+	}
 	return u.s.store.Update(ctx, u.id, func(img *meta.Image) error {
 		if !report.Matches(img.DiskFormat) {
 			return fmt.Errorf("%w: content is %s, but the image declares disk_format %s", convert.ErrUnsafe, report.DiskFormat(), img.DiskFormat)

@@ -52,6 +52,8 @@ type serveOptions struct {
 	logFormat    string
 	authTokens   string
 	allowPrivate bool
+	timeouts     api.Timeouts
+	quota        lifecycle.Quota
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -85,6 +87,12 @@ Examples:
 			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
 			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
+			&cli.Int64Flag{Name: "quota-images", Usage: "most images one project may own, in any status (Glance's image_count_total; 0: no limit)", Destination: &o.quota.Images, EnvVars: []string{"GLIMPSE_QUOTA_IMAGES"}},
+			&cli.Int64Flag{Name: "quota-uploading", Usage: "most images one project may be uploading at once (Glance's image_count_uploading; 0: no limit)", Destination: &o.quota.Uploading, EnvVars: []string{"GLIMPSE_QUOTA_UPLOADING"}},
+			&cli.Int64Flag{Name: "quota-bytes", Usage: "most bytes of content one project may store, uploads in flight included (Glance's image_size_total, user_storage_quota; 0: no limit)", Destination: &o.quota.Bytes, EnvVars: []string{"GLIMPSE_QUOTA_BYTES"}},
+			&cli.DurationFlag{Name: "read-header-timeout", Usage: "longest a REST client may take to send a request's headers", Value: api.DefaultTimeouts.ReadHeader, Destination: &o.timeouts.ReadHeader, EnvVars: []string{"GLIMPSE_READ_HEADER_TIMEOUT"}},
+			&cli.DurationFlag{Name: "idle-timeout", Usage: "longest a kept-alive REST connection may wait for its next request", Value: api.DefaultTimeouts.Idle, Destination: &o.timeouts.Idle, EnvVars: []string{"GLIMPSE_IDLE_TIMEOUT"}},
+			&cli.DurationFlag{Name: "body-stall-timeout", Usage: "longest a REST client may send no body bytes before its request (and upload) fails", Value: api.DefaultTimeouts.BodyStall, Destination: &o.timeouts.BodyStall, EnvVars: []string{"GLIMPSE_BODY_STALL_TIMEOUT"}},
 			&cli.StringFlag{Name: "auth-tokens", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
 			&cli.BoolFlag{Name: "web-download-allow-private", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.IntFlag{Name: "uid", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
@@ -134,6 +142,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 	}
+	if o.quota.Images < 0 || o.quota.Uploading < 0 || o.quota.Bytes < 0 {
+		return errors.New("--quota-images, --quota-uploading and --quota-bytes take 0 (no limit) or more")
+	}
 	if o.mount == "" && o.listen == "" {
 		return errors.New("nothing to serve: both --mount and --listen are empty")
 	}
@@ -175,7 +186,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	locations := metered.Wrap(web, "http", storeMetrics)
 	defer locations.Close()
-	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Logger: log, Metrics: lifecycle.NewMetrics(reg)})
+	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Quota: o.quota, Logger: log, Metrics: lifecycle.NewMetrics(reg)})
 	reg.MustRegister(svc.CatalogueCollector())
 	if err := svc.Recover(ctx); err != nil {
 		return err
@@ -183,7 +194,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg)})
+	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
 	if err != nil {
 		return err
 	}
@@ -195,7 +206,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		if err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
-		httpSrv = &http.Server{Handler: listenerHandler(rest, reg, o.pprof), ReadHeaderTimeout: 30 * time.Second}
+		httpSrv = api.NewHTTPServer(listenerHandler(rest, reg, o.pprof), o.timeouts)
 		if o.tlsCert != "" {
 			go func() { httpDone <- httpSrv.ServeTLS(ln, o.tlsCert, o.tlsKey) }()
 		} else {

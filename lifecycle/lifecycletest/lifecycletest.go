@@ -25,6 +25,13 @@ type Env struct {
 // New returns a fresh Env; cfg's Store and Backend are filled in.
 func New(t testing.TB, cfg lifecycle.Config) Env {
 	t.Helper()
+	return NewIn(t, cfg, t.TempDir())
+}
+
+// NewIn is New with the local store in storeDir (a small filesystem, to
+// fill it).
+func NewIn(t testing.TB, cfg lifecycle.Config, storeDir string) Env {
+	t.Helper()
 	db, err := kv.OpenBadger("", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +41,7 @@ func New(t testing.TB, cfg lifecycle.Config) Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := local.Open(local.Config{Dir: t.TempDir()})
+	be, err := local.Open(local.Config{Dir: storeDir})
 	if err != nil {
 		t.Fatal(err)
 	}
