@@ -176,14 +176,17 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 	if err != nil {
 		return nil, nil, 0, toErrno(d.root.log, "create", err)
 	}
-	h := &writeHandle{root: d.root, id: img.ID, opener: callerTgid(ctx), path: pendingPath{d.status, name}}
+	h := newWriteHandle(d.root, img.ID, callerTgid(ctx))
+	h.path = pendingPath{d.status, name}
 	if d.status == meta.Active {
 		// An empty file copied into active/ is an empty image.
 		h.commitAlways = true
 		if errno := h.begin(ctx); errno != 0 {
+			d.root.dropWriter(img.ID) // the kernel never gets the handle
 			return nil, nil, 0, errno
 		}
 		if img, err = d.root.svc.Get(ctx, p, img.ID); err != nil {
+			d.root.dropWriter(img.ID)
 			return nil, nil, 0, toErrno(d.root.log, "create", err)
 		}
 	}

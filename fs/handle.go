@@ -20,6 +20,9 @@ import (
 type readHandle struct {
 	r   backend.Reader
 	img *meta.Image // the image when opened: fstat of a removed image shows it
+	// passthrough: the kernel may read the file itself. Not while a write
+	// handle of the image is still open (see Root.writers).
+	passthrough bool
 }
 
 // PassthroughFd lets the kernel read an active image on the local store
@@ -28,7 +31,7 @@ type readHandle struct {
 // Where the kernel refuses, go-fuse falls back to ordinary reads.
 func (h *readHandle) PassthroughFd() (int, bool) {
 	fr, ok := h.r.(backend.FileReader)
-	if !ok || h.img.Status != meta.Active {
+	if !ok || !h.passthrough || h.img.Status != meta.Active {
 		return 0, false
 	}
 	return int(fr.Fd()), true
@@ -155,7 +158,13 @@ func (h *writeHandle) flush(ctx context.Context) syscall.Errno {
 	return h.commitLocked(ctx)
 }
 
+func newWriteHandle(r *Root, id string, opener uint32) *writeHandle {
+	r.addWriter(id)
+	return &writeHandle{root: r, id: id, opener: opener}
+}
+
 func (h *writeHandle) release(ctx context.Context) {
+	defer h.root.dropWriter(h.id)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.committed && (h.wrote || h.commitAlways) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -19,6 +20,10 @@ type imageNode struct {
 	gofs.Inode
 	root *Root
 	id   string
+
+	mu     sync.Mutex  // guards reads and opened
+	reads  int         // read handles the kernel holds
+	opened *meta.Image // the image as the last read handle opened it
 }
 
 // imageInode returns the inode of img under parent, filling attr.
@@ -66,11 +71,18 @@ func (r *Root) imageAttr(img *meta.Image, a *fuse.Attr) {
 
 func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
-	if rh, ok := f.(*readHandle); ok && errors.Is(err, lifecycle.ErrNotFound) {
-		// Removed while open: the open file still is what it was.
-		n.root.imageAttr(rh.img, &out.Attr)
-		out.Attr.Nlink = 0
-		return 0
+	if errors.Is(err, lifecycle.ErrNotFound) {
+		// Removed while open: the open file still is what it was. The
+		// kernel sends fstat(2) without the handle, so the node keeps it.
+		opened := n.openedImage()
+		if rh, ok := f.(*readHandle); ok {
+			opened = rh.img
+		}
+		if opened != nil {
+			n.root.imageAttr(opened, &out.Attr)
+			out.Attr.Nlink = 0
+			return 0
+		}
 	}
 	if err != nil {
 		return toErrno(n.root.log, "getattr", err)
@@ -120,7 +132,7 @@ func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		}
 		switch img.Status {
 		case meta.Queued:
-			return &writeHandle{root: n.root, id: n.id, opener: callerTgid(ctx)}, 0, 0
+			return newWriteHandle(n.root, n.id, callerTgid(ctx)), 0, 0
 		case meta.Saving:
 			return nil, 0, syscall.EBUSY // another writer has it
 		default:
@@ -138,7 +150,21 @@ func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if img.Status == meta.Active {
 		fl |= fuse.FOPEN_KEEP_CACHE // immutable: the page cache stays valid
 	}
-	return &readHandle{r: r, img: img}, fl, 0
+	n.mu.Lock()
+	n.reads++
+	n.opened = img
+	n.mu.Unlock()
+	return &readHandle{r: r, img: img, passthrough: !n.root.hasWriter(n.id)}, fl, 0
+}
+
+// openedImage is the image as a read handle still open saw it, or nil.
+func (n *imageNode) openedImage() *meta.Image {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.reads == 0 {
+		return nil
+	}
+	return n.opened
 }
 
 func (n *imageNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -172,6 +198,9 @@ func (n *imageNode) Release(ctx context.Context, f gofs.FileHandle) syscall.Errn
 		h.release(ctx)
 	case *readHandle:
 		h.r.Close()
+		n.mu.Lock()
+		n.reads--
+		n.mu.Unlock()
 	}
 	return 0
 }

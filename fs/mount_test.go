@@ -494,13 +494,82 @@ func TestBadNames(t *testing.T) {
 // fallocate (images have none); rewriting a file after close or by path
 // (images are immutable: ParallelFileOpen, TruncateFile, TruncateNoFile,
 // AppendWrite); FileBasic (it expects the mode it created the file with,
-// and an image is 0444); and the rename cases (they need directories, or
-// expect a rename onto a taken name to replace it, where both images stay).
+// and an image is 0444); the rename cases (they need directories, or
+// expect a rename onto a taken name to replace it, where both images stay);
+// and FstatDeleted, whose empty file becomes active when the kernel
+// releases it, after close(2) returns, so its mode and mtime may change
+// between its stat and fstat (TestFstatDeleted is the rest of it).
 func TestPosix(t *testing.T) {
-	for _, name := range []string{"FileLarge", "FstatDeleted", "ReadDirBasic", "FdLeak"} {
+	for _, name := range []string{"FileLarge", "ReadDirBasic", "FdLeak"} {
 		t.Run(name, func(t *testing.T) {
 			e := testMount(t)
 			posixtest.All[name](t, e.path("active"))
 		})
+	}
+}
+
+// TestFstatDeleted is posixtest.FstatDeleted for images with content: an
+// image removed while open keeps answering fstat(2) (which the kernel sends
+// without the file handle) with what it was, and keeps its content.
+func TestFstatDeleted(t *testing.T) {
+	e := testMount(t)
+	type file struct {
+		fd   int
+		st   unix.Stat_t
+		data []byte
+	}
+	var files []file
+	for i := 1; i <= 9; i++ {
+		p := e.path("active", fmt.Sprint(i))
+		data := random(i)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Open(p, unix.O_RDONLY, 0)
+		if err != nil {
+			t.Fatalf("open %s: %v", p, err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Unlink(p); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, file{fd, st, data})
+	}
+	e.srv.Settle() // every removal has reached the kernel: fstat asks the daemon
+	for i, f := range files {
+		var st unix.Stat_t
+		if err := unix.Fstat(f.fd, &st); err != nil {
+			t.Fatalf("fstat of removed image %d: %v", i+1, err)
+		}
+		if st.Ino != f.st.Ino || st.Size != f.st.Size || st.Mode != f.st.Mode || st.Mtim != f.st.Mtim {
+			t.Fatalf("fstat of removed image %d: %+v, before removal %+v", i+1, st, f.st)
+		}
+		buf := make([]byte, 16)
+		n, err := unix.Pread(f.fd, buf, 0)
+		if err != nil || !bytes.Equal(buf[:n], f.data) {
+			t.Fatalf("read of removed image %d: %q %v", i+1, buf[:n], err)
+		}
+	}
+}
+
+// TestOpenRightAfterWrite: an image is readable the moment the writer's
+// close returns, though the kernel releases the writer's file after that
+// (a passthrough open beside a cached one would fail with EIO).
+func TestOpenRightAfterWrite(t *testing.T) {
+	e := testMount(t)
+	for i := 0; i < 200; i++ {
+		p := e.path("active", fmt.Sprint(i))
+		data := random(1 + i%7)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read %d right after writing: %q %v", i, got, err)
+		}
 	}
 }

@@ -58,9 +58,35 @@ type Root struct {
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
 
-	mu      sync.Mutex             // guards pending and live
+	mu      sync.Mutex             // guards pending, live and writers
 	pending map[pendingPath]string // image id created at a path and still being written
 	live    map[string]*imageNode  // image nodes the kernel knows, by id
+	// writers counts each image's write handles the kernel has not
+	// released yet. Release is asynchronous to close(2), and while the
+	// kernel holds a file open in cached mode it fails a passthrough open
+	// of the same inode with EIO, so reads then go through the daemon.
+	writers map[string]int
+}
+
+// addWriter and dropWriter count the write handles of image id.
+func (r *Root) addWriter(id string) {
+	r.mu.Lock()
+	r.writers[id]++
+	r.mu.Unlock()
+}
+
+func (r *Root) dropWriter(id string) {
+	r.mu.Lock()
+	if r.writers[id]--; r.writers[id] <= 0 {
+		delete(r.writers, id)
+	}
+	r.mu.Unlock()
+}
+
+func (r *Root) hasWriter(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.writers[id] > 0
 }
 
 // pendingPath is where a writer created an image it is still writing: the
@@ -97,6 +123,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		status:  map[meta.Status]*gofs.Inode{},
 		pending: map[pendingPath]string{},
 		live:    map[string]*imageNode{},
+		writers: map[string]int{},
 	}
 }
 
