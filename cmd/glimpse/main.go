@@ -24,6 +24,8 @@ func newApp() *cli.App {
 			serveCommand(),
 			infoCommand(),
 			convertCommand(),
+			scrubCommand(),
+			gcCommand(),
 		}, imageCommands()...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},
