@@ -109,12 +109,12 @@ type tracked struct {
 }
 
 type crashModel struct {
-	mu             sync.Mutex
-	images         map[string]*tracked
-	ackedUploads   int
-	unackedActive  int // unacknowledged uploads found active and whole
-	unackedNot     int // unacknowledged uploads found queued or killed
-	metaOps        int
+	mu            sync.Mutex
+	images        map[string]*tracked
+	ackedUploads  int
+	unackedActive int // unacknowledged uploads found active and whole
+	unackedNot    int // unacknowledged uploads found queued or killed
+	metaOps       int
 }
 
 func (m *crashModel) add(tr *tracked) {
@@ -278,7 +278,9 @@ wait:
 	}
 }
 
-func bytesReader(b []byte) io.Reader { return &announcingReader{b: b, at: len(b) + 1, emit: func(string) {}} }
+func bytesReader(b []byte) io.Reader {
+	return &announcingReader{b: b, at: len(b) + 1, emit: func(string) {}}
+}
 
 // content is size pseudo-random bytes from seed.
 func content(seed int64, size int) []byte {
