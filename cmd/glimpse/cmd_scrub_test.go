@@ -147,7 +147,12 @@ func runScrubAndGC(t *testing.T, tmp string, st scrubStore) {
 	}
 
 	out, _ = glimpseCLI(t, "scrub", "--mark", "--json", url)
-	var rep struct{ Problems []struct{ Image, Kind string; Marked bool } }
+	var rep struct {
+		Problems []struct {
+			Image, Kind string
+			Marked      bool
+		}
+	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("scrub --json: %v\n%s", err, out)
 	}
