@@ -85,14 +85,28 @@ func (s *Service) Check(ctx context.Context, opts CheckOptions) (CheckReport, er
 		return rep, fmt.Errorf("check: walk registry: %w", err)
 	}
 	rep.Images = len(images)
+	var stuck []*meta.Image
 	for _, img := range images {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
 		p, hashed := s.checkImage(ctx, img, opts)
 		rep.BytesHashed += hashed
-		if p != nil && s.stillSame(img) {
+		switch {
+		case p == nil:
+		case p.Kind == ProblemStuck:
+			stuck = append(stuck, img)
+		case s.stillSame(img):
 			rep.Problems = append(rep.Problems, *p)
+		}
+	}
+	// An upload registers itself a moment after its image turns saving:
+	// an image is stuck only if, looked at again after the whole walk, it
+	// is unchanged and still has no writer.
+	for _, img := range stuck {
+		if s.stillSame(img) && !s.live(img.ID) {
+			rep.Problems = append(rep.Problems, Problem{Image: img.ID, Kind: ProblemStuck,
+				Detail: fmt.Sprintf("image is %s but nothing is writing it", img.Status)})
 		}
 	}
 	orphans, n, err := s.orphans(ctx)
