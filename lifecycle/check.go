@@ -193,7 +193,9 @@ func (s *Service) checkImage(ctx context.Context, img *meta.Image, opts CheckOpt
 // objects the store holds. An object is owned by the image whose StoreKey
 // names it, by an in-flight image of that id (its content is committed to
 // the store a moment before the image becomes active), and staged content
-// by its image while it is uploading or importing.
+// by its image while it is uploading or importing. An object under the id
+// of a queued image is counted as owned too: it cannot arise, and if it
+// did, GC must not race the upload that may be about to replace it.
 func (s *Service) orphans(ctx context.Context) ([]backend.Info, int, error) {
 	var objects []backend.Info
 	err := s.backend.List(ctx, func(info backend.Info) error {
