@@ -74,6 +74,11 @@ func startDaemon(t *testing.T, data, mnt string, extra ...string) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if bin := os.Getenv("GLIMPSE_TEST_DAEMON"); bin != "" {
+		// A glimpse built apart (without -race), for measuring the
+		// daemon's own memory in the soak test.
+		exe = bin
+	}
 	d := &daemon{t: t, data: data, mnt: mnt, addr: freeAddr(t), log: &bytes.Buffer{}, exited: make(chan error, 1)}
 	args := append([]string{"glimpse", "serve", "--data", data, "--mount", mnt, "--listen", d.addr}, extra...)
 	d.cmd = &exec.Cmd{Path: exe, Args: args, Env: append(os.Environ(), "GLIMPSE_RUN_MAIN=1"), Stdout: d.log, Stderr: d.log}
