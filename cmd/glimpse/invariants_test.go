@@ -143,21 +143,44 @@ func checkRecovered(t *testing.T, addr, data string) lifecycle.CheckReport {
 	if len(rep.Problems) != 0 {
 		t.Fatalf("invariants broken after recovery: %+v", rep.Problems)
 	}
+	if inFlight := listInFlight(t, addr); len(inFlight) != 0 {
+		t.Fatalf("images still in flight after recovery: %+v", inFlight)
+	}
+	if partial, _ := os.ReadDir(filepath.Join(data, "images", ".partial")); len(partial) != 0 {
+		t.Fatalf("partial writes left after recovery: %d", len(partial))
+	}
+	return rep
+}
+
+// listInFlight lists the images saving, uploading or importing.
+func listInFlight(t *testing.T, addr string) []restImage {
+	t.Helper()
+	var all []restImage
 	for _, st := range []string{"saving", "uploading", "importing"} {
 		code, b, err := restCall(context.Background(), "GET", "http://"+addr+"/v2/images?status="+st, nil, "")
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("list %s: %d %v", st, code, err)
 		}
 		var list struct{ Images []restImage }
-		json.Unmarshal(b, &list)
-		if len(list.Images) != 0 {
-			t.Fatalf("images still %s after recovery: %+v", st, list.Images)
+		if err := json.Unmarshal(b, &list); err != nil {
+			t.Fatal(err)
 		}
+		all = append(all, list.Images...)
 	}
-	if partial, _ := os.ReadDir(filepath.Join(data, "images", ".partial")); len(partial) != 0 {
-		t.Fatalf("partial writes left after recovery: %d", len(partial))
+	return all
+}
+
+// waitSettled returns once no image is in flight: clients that gave up
+// have had their uploads killed by the daemon.
+func waitSettled(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(listInFlight(t, addr)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("uploads still in flight 30s after their clients stopped: %+v", listInFlight(t, addr))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return rep
 }
 
 // offlineScrub runs `glimpse scrub --data` on a stopped daemon's data: the

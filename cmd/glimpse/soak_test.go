@@ -109,6 +109,7 @@ func TestSoak(t *testing.T) {
 		return
 	}
 
+	waitSettled(t, d.addr)
 	checkRecovered(t, d.addr, data) // nothing in flight, no orphan, all re-hashed
 	for id, img := range pool.free {
 		got := restGet(t, d.addr, id)
