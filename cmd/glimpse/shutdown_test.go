@@ -255,3 +255,32 @@ func waitShutdownBegun(t *testing.T, d *daemon) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// An operator aborting a hung mount through fusectl (what the tests do when
+// a SIGKILL left the daemon stuck in the kernel): the daemon notices the
+// mount is gone and exits, and the next start recovers the stale mount
+// point with the catalogue whole.
+func TestAbortedFUSEConnection(t *testing.T) {
+	needMount(t)
+	tmp := t.TempDir()
+	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
+	d := startDaemon(t, data, mnt)
+	b := content(3, 1<<20)
+	if err := os.WriteFile(filepath.Join(mnt, "active", "kept.img"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := abortFUSE(mnt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon still running 30s after its FUSE connection was aborted\n%s", d.log)
+	}
+	d = startDaemon(t, data, mnt)
+	checkRecovered(t, d.addr, data)
+	got, err := os.ReadFile(filepath.Join(mnt, "active", "kept.img"))
+	if err != nil || sourceOf(got) != sourceOf(b) {
+		t.Fatalf("image after the abort and a restart: %v", err)
+	}
+}
