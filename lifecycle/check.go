@@ -142,6 +142,10 @@ func (s *Service) checkImage(ctx context.Context, img *meta.Image, opts CheckOpt
 	switch {
 	case !img.Status.Valid():
 		return problem(ProblemStatus, "status %q is not a Glance image status", img.Status), 0
+	case len(img.Locations) > 0:
+		// The content stays at an HTTP location, not in the store: nothing
+		// here to re-hash (scrub does not fetch remote content).
+		return nil, 0
 	case img.Status.InFlight():
 		// A staged image waits in uploading for its import without a
 		// writer: it owns its staged content.

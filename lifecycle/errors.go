@@ -27,4 +27,7 @@ var (
 	ErrUploadClosed = errors.New("upload already finished")
 	// ErrNoProperty: the custom property to remove does not exist.
 	ErrNoProperty = errors.New("no such property")
+	// ErrUnavailable: the content lives elsewhere (an HTTP location)
+	// and cannot be reached now.
+	ErrUnavailable = errors.New("image content unavailable")
 )

@@ -322,3 +322,13 @@ func (c *Client) Scrub(ctx context.Context, mark bool, out any) error {
 func (c *Client) GC(ctx context.Context, dryRun bool, out any) error {
 	return c.jsonCall(ctx, http.MethodPost, "/v2/glimpse/gc?dry_run="+strconv.FormatBool(dryRun), "", nil, out, http.StatusOK)
 }
+
+// AddLocation registers url as where queued image id's content stays
+// (JSON patch add /locations/-, as glance location-add sends it) and
+// returns the image after.
+func (c *Client) AddLocation(ctx context.Context, id, url string, metadata map[string]any) (Image, error) {
+	if metadata == nil {
+		metadata = map[string]any{}
+	}
+	return c.Patch(ctx, id, []PatchOp{{Op: "add", Path: "/locations/-", Value: map[string]any{"url": url, "metadata": metadata}}})
+}

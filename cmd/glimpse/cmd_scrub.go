@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/glimpse-project/glimpse/backend/metered"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
 	"github.com/glimpse-project/glimpse/meta/kv"
@@ -125,7 +126,7 @@ func onTarget(c *cli.Context, direct func(context.Context, *lifecycle.Service) e
 	if err != nil {
 		return err
 	}
-	be, _, err := openStore(c.Context, c.String("store"), data)
+	be, _, err := openStore(c.Context, c.String("store"), data, metered.NewMetrics(nil))
 	if err != nil {
 		return err
 	}
