@@ -543,3 +543,31 @@ func TestOverCapUploadAnswersCleanly(t *testing.T) {
 		t.Fatalf("upload over the cap: %d %s", r.status, r.body)
 	}
 }
+
+// glimpse's scrub and gc endpoints are for admins only and answer JSON
+// reports; a bad flag value is a 400.
+func TestAdminEndpoints(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens.json")
+	os.WriteFile(tokens, []byte(`{"tokens": {"adm": {"project": "p1", "roles": ["admin"]}, "mem": {"project": "p1", "roles": ["member"]}}}`), 0o600)
+	e := newEnv(t, 0, api.Options{AuthTokens: tokens})
+	admin, member := map[string]string{"X-Auth-Token": "adm"}, map[string]string{"X-Auth-Token": "mem"}
+	for _, path := range []string{"/v2/glimpse/scrub", "/v2/glimpse/gc", "/v2/glimpse/scrub?mark=true", "/v2/glimpse/gc?dry_run=true"} {
+		if r := e.do("POST", path, member, nil); r.status != 403 {
+			t.Errorf("POST %s as a member: %d %s", path, r.status, r.body)
+		}
+		if r := e.do("POST", path, nil, nil); r.status != 401 {
+			t.Errorf("POST %s without a token: %d", path, r.status)
+		}
+		r := e.do("POST", path, admin, nil)
+		if r.status != 200 {
+			t.Fatalf("POST %s as admin: %d %s", path, r.status, r.body)
+		}
+		r.json(t)
+	}
+	if r := e.do("POST", "/v2/glimpse/scrub?mark=perhaps", admin, nil); r.status != 400 {
+		t.Errorf("mark=perhaps: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/v2/glimpse/scrub", admin, nil); r.status != 404 {
+		t.Errorf("GET scrub: %d", r.status)
+	}
+}

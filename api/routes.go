@@ -50,6 +50,8 @@ func (s *Server) routes() {
 	m.Handle("GET /v2/info/import", s.api(noBody(s.infoImport)))
 	m.Handle("GET /v2/info/stores", s.api(noBody(s.infoStores)))
 	m.Handle("GET /v2/info/usage", s.api(noBody(s.infoUsage)))
+
+	s.adminRoutes()
 }
 
 // api authenticates the request and writes the handler's error.

@@ -57,6 +57,15 @@ type Backend interface {
 	// before any Create of this process.
 	AbortIncomplete(ctx context.Context) error
 
+	// AbortStale removes incomplete writes as AbortIncomplete does, but
+	// spares every write whose key live reports, so that a garbage
+	// collector can run while uploads do: it passes the keys of the
+	// uploads in flight. live is asked after the incomplete writes are
+	// listed, so a write that starts later is never touched. It removes
+	// what an earlier process left and what this one failed to abort
+	// (a store that was away when an upload was abandoned).
+	AbortStale(ctx context.Context, live func(key string) bool) error
+
 	// Close releases the backend's resources.
 	Close() error
 }

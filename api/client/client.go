@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -306,6 +307,20 @@ func (c *Client) Reactivate(ctx context.Context, id string) error {
 func (c *Client) ImportWebDownload(ctx context.Context, id, uri string) error {
 	body := map[string]any{"method": map[string]string{"name": "web-download", "uri": uri}}
 	return c.jsonCall(ctx, http.MethodPost, imagePath(id)+"/import", "application/json", body, nil, http.StatusAccepted)
+}
+
+// Scrub asks the daemon to re-hash stored content (glimpse's own endpoint,
+// admins only); with mark, damaged images are deactivated. The report is
+// decoded into out.
+func (c *Client) Scrub(ctx context.Context, mark bool, out any) error {
+	return c.jsonCall(ctx, http.MethodPost, "/v2/glimpse/scrub?mark="+strconv.FormatBool(mark), "", nil, out, http.StatusOK)
+}
+
+// GC asks the daemon to remove stored objects no image owns and stale
+// incomplete writes (glimpse's own endpoint, admins only). The report is
+// decoded into out.
+func (c *Client) GC(ctx context.Context, dryRun bool, out any) error {
+	return c.jsonCall(ctx, http.MethodPost, "/v2/glimpse/gc?dry_run="+strconv.FormatBool(dryRun), "", nil, out, http.StatusOK)
 }
 
 // AddLocation registers url as where queued image id's content stays

@@ -36,6 +36,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"Large", testLarge},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"AbortIncomplete", testAbortIncomplete},
+		{"AbortStaleSparesLive", testAbortStaleSparesLive},
 		{"RandomWriter", testRandomWriter},
 		{"WriterAfterCommit", testWriterAfterCommit},
 	}
@@ -358,6 +359,41 @@ func testAbortIncomplete(t *testing.T, b backend.Backend) {
 	if keys := listKeys(t, b); fmt.Sprint(keys) != "[kept]" {
 		t.Fatalf("after AbortIncomplete: %v", keys)
 	}
+}
+
+// testAbortStaleSparesLive: a garbage collection while a write runs leaves
+// that write whole, and the stale one it removes never becomes visible.
+func testAbortStaleSparesLive(t *testing.T, b backend.Backend) {
+	ctx := context.Background()
+	mustPut(t, b, "kept", []byte("kept"))
+	first, second := randomBytes(t, 64<<10), randomBytes(t, 64<<10)
+	live, err := b.Create(ctx, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := b.Create(ctx, "stale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Write(randomBytes(t, 4096)) // neither committed nor aborted
+	if err := b.AbortStale(ctx, func(key string) bool { return key == "live" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Write(second); err != nil {
+		t.Fatalf("write after AbortStale: %v", err)
+	}
+	if err := live.Commit(ctx); err != nil {
+		t.Fatalf("commit after AbortStale: %v", err)
+	}
+	mustEqual(t, b, "live", append(first, second...))
+	mustEqual(t, b, "kept", []byte("kept"))
+	if keys := listKeys(t, b); fmt.Sprint(keys) != "[kept live]" {
+		t.Fatalf("after AbortStale: %v", keys)
+	}
+	stale.Abort(ctx)
 }
 
 func testRandomWriter(t *testing.T, b backend.Backend) {

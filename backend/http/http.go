@@ -287,6 +287,9 @@ func (h *HTTP) List(ctx context.Context, fn func(backend.Info) error) error { re
 // AbortIncomplete implements backend.Backend: nothing is ever written.
 func (h *HTTP) AbortIncomplete(ctx context.Context) error { return nil }
 
+// AbortStale implements backend.Backend: nothing is ever written.
+func (h *HTTP) AbortStale(ctx context.Context, live func(string) bool) error { return nil }
+
 // Close implements backend.Backend: reads in flight fail.
 func (h *HTTP) Close() error {
 	h.cancel()

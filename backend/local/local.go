@@ -137,12 +137,21 @@ func (l *Local) List(ctx context.Context, fn func(backend.Info) error) error {
 
 // AbortIncomplete implements backend.Backend: it empties .partial.
 func (l *Local) AbortIncomplete(ctx context.Context) error {
+	return l.AbortStale(ctx, func(string) bool { return false })
+}
+
+// AbortStale implements backend.Backend: it removes the files in .partial
+// except those of live keys (a partial file is named KEY.RANDOM).
+func (l *Local) AbortStale(ctx context.Context, live func(key string) bool) error {
 	dir := filepath.Join(l.dir, partialDir)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("local store: list partial writes: %w", err)
 	}
 	for _, e := range entries {
+		if i := strings.LastIndexByte(e.Name(), '.'); i > 0 && live(e.Name()[:i]) {
+			continue
+		}
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("local store: remove partial write: %w", err)
 		}

@@ -122,6 +122,13 @@ func (mb *meteredBackend) AbortIncomplete(ctx context.Context) error {
 	return err
 }
 
+func (mb *meteredBackend) AbortStale(ctx context.Context, live func(key string) bool) error {
+	start := time.Now()
+	err := mb.b.AbortStale(ctx, live)
+	mb.o.observe("abort_stale", start, err)
+	return err
+}
+
 func (mb *meteredBackend) Close() error { return mb.b.Close() }
 
 type meteredWriter struct {

@@ -335,9 +335,38 @@ func (s *RBD) AbortIncomplete(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("rbd store: list pool %s: %w", s.cfg.Pool, err)
 	}
+	return s.removePartial(names, func(string) bool { return false })
+}
+
+// AbortStale implements backend.Backend: it removes the partial images
+// except those of live keys and those of writers of this process still
+// open (a partial image is named PartialPrefix + key + "." + random).
+func (s *RBD) AbortStale(ctx context.Context, live func(key string) bool) error {
+	names, err := rbd.GetImageNames(s.ioctx)
+	if err != nil {
+		return fmt.Errorf("rbd store: list pool %s: %w", s.cfg.Pool, err)
+	}
+	s.mu.Lock()
+	open := make(map[string]bool, len(s.writers))
+	for w := range s.writers {
+		open[w.tmp] = true
+	}
+	s.mu.Unlock()
+	return s.removePartial(names, func(name string) bool {
+		key := strings.TrimPrefix(name, PartialPrefix)
+		if i := strings.LastIndexByte(key, '.'); i > 0 {
+			key = key[:i]
+		}
+		return open[name] || live(key)
+	})
+}
+
+// removePartial removes the partial images among names except those
+// spared; images Ceph still reports busy go to the background reaper.
+func (s *RBD) removePartial(names []string, spare func(name string) bool) error {
 	var busy []string
 	for _, name := range names {
-		if !strings.HasPrefix(name, PartialPrefix) {
+		if !strings.HasPrefix(name, PartialPrefix) || spare(name) {
 			continue
 		}
 		err := s.remove(name)

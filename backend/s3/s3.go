@@ -236,7 +236,13 @@ func (s *S3) List(ctx context.Context, fn func(backend.Info) error) error {
 // MinIO lists multipart uploads only for an empty prefix or one exact
 // object name, so this lists the whole bucket's uploads and filters.
 func (s *S3) AbortIncomplete(ctx context.Context) error {
-	type upload struct{ obj, id string }
+	return s.AbortStale(ctx, func(string) bool { return false })
+}
+
+// AbortStale implements backend.Backend: it aborts the multipart uploads
+// under the prefix except those of live keys.
+func (s *S3) AbortStale(ctx context.Context, live func(key string) bool) error {
+	type upload struct{ key, obj, id string }
 	var uploads []upload
 	lctx, cancel := context.WithCancel(ctx)
 	var listErr error
@@ -253,7 +259,7 @@ func (s *S3) AbortIncomplete(ctx context.Context) error {
 		if !ok || key == "" || strings.Contains(key, "/") {
 			continue
 		}
-		uploads = append(uploads, upload{u.Key, u.UploadID})
+		uploads = append(uploads, upload{key, u.Key, u.UploadID})
 	}
 	cancel()
 	if listErr != nil {
@@ -261,6 +267,9 @@ func (s *S3) AbortIncomplete(ctx context.Context) error {
 	}
 	var errs []error
 	for _, u := range uploads {
+		if live(u.key) {
+			continue
+		}
 		err := s.core.AbortMultipartUpload(ctx, s.cfg.Bucket, u.obj, u.id)
 		if err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
 			errs = append(errs, fmt.Errorf("s3 store: abort upload %s of %s: %w", u.id, u.obj, err))

@@ -231,3 +231,37 @@ func TestParallelUploadSlots(t *testing.T) {
 		}
 	}
 }
+
+// AbortStale aborts the multipart upload of a dead write and spares the
+// live one, which then completes.
+func TestAbortStaleSparesLiveMultipart(t *testing.T) {
+	s := open(t, config(sharedMinio(t)))
+	ctx := context.Background()
+	writers := map[string]backend.Writer{}
+	for _, key := range []string{"live", "dead"} {
+		w, err := s.Create(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeN(w, 2*testPart); err != nil {
+			t.Fatal(err)
+		}
+		writers[key] = w
+	}
+	if up := incomplete(t, s); len(up) != 2 {
+		t.Fatalf("before AbortStale: incomplete uploads %v, want two", up)
+	}
+	if err := s.AbortStale(ctx, func(key string) bool { return key == "live" }); err != nil {
+		t.Fatal(err)
+	}
+	if up := incomplete(t, s); fmt.Sprint(up) != "[images/live]" {
+		t.Fatalf("after AbortStale: incomplete uploads %v, want only the live one", up)
+	}
+	if err := writers["live"].Commit(ctx); err != nil {
+		t.Fatalf("live upload after AbortStale: %v", err)
+	}
+	if info, err := s.Stat(ctx, "live"); err != nil || info.Size != 2*testPart {
+		t.Fatalf("live object: %+v %v", info, err)
+	}
+	writers["dead"].Abort(ctx)
+}

@@ -281,6 +281,12 @@ func (s *Swift) List(ctx context.Context, fn func(backend.Info) error) error {
 // AbortIncomplete implements backend.Backend: it removes every segment of
 // an upload that no manifest in the container names.
 func (s *Swift) AbortIncomplete(ctx context.Context) error {
+	return s.AbortStale(ctx, func(string) bool { return false })
+}
+
+// AbortStale implements backend.Backend: it removes the segments of every
+// upload that no manifest names, except those of live keys.
+func (s *Swift) AbortStale(ctx context.Context, live func(key string) bool) error {
 	// key -> uploads that have segments
 	uploads := map[string]map[string]bool{}
 	err := s.walk(ctx, s.cfg.SegmentContainer, s.cfg.Prefix, 0, func(o swift.Object) error {
@@ -298,6 +304,9 @@ func (s *Swift) AbortIncomplete(ctx context.Context) error {
 		return fmt.Errorf("swift store: list segments: %w", err)
 	}
 	for key, ups := range uploads {
+		if live(key) {
+			continue
+		}
 		_, committed, err := s.head(ctx, key)
 		if err != nil && !errors.Is(err, backend.ErrNotFound) {
 			return fmt.Errorf("swift store: abort incomplete: %w", err)

@@ -27,6 +27,8 @@ func newApp() *cli.App {
 			infoCommand(),
 			convertCommand(),
 			versionCommand(),
+			scrubCommand(),
+			gcCommand(),
 		}, imageCommands()...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -74,6 +74,11 @@ func startDaemon(t *testing.T, data, mnt string, extra ...string) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if bin := os.Getenv("GLIMPSE_TEST_DAEMON"); bin != "" {
+		// A glimpse built apart (without -race), for measuring the
+		// daemon's own memory in the soak test.
+		exe = bin
+	}
 	d := &daemon{t: t, data: data, mnt: mnt, addr: freeAddr(t), log: &bytes.Buffer{}, exited: make(chan error, 1)}
 	args := append([]string{"glimpse", "serve", "--data", data, "--mount", mnt, "--listen", d.addr}, extra...)
 	d.cmd = &exec.Cmd{Path: exe, Args: args, Env: append(os.Environ(), "GLIMPSE_RUN_MAIN=1"), Stdout: d.log, Stderr: d.log}
@@ -131,7 +136,52 @@ func (d *daemon) stop() {
 
 func (d *daemon) kill() {
 	d.cmd.Process.Kill()
-	<-d.exited
+	select {
+	case <-d.exited:
+		return
+	case <-time.After(10 * time.Second):
+	}
+	// A known hazard of SIGKILL on a FUSE daemon: a thread of it blocked in
+	// the kernel telling it to drop a directory entry
+	// (fuse_reverse_inval_entry waits, unkillably, for the directory's
+	// lock) keeps /dev/fuse open, so the connection is never aborted and
+	// the operation holding that lock waits forever for a reply: the
+	// process stays a zombie and the mount hangs. What an operator does
+	// then is what this does: abort the connection through fusectl.
+	d.t.Logf("daemon still not gone 10s after SIGKILL: aborting its FUSE connection (kernel notify deadlock)")
+	if err := abortFUSE(d.mnt); err != nil {
+		d.t.Fatalf("abort the FUSE connection of %s: %v", d.mnt, err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		d.t.Fatalf("daemon not gone 30s after its FUSE connection was aborted")
+	}
+}
+
+// abortFUSE aborts the FUSE connection mounted on dir through fusectl
+// (/sys/fs/fuse/connections/DEV/abort), mounting fusectl if it is not.
+func abortFUSE(dir string) error {
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	dev := ""
+	for _, line := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			_, dev, _ = strings.Cut(f[2], ":")
+		}
+	}
+	if dev == "" {
+		return fmt.Errorf("no mount on %s", dir)
+	}
+	ctl := "/sys/fs/fuse/connections"
+	if _, err := os.Stat(filepath.Join(ctl, dev)); err != nil {
+		if err := syscall.Mount("fusectl", ctl, "fusectl", 0, ""); err != nil {
+			return fmt.Errorf("mount fusectl: %w", err)
+		}
+	}
+	return os.WriteFile(filepath.Join(ctl, dev, "abort"), []byte("1"), 0o200)
 }
 
 func mounted(dir string) bool {
