@@ -38,8 +38,15 @@ func statusOf(err error) int {
 		errors.Is(err, lifecycle.ErrReadOnly),
 		errors.Is(err, lifecycle.ErrProtected):
 		return http.StatusForbidden
-	case errors.Is(err, lifecycle.ErrTooLarge):
+	case errors.Is(err, lifecycle.ErrTooLarge),
+		errors.Is(err, lifecycle.ErrStoreFull): // Glance's StorageFull
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, lifecycle.ErrStoreUnavailable):
+		// Glance's download answers 503 when the store cannot be reached
+		// (RemoteServiceUnavailable); glimpse says the same of an upload
+		// the store failed, where Glance's generic path answers 500: the
+		// request was fine and may be repeated once the store is back.
+		return http.StatusServiceUnavailable
 	case errors.Is(err, lifecycle.ErrConflict),
 		errors.Is(err, lifecycle.ErrNoProperty),
 		errors.Is(err, lifecycle.ErrUploadClosed):

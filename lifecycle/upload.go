@@ -61,6 +61,7 @@ func (s *Service) startUpload(ctx context.Context, id, what string) (*Upload, er
 	s.mu.Unlock()
 	w, err := s.backend.Create(ctx, id)
 	if err != nil {
+		err = storeError(err)
 		u.abort(ctx, fmt.Sprintf("store refused the %s: %v", what, err), true)
 		return nil, fmt.Errorf("%s image %s: %w", what, id, err)
 	}
@@ -119,7 +120,7 @@ func (u *Upload) writeAt(p []byte, off int64) (int, error) {
 		u.hashed = end
 	}
 	if werr != nil {
-		u.failed = fmt.Errorf("store write failed: %w", werr)
+		u.failed = fmt.Errorf("store write failed: %w", storeError(werr))
 		return n, u.failed
 	}
 	if end > u.size {
@@ -174,7 +175,7 @@ func (u *Upload) Truncate(size int64) error {
 		return fmt.Errorf("%w of %d bytes", ErrTooLarge, u.s.maxSize)
 	}
 	if err := u.rw.Truncate(size); err != nil {
-		return fmt.Errorf("truncate upload: %w", err)
+		return fmt.Errorf("truncate upload: %w", storeError(err))
 	}
 	if size < u.hashed {
 		u.resetHashes()
@@ -224,14 +225,14 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 				n = rest
 			}
 			if _, err := u.rw.ReadAt(buf[:n], u.hashed); err != nil {
-				return nil, fmt.Errorf("read back upload: %w", err)
+				return nil, fmt.Errorf("read back upload: %w", storeError(err))
 			}
 			u.hash.write(buf[:n])
 			u.hashed += n
 		}
 	}
 	if err := u.w.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("store could not commit the upload: %w", err)
+		return nil, fmt.Errorf("store could not commit the upload: %w", storeError(err))
 	}
 	report, err := u.inspectCommitted(ctx)
 	if err != nil {
@@ -267,7 +268,7 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 func (u *Upload) inspectCommitted(ctx context.Context) (convert.Report, error) {
 	r, err := u.s.backend.Open(ctx, u.id)
 	if err != nil {
-		return convert.Report{}, fmt.Errorf("reopen upload for inspection: %w", err)
+		return convert.Report{}, fmt.Errorf("reopen upload for inspection: %w", storeError(err))
 	}
 	defer r.Close()
 	report, err := u.s.inspect(r, r.Size())

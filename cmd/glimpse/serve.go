@@ -34,6 +34,7 @@ type serveOptions struct {
 	mount        string
 	listen       string
 	store        string
+	storeTimeout time.Duration
 	fsProject    string
 	maxImageSize int64
 	allowOther   bool
@@ -61,6 +62,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
 			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
+			&cli.DurationFlag{Name: "store-timeout", Usage: "fail a store request (S3, Swift, RBD) that makes no progress for this long: the upload is killed, the read fails", Value: defaultStoreTimeout, Destination: &o.storeTimeout, EnvVars: []string{"GLIMPSE_STORE_TIMEOUT"}},
 			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.StringFlag{Name: "auth-tokens", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
@@ -82,6 +84,10 @@ func serveCommand() *cli.Command {
 		},
 	}
 }
+
+// defaultStoreTimeout: long enough for a busy store to answer a large
+// part, short enough that a writer's close does not hang for minutes.
+const defaultStoreTimeout = 60 * time.Second
 
 func defaultDataDir() string {
 	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
@@ -129,7 +135,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	be, storeDir, err := openStore(ctx, o.store, data)
+	if o.storeTimeout <= 0 {
+		o.storeTimeout = defaultStoreTimeout
+	}
+	be, storeDir, err := openStore(ctx, o.store, data, o.storeTimeout)
 	if err != nil {
 		return err
 	}
@@ -226,7 +235,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 // store that only streams (S3) is wrapped in a spool under DATA/spool, so
 // that the mount can take out-of-order writes; whatever a crash left in the
 // spool is removed here.
-func openStore(ctx context.Context, raw, data string) (backend.Backend, string, error) {
+// timeout bounds a remote store's request that makes no progress.
+func openStore(ctx context.Context, raw, data string, timeout time.Duration) (backend.Backend, string, error) {
 	if raw == "" {
 		raw = "file://" + filepath.Join(data, "images")
 	}
@@ -249,6 +259,7 @@ func openStore(ctx context.Context, raw, data string) (backend.Backend, string, 
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
+		cfg.StallTimeout = timeout
 		st, err := s3.Open(ctx, cfg)
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
@@ -259,6 +270,7 @@ func openStore(ctx context.Context, raw, data string) (backend.Backend, string, 
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
+		cfg.Timeout = timeout
 		st, err := swift.Open(ctx, cfg)
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
@@ -269,6 +281,7 @@ func openStore(ctx context.Context, raw, data string) (backend.Backend, string, 
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
+		cfg.OpTimeout = timeout
 		st, err := rbd.Open(ctx, cfg) // RBD takes random writes itself
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
