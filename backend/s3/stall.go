@@ -44,14 +44,16 @@ func withStallCancel(ctx context.Context) (context.Context, context.CancelCauseF
 	return context.WithValue(ctx, stallCancelKey{}, cancel), cancel
 }
 
-// stallCause adds the stall to err when the operation's context was ended
-// by one: minio-go reports only "context canceled" then.
+// stallCause replaces err by the stall when the operation's context was
+// ended by one: minio-go then reports only "context canceled", which must
+// not reach the caller as such (it would read as the caller's own
+// cancellation: EINTR, which the kernel retries).
 func stallCause(ctx context.Context, err error) error {
 	if err == nil || errors.Is(err, errStalled) {
 		return err
 	}
 	if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
-		return fmt.Errorf("%w: %w", cause, err)
+		return fmt.Errorf("%w (%v)", cause, err)
 	}
 	return err
 }
@@ -79,8 +81,8 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		wd.stop()
 		cancel(nil)
-		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
-			return nil, fmt.Errorf("%w: %w", cause, err)
+		if cause := context.Cause(ctx); errors.Is(cause, errStalled) && !errors.Is(err, errStalled) {
+			return nil, fmt.Errorf("%w (%v)", cause, err)
 		}
 		return nil, err
 	}
@@ -150,8 +152,8 @@ func (b *serverBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.wd.pause()
 	if err != nil && err != io.EOF {
-		if cause := context.Cause(b.ctx); errors.Is(cause, errStalled) {
-			err = fmt.Errorf("%w: %w", cause, err)
+		if cause := context.Cause(b.ctx); errors.Is(cause, errStalled) && !errors.Is(err, errStalled) {
+			err = fmt.Errorf("%w (%v)", cause, err)
 		}
 	}
 	return n, err
