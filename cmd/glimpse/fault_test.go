@@ -236,3 +236,87 @@ func startDaemonREST(t *testing.T, data string, extra ...string) *daemon {
 	t.Helper()
 	return startDaemon(t, data, "", extra...)
 }
+
+// smallFilesystem mounts a tmpfs of size bytes for the test: a real
+// filesystem that runs out of space.
+func smallFilesystem(t *testing.T, size int) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// filesUnder lists the regular files under dir.
+func filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			files = append(files, strings.TrimPrefix(p, dir+"/"))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// The file store runs out of space: cp gets ENOSPC (from write or close),
+// the image ends killed with the reason and leaves no partial file, the
+// other images read as before, a smaller image still fits, and the same
+// through REST answers Glance's 413 for a full store.
+func TestServeFileStoreFull(t *testing.T) {
+	needMount(t)
+	const fsSize = 8 << 20
+	storeDir := filepath.Join(smallFilesystem(t, fsSize), "images")
+	tmp := t.TempDir()
+	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
+	d := startDaemon(t, data, mnt, "--store", "file://"+storeDir)
+	r := rest{t: t, base: "http://" + d.addr}
+	kept := randomFile(t, tmp, "kept.img", 1<<20)
+	mustRun(t, "cp", kept, filepath.Join(mnt, "active")+"/")
+	keptID := xattr(t, filepath.Join(mnt, "active", "kept.img"), "id")
+
+	big := randomFile(t, tmp, "big.img", 2*fsSize)
+	out, ok := run(t, "cp", big, filepath.Join(mnt, "active")+"/")
+	if ok || !strings.Contains(out, "No space left on device") {
+		t.Fatalf("cp onto a full store: ok=%v %s, want ENOSPC", ok, out)
+	}
+	killed := filepath.Join(mnt, "killed", "big.img")
+	if reason := xattr(t, killed, "glimpse.error"); !strings.Contains(reason, "storage media is full") {
+		t.Errorf("kill reason %q, want it to say the store is full", reason)
+	}
+	if files := filesUnder(t, storeDir); fmt.Sprint(files) != "["+keptID+"]" {
+		t.Errorf("store after the full copy: %v, want only the kept image", files)
+	}
+	mustRun(t, "cmp", kept, filepath.Join(mnt, "active", "kept.img"))
+
+	// The same through REST: Glance's StorageFull is 413.
+	id := r.create("big-rest.img")
+	content, err := os.ReadFile(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, body := r.upload(id, bytes.NewReader(content))
+	r.wantGlanceError("REST upload onto a full store", st, body, http.StatusRequestEntityTooLarge, "storage media is full")
+	if img := r.image(id); img["status"] != "killed" {
+		t.Errorf("REST image after a full store: %v", img["status"])
+	}
+	if files := filesUnder(t, storeDir); fmt.Sprint(files) != "["+keptID+"]" {
+		t.Errorf("store after the full REST upload: %v, want only the kept image", files)
+	}
+
+	// Room is left for smaller images, through both faces.
+	small := randomFile(t, tmp, "small.img", 2<<20)
+	mustRun(t, "cp", small, filepath.Join(mnt, "active")+"/")
+	mustRun(t, "cmp", small, filepath.Join(mnt, "active", "small.img"))
+	restRoundTrip(t, d.addr, content[:2<<20], nil)
+	mustRun(t, "cmp", kept, filepath.Join(mnt, "active", "kept.img"))
+}
