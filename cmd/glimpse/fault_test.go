@@ -320,3 +320,62 @@ func TestServeFileStoreFull(t *testing.T) {
 	restRoundTrip(t, d.addr, content[:2<<20], nil)
 	mustRun(t, "cmp", kept, filepath.Join(mnt, "active", "kept.img"))
 }
+
+// storeGoesAwayMidCopy is the store dying in the middle of a copy into the
+// mount, for any store: down() takes the store away and returns the
+// function that brings it back; stored(keptID) lists what the store holds
+// behind the daemon's back. close fails with EIO, the image ends killed
+// with the reason, the daemon serves ls and REST meanwhile, and once the
+// store is back the kept image reads as before and, after the next start
+// of the daemon at the latest (recovery), the store holds only the kept
+// image.
+func storeGoesAwayMidCopy(t *testing.T, down func() (up func()), stored func(keptID string) []string, store ...string) {
+	t.Helper()
+	tmp := t.TempDir()
+	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
+	d := startDaemon(t, data, mnt, store...)
+	r := rest{t: t, base: "http://" + d.addr}
+	kept := randomFile(t, tmp, "kept.img", 1<<20)
+	mustRun(t, "cp", kept, filepath.Join(mnt, "active")+"/")
+	keptID := xattr(t, filepath.Join(mnt, "active", "kept.img"), "id")
+	before := fmt.Sprint(stored(keptID))
+
+	f, err := os.Create(filepath.Join(mnt, "active", "doomed.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeMiB(t, f, 20) // past the first segment or object: the upload is under way
+	up := down()
+	chunk := make([]byte, 1<<20)
+	for i := 0; i < 4; i++ {
+		if _, err := f.Write(chunk); err != nil {
+			break // may fail already; close must
+		}
+	}
+	if err := f.Close(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("close with the store gone: %v, want EIO", err)
+	}
+	if reason := xattr(t, filepath.Join(mnt, "killed", "doomed.img"), "glimpse.error"); reason == "" {
+		t.Fatal("killed without a reason")
+	}
+	if got := ls(t, filepath.Join(mnt, "active")); fmt.Sprint(got) != "[kept.img]" {
+		t.Fatalf("active/ while the store is away: %v", got)
+	}
+	if st, body := r.do("GET", "/v2/images", "", nil); st != http.StatusOK || !strings.Contains(string(body), keptID) {
+		t.Fatalf("REST list while the store is away: %d %s", st, body)
+	}
+
+	up()
+	mustRun(t, "cmp", kept, filepath.Join(mnt, "active", "kept.img"))
+	if after := fmt.Sprint(stored(keptID)); after != before {
+		// What the killed upload left while the store was away goes at
+		// the next start.
+		t.Logf("store once back: %s (before the fault: %s); restarting the daemon", after, before)
+		d.stop()
+		startDaemon(t, data, mnt, store...)
+		if after := fmt.Sprint(stored(keptID)); after != before {
+			t.Fatalf("store after the next start: %s, want %s", after, before)
+		}
+		mustRun(t, "cmp", kept, filepath.Join(mnt, "active", "kept.img"))
+	}
+}
