@@ -117,6 +117,8 @@ func TestServeS3Stalls(t *testing.T) {
 	}
 	if d := time.Since(start); d > bound {
 		t.Errorf("write and close took %v with the store stopped, want under %v", d, bound)
+	} else {
+		t.Logf("write and close failed after %v (store timeout %v)", d.Round(time.Millisecond), storeTimeout)
 	}
 	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("close with the store stopped: %v, want EIO", err)
@@ -135,6 +137,8 @@ func TestServeS3Stalls(t *testing.T) {
 	r.wantGlanceError("download with the store stopped", st, body, http.StatusServiceUnavailable, "image store unavailable")
 	if d := time.Since(start); d > bound {
 		t.Errorf("two reads took %v with the store stopped, want under %v", d, bound)
+	} else {
+		t.Logf("a read through the mount and one through REST failed after %v together", d.Round(time.Millisecond))
 	}
 	resp, err := http.Get("http://" + d.addr + "/healthcheck")
 	if err != nil || resp.StatusCode != http.StatusOK {
