@@ -56,6 +56,9 @@ func statusOf(err error) int {
 		return http.StatusUnsupportedMediaType
 	case errors.Is(err, lifecycle.ErrInvalid):
 		return http.StatusBadRequest
+	case errors.Is(err, lifecycle.ErrUnavailable):
+		// The bytes are at a URL that does not answer now.
+		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):
 		return 499 // the client went away; nobody reads this
 	}

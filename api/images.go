@@ -21,10 +21,12 @@ const maxJSONBody = 16 << 20
 // importMethods are the import methods this listener offers.
 var importMethods = []string{"glance-direct", "web-download"}
 
-// imageView renders img as Glance's image JSON: every base key present
-// (null when unset), custom properties as top-level strings.
-func imageView(img *meta.Image) map[string]any {
+// imageView renders img as Glance's image JSON for p: every base key
+// present (null when unset), custom properties as top-level strings,
+// locations for those who may see them.
+func imageView(img *meta.Image, p lifecycle.Principal) map[string]any {
 	v := map[string]any{}
+	addLocationsView(v, p, img)
 	for k, val := range img.Properties {
 		v[k] = val
 	}
@@ -171,7 +173,7 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, p lifecycle
 	}
 	w.Header().Set("Location", baseURL(r)+"/v2/images/"+img.ID)
 	w.Header().Set("OpenStack-image-import-methods", strings.Join(importMethods, ","))
-	writeJSON(w, http.StatusCreated, imageView(img))
+	writeJSON(w, http.StatusCreated, imageView(img, p))
 	return nil
 }
 
@@ -235,7 +237,7 @@ func (s *Server) showImage(w http.ResponseWriter, r *http.Request, p lifecycle.P
 	if err != nil {
 		return notFound(r.PathValue("id"), err)
 	}
-	writeJSON(w, http.StatusOK, imageView(img))
+	writeJSON(w, http.StatusOK, imageView(img, p))
 	return nil
 }
 
@@ -262,8 +264,22 @@ func (s *Server) patchImage(w http.ResponseWriter, r *http.Request, p lifecycle.
 	if err := readJSON(r, &raw); err != nil {
 		return err
 	}
-	ops := make([]lifecycle.Op, 0, len(raw))
+	// Changes of /locations go to the lifecycle one by one (they probe
+	// a URL); the others, in runs between them, atomically.
+	type step struct {
+		ops []lifecycle.Op
+		loc *locationChange
+	}
+	var steps []step
 	for _, change := range raw {
+		lc, isLoc, err := decodeLocationChange(change, mt == patchV20)
+		if err != nil {
+			return err
+		}
+		if isLoc {
+			steps = append(steps, step{loc: &lc})
+			continue
+		}
 		op, err := decodeChange(change, mt == patchV20)
 		if err != nil {
 			return err
@@ -273,20 +289,30 @@ func (s *Server) patchImage(w http.ResponseWriter, r *http.Request, p lifecycle.
 				return err
 			}
 		}
-		ops = append(ops, op)
+		if len(steps) == 0 || steps[len(steps)-1].loc != nil {
+			steps = append(steps, step{})
+		}
+		steps[len(steps)-1].ops = append(steps[len(steps)-1].ops, op)
 	}
 	id := r.PathValue("id")
 	var img *meta.Image
 	var err error
-	if len(ops) == 0 {
-		img, err = s.svc.Get(r.Context(), p, id)
-	} else {
-		img, err = s.svc.Patch(r.Context(), p, id, ops)
+	for _, st := range steps {
+		if st.loc != nil {
+			img, err = s.applyLocationChange(r, p, id, *st.loc)
+		} else {
+			img, err = s.svc.Patch(r.Context(), p, id, st.ops)
+		}
+		if err != nil {
+			return notFound(id, err)
+		}
 	}
-	if err != nil {
-		return notFound(id, err)
+	if img == nil {
+		if img, err = s.svc.Get(r.Context(), p, id); err != nil {
+			return notFound(id, err)
+		}
 	}
-	writeJSON(w, http.StatusOK, imageView(img))
+	writeJSON(w, http.StatusOK, imageView(img, p))
 	return nil
 }
 
@@ -324,7 +350,7 @@ func decodeChange(c map[string]any, v20 bool) (lifecycle.Op, error) {
 	if op != "remove" && !hasValue {
 		return lifecycle.Op{}, errorf(http.StatusBadRequest, "Unable to find '%s' in JSON Schema change", "value")
 	}
-	if key == "locations" || key == "owner" {
+	if key == "owner" {
 		return lifecycle.Op{}, errorf(http.StatusForbidden, "Attribute '%s' is read-only.", key)
 	}
 	if (key == "min_disk" || key == "min_ram") && op != "remove" {

@@ -2,15 +2,11 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"syscall"
-	"time"
 
+	httpstore "github.com/glimpse-project/glimpse/backend/http"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -80,7 +76,7 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p lifecycle
 }
 
 // checkURL refuses what web-download may never fetch: schemes other than
-// http and https. Addresses are checked when connecting (see dialControl).
+// http and https. Addresses are checked when connecting (httpstore.GuardedClient).
 func (s *Server) checkURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
@@ -95,49 +91,8 @@ func (s *Server) checkURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// errPrivateAddress marks a connection refused by the SSRF rules.
-var errPrivateAddress = errors.New("address not allowed for web-download")
-
-// dialControl runs after DNS resolution, on the address actually dialled,
-// for the first request and for every redirect.
-func (s *Server) dialControl(network, address string, _ syscall.RawConn) error {
-	if s.opts.WebDownloadAllowPrivate {
-		return nil
-	}
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return fmt.Errorf("%w: %s", errPrivateAddress, address)
-	}
-	a := ap.Addr().Unmap()
-	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsUnspecified() || a.IsMulticast() || a.IsInterfaceLocalMulticast() || cgnat.Contains(a) {
-		return fmt.Errorf("%w: %s", errPrivateAddress, a)
-	}
-	return nil
-}
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
 func (s *Server) httpClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 30 * time.Second, Control: s.dialControl}
-	tr := &http.Transport{
-		Proxy:                 nil, // a proxy would hide the real target from the checks
-		DialContext:           dialer.DialContext,
-		TLSHandshakeTimeout:   30 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
-	}
-	return &http.Client{
-		Transport: tr,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return errors.New("too many redirects")
-			}
-			if _, err := s.checkURL(req.URL.String()); err != nil {
-				return err
-			}
-			return nil
-		},
-	}
+	return httpstore.GuardedClient(s.opts.WebDownloadAllowPrivate, 0)
 }
 
 // webDownload fetches u into the image being imported and settles it.

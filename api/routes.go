@@ -44,6 +44,8 @@ func (s *Server) routes() {
 	m.Handle("DELETE /v2/images/{id}/tags/{tag...}", s.api(noBody(s.removeTag)))
 	m.Handle("GET /v2/images/{id}/members", s.api(noBody(s.listMembers)))
 	m.Handle("GET /v2/images/{id}/tasks", s.api(noBody(s.listTasks)))
+	m.Handle("POST /v2/images/{id}/locations", s.api(s.addLocation))
+	m.Handle("GET /v2/images/{id}/locations", s.api(noBody(s.getLocations)))
 
 	m.Handle("GET /v2/info/import", s.api(noBody(s.infoImport)))
 	m.Handle("GET /v2/info/stores", s.api(noBody(s.infoStores)))

@@ -49,6 +49,11 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.EBADF
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
+	case errors.Is(err, lifecycle.ErrUnavailable):
+		// Content at a URL that does not answer: an I/O error, whatever
+		// the network said.
+		log.Warn("image content unavailable", "op", op, "err", err)
+		return syscall.EIO
 	}
 	if e := gofs.ToErrno(err); e != syscall.ENOSYS {
 		return e

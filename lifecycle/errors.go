@@ -39,6 +39,9 @@ var (
 	// the request, and the same request may succeed once the store is
 	// back.
 	ErrStoreUnavailable = errors.New("image store unavailable")
+	// ErrUnavailable: the content lives elsewhere (an HTTP location)
+	// and cannot be reached now.
+	ErrUnavailable = errors.New("image content unavailable")
 )
 
 // storeError classifies an error that came from the store, so that each

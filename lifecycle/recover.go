@@ -27,9 +27,15 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 		for _, id := range ids {
 			_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
+				if len(img.Locations) > 0 && img.HashPending {
+					return errStale // a location being verified: resumed below
+				}
 				markKilled(img, "upload interrupted: glimpse stopped before the upload completed")
 				return nil
 			})
+			if errors.Is(err, errStale) {
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("recover image %s: %w", id, err)
 			}
@@ -54,12 +60,23 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 		s.log.Warn("removed orphaned content", "key", key)
 	}
+	// Images whose content stays at a URL own nothing in the store (no
+	// StoreKey), so the sweep above never touches them; a hash that a
+	// stop interrupted starts again.
+	if err := s.resumeHashes(); err != nil {
+		return fmt.Errorf("recover: resume hashes of location images: %w", err)
+	}
 	return nil
 }
 
 // Shutdown kills every upload still in progress (their writers will not
-// finish) so that nothing is left saving.
+// finish) so that nothing is left saving, and stops background hashes of
+// location images (they resume at the next start).
 func (s *Service) Shutdown(ctx context.Context) {
+	s.mu.Lock() // startHash checks bgCtx under mu: no Add after this Wait
+	s.bgCancel()
+	s.mu.Unlock()
+	s.bg.Wait()
 	s.mu.Lock()
 	live := make([]*Upload, 0, len(s.uploads))
 	for _, u := range s.uploads {

@@ -38,6 +38,9 @@ type Config struct {
 	// MaxImageSize caps an upload in bytes; 0 means no cap.
 	MaxImageSize int64
 	Logger       *slog.Logger
+	// Locations reads content that stays at URLs (HTTP locations); nil:
+	// locations are refused.
+	Locations backend.Backend
 }
 
 // Service is the image lifecycle. It is safe for concurrent use.
@@ -48,8 +51,15 @@ type Service struct {
 	maxSize int64
 	log     *slog.Logger
 
-	mu      sync.Mutex         // guards uploads
-	uploads map[string]*Upload // the live upload of each image being written
+	locations backend.Backend
+
+	mu      sync.Mutex                    // guards uploads and hashing
+	uploads map[string]*Upload            // the live upload of each image being written
+	hashing map[string]context.CancelFunc // background hashes of location images
+
+	bgCtx    context.Context // cancelled by Shutdown
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup // background work (location hashes)
 
 	chunks sync.Pool // *hashChunk buffers shared by every upload's hasher
 }
@@ -63,7 +73,11 @@ func New(cfg Config) *Service {
 		maxSize: cfg.MaxImageSize,
 		log:     cfg.Logger,
 		uploads: map[string]*Upload{},
+		hashing: map[string]context.CancelFunc{},
+
+		locations: cfg.Locations,
 	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	if s.inspect == nil {
 		s.inspect = convert.Inspect
 	}
@@ -246,6 +260,7 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 	if err != nil {
 		return err
 	}
+	s.stopHash(id) // a location's bytes are not ours: nothing else to remove
 	if old.StoreKey != "" {
 		if err := s.backend.Delete(ctx, old.StoreKey); err != nil {
 			s.log.Error("content of a deleted image left in the store; the next start removes it", "image", id, "err", err)
@@ -292,6 +307,13 @@ func (s *Service) Open(ctx context.Context, p Principal, id string, opts OpenOpt
 	default:
 		// Queued, killed or in flight: no content to read (yet).
 		return emptyReader{}, img, nil
+	}
+	if len(img.Locations) > 0 {
+		r, err := s.openLocation(ctx, img)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, img, nil
 	}
 	r, err := s.backend.Open(ctx, img.StoreKey)
 	if err != nil {

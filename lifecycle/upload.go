@@ -335,4 +335,5 @@ func markKilled(img *meta.Image, reason string) {
 	img.Error = reason
 	img.Size, img.VirtualSize = nil, nil
 	img.Checksum, img.OSHashAlgo, img.OSHashValue, img.StoreKey = "", "", "", ""
+	img.Locations, img.HashPending = nil, false
 }

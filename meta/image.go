@@ -34,6 +34,18 @@ type Image struct {
 	StoreKey string `json:"store_key,omitempty"`
 	// Error says why the image was killed.
 	Error string `json:"error,omitempty"`
+	// Locations are URLs where the image's content stays (Glance's
+	// locations); an image with locations owns no content in the store.
+	Locations []Location `json:"locations,omitempty"`
+	// HashPending is true while the content at Locations has not yet been
+	// hashed (or, with validation data, verified) in the background.
+	HashPending bool `json:"hash_pending,omitempty"`
+}
+
+// Location is one place where an image's content stays, read-only.
+type Location struct {
+	URL      string         `json:"url"`
+	Metadata map[string]any `json:"metadata"`
 }
 
 // Clone returns a deep copy, so that callers can change it freely.
@@ -48,6 +60,12 @@ func (img *Image) Clone() *Image {
 		c.VirtualSize = &v
 	}
 	c.Tags = append([]string(nil), img.Tags...)
+	if img.Locations != nil {
+		c.Locations = make([]Location, len(img.Locations))
+		for i, l := range img.Locations {
+			c.Locations[i] = Location{URL: l.URL, Metadata: cloneJSON(l.Metadata)}
+		}
+	}
 	if img.Properties != nil {
 		c.Properties = make(map[string]string, len(img.Properties))
 		for k, v := range img.Properties {
@@ -65,4 +83,30 @@ type Event struct {
 	// subscriber can tell who made it (the mount tells its own requests
 	// from the REST listener's).
 	Context context.Context
+}
+
+// cloneJSON deep-copies a decoded JSON object.
+func cloneJSON(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = cloneJSONValue(v)
+	}
+	return c
+}
+
+func cloneJSONValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return cloneJSON(x)
+	case []any:
+		c := make([]any, len(x))
+		for i, e := range x {
+			c[i] = cloneJSONValue(e)
+		}
+		return c
+	}
+	return v
 }

@@ -307,3 +307,13 @@ func (c *Client) ImportWebDownload(ctx context.Context, id, uri string) error {
 	body := map[string]any{"method": map[string]string{"name": "web-download", "uri": uri}}
 	return c.jsonCall(ctx, http.MethodPost, imagePath(id)+"/import", "application/json", body, nil, http.StatusAccepted)
 }
+
+// AddLocation registers url as where queued image id's content stays
+// (JSON patch add /locations/-, as glance location-add sends it) and
+// returns the image after.
+func (c *Client) AddLocation(ctx context.Context, id, url string, metadata map[string]any) (Image, error) {
+	if metadata == nil {
+		metadata = map[string]any{}
+	}
+	return c.Patch(ctx, id, []PatchOp{{Op: "add", Path: "/locations/-", Value: map[string]any{"url": url, "metadata": metadata}}})
+}

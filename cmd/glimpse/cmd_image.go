@@ -131,16 +131,18 @@ func imageCreateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "image-create",
 		Category:  "images",
-		Usage:     "create an image, optionally uploading its data (--file) or importing it (--location)",
+		Usage:     "create an image, optionally uploading its data (--file), registering it where it stays (--location) or importing a copy (--copy-from)",
 		ArgsUsage: " ",
 		Description: `Examples:
    glimpse image-create --name myimage --disk-format=raw --container-format=bare --file disk.img --is-public
-   glimpse image-create --name cirros --disk-format qcow2 --container-format bare --location https://example.com/cirros.qcow2`,
+   glimpse image-create --name cirros --disk-format qcow2 --container-format bare --location https://example.com/cirros.qcow2
+   glimpse image-create --name cirros --disk-format qcow2 --container-format bare --copy-from https://example.com/cirros.qcow2`,
 		Flags: append(append(connectionFlags(), imageFieldFlags()...),
 			&cli.StringFlag{Name: "id", Usage: "image id (a UUID; default: a new one)"},
 			&cli.StringSliceFlag{Name: "tag", Usage: "tag (repeatable)"},
 			&cli.StringFlag{Name: "file", Usage: "upload this file as the image's data"},
-			&cli.StringFlag{Name: "location", Usage: "import the data from this http(s) URL (web-download)"},
+			&cli.StringFlag{Name: "location", Usage: "the data stays at this http(s) URL and is read from there (an HTTP location)"},
+			&cli.StringFlag{Name: "copy-from", Usage: "import a copy of the data from this http(s) URL (web-download)"},
 			jsonFlag(), progressFlag()),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -160,17 +162,32 @@ func imageCreateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runImageCreate(c.Context, c.App.Writer, cl, fields, c.String("file"), c.String("location"), c.Bool("json"), showProgress(c))
+			src := imageSource{file: c.String("file"), location: c.String("location"), copyFrom: c.String("copy-from")}
+			return runImageCreate(c.Context, c.App.Writer, cl, fields, src, c.Bool("json"), showProgress(c))
 		},
 	}
 }
 
-func runImageCreate(ctx context.Context, stdout io.Writer, cl *client.Client, fields map[string]any, file, location string, asJSON, progress bool) error {
-	if file != "" && location != "" {
-		return errors.New("give --file or --location, not both")
+// imageSource is where a new image's data comes from: at most one of
+// them is set.
+type imageSource struct {
+	file, location, copyFrom string
+}
+
+func runImageCreate(ctx context.Context, stdout io.Writer, cl *client.Client, fields map[string]any, src imageSource, asJSON, progress bool) error {
+	file, location, copyFrom := src.file, src.location, src.copyFrom
+	given := 0
+	for _, s := range []string{file, location, copyFrom} {
+		if s != "" {
+			given++
+		}
 	}
-	if (file != "" || location != "") && (fields["disk_format"] == nil || fields["container_format"] == nil) {
-		return errors.New("must provide --disk-format and --container-format with --file or --location")
+	if given > 1 {
+		return errors.New("give one of --file, --location and --copy-from")
+	}
+	// A location's format is detected from its content if not given.
+	if (file != "" || copyFrom != "") && (fields["disk_format"] == nil || fields["container_format"] == nil) {
+		return errors.New("must provide --disk-format and --container-format with --file or --copy-from")
 	}
 	var f *os.File
 	var size int64 = -1
@@ -201,8 +218,12 @@ func runImageCreate(ctx context.Context, stdout io.Writer, cl *client.Client, fi
 			return fmt.Errorf("upload data of image %s: %w", id, err)
 		}
 	case location != "":
-		if err := cl.ImportWebDownload(ctx, id, location); err != nil {
-			return fmt.Errorf("import image %s from %s: %w", id, location, err)
+		if _, err := cl.AddLocation(ctx, id, location, nil); err != nil {
+			return fmt.Errorf("add location %s to image %s: %w", location, id, err)
+		}
+	case copyFrom != "":
+		if err := cl.ImportWebDownload(ctx, id, copyFrom); err != nil {
+			return fmt.Errorf("import image %s from %s: %w", id, copyFrom, err)
 		}
 		if img, err = waitImported(ctx, cl, id); err != nil {
 			return err

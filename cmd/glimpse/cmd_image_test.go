@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // glimpseCLI runs glimpse's own commands in-process and returns stdout.
@@ -127,7 +128,9 @@ func TestImageCommandsEnv(t *testing.T) {
 func TestImageCreateLocation(t *testing.T) {
 	t.Parallel()
 	payload := bytes.Repeat([]byte("remote"), 10000)
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(payload) }))
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(payload))
+	}))
 	defer origin.Close()
 	strict := serveInProcess(t, serveOptions{})
 	_, err := glimpseCLI(t, "--os-image-url", strict, "image-create", "--name", "loop", "--disk-format", "raw", "--container-format", "bare", "--location", origin.URL+"/disk.raw")
@@ -136,7 +139,15 @@ func TestImageCreateLocation(t *testing.T) {
 	}
 	url := serveInProcess(t, serveOptions{allowPrivate: true})
 	out := mustGlimpse(t, "--os-image-url", url, "image-create", "--name", "remote", "--disk-format", "raw", "--container-format", "bare", "--location", origin.URL+"/disk.raw")
-	if field(t, out, "status") != "active" || field(t, out, "size") != "60000" {
+	if field(t, out, "status") != "active" || field(t, out, "size") != "60000" || field(t, out, "direct_url") != origin.URL+"/disk.raw" {
 		t.Fatalf("image-create --location:\n%s", out)
+	}
+	// --copy-from imports a copy (web-download): no location.
+	out = mustGlimpse(t, "--os-image-url", url, "image-create", "--name", "copied", "--disk-format", "raw", "--container-format", "bare", "--copy-from", origin.URL+"/disk.raw")
+	if field(t, out, "status") != "active" || field(t, out, "size") != "60000" || strings.Contains(out, "direct_url") {
+		t.Fatalf("image-create --copy-from:\n%s", out)
+	}
+	if _, err := glimpseCLI(t, "--os-image-url", url, "image-create", "--name", "both", "--location", origin.URL, "--copy-from", origin.URL); err == nil {
+		t.Fatal("--location with --copy-from was taken")
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/glimpse-project/glimpse/api"
 	"github.com/glimpse-project/glimpse/backend"
+	httpstore "github.com/glimpse-project/glimpse/backend/http"
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/backend/rbd"
 	"github.com/glimpse-project/glimpse/backend/s3"
@@ -66,7 +67,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.StringFlag{Name: "auth-tokens", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
-			&cli.BoolFlag{Name: "web-download-allow-private", Usage: "let web-download imports fetch from loopback, private and link-local addresses", Destination: &o.allowPrivate},
+			&cli.BoolFlag{Name: "web-download-allow-private", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.IntFlag{Name: "uid", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
 			&cli.IntFlag{Name: "gid", Usage: "group of the files in the mount (default: the daemon's)", Value: os.Getgid(), Destination: &o.gid},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve REST over TLS with this certificate (PEM)", Destination: &o.tlsCert, EnvVars: []string{"GLIMPSE_TLS_CERT"}},
@@ -149,7 +150,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 	}
 
-	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, MaxImageSize: o.maxImageSize, Logger: log})
+	// Images registered by URL (HTTP locations) are read with ranged
+	// GETs, through the same address rules as web-download.
+	locations, err := httpstore.Open(httpstore.Config{Client: httpstore.GuardedClient(o.allowPrivate, 30*time.Second)})
+	if err != nil {
+		return err
+	}
+	defer locations.Close()
+	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Logger: log})
 	if err := svc.Recover(ctx); err != nil {
 		return err
 	}
