@@ -26,18 +26,21 @@ type Options struct {
 	// WebDownloadAllowPrivate lets web-download imports fetch from
 	// loopback, private and link-local addresses.
 	WebDownloadAllowPrivate bool
+	// Metrics counts requests and downloads; nil: unregistered metrics.
+	Metrics *Metrics
 }
 
 // Server is the REST listener's handler.
 type Server struct {
-	svc    *lifecycle.Service
-	log    *slog.Logger
-	mux    *http.ServeMux
-	auth   *tokens // nil: no authentication, everyone is admin
-	opts   Options
-	rules  map[string]propRule // the image schema's rules for custom properties
-	ready  atomic.Bool         // set once the whole daemon serves
-	closed chan struct{}
+	svc     *lifecycle.Service
+	log     *slog.Logger
+	mux     *http.ServeMux
+	auth    *tokens // nil: no authentication, everyone is admin
+	opts    Options
+	metrics *Metrics
+	rules   map[string]propRule // the image schema's rules for custom properties
+	ready   atomic.Bool         // set once the whole daemon serves
+	closed  chan struct{}
 }
 
 // New returns the REST handler for svc.
@@ -45,6 +48,9 @@ func New(svc *lifecycle.Service, opts Options) (*Server, error) {
 	s := &Server{svc: svc, log: opts.Logger, mux: http.NewServeMux(), opts: opts, closed: make(chan struct{}), rules: schemaRules()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.metrics = opts.Metrics; s.metrics == nil {
+		s.metrics = NewMetrics(nil)
 	}
 	if opts.AuthTokens != "" {
 		t, err := loadTokens(opts.AuthTokens)
@@ -74,23 +80,48 @@ func (s *Server) Close() {
 var versionAlias = regexp.MustCompile(`^/v2\.[0-9]+(/|$)`)
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	// As Glance (oslo.middleware): the request id is always our own; a
+	// well-formed one sent by the caller is logged as its global id.
 	reqID := "req-" + lifecycle.NewID()
 	w.Header().Set("X-Openstack-Request-Id", reqID)
+	globalID := r.Header.Get("X-Openstack-Request-Id")
+	if !globalRequestID.MatchString(globalID) {
+		globalID = ""
+	}
 	if m := versionAlias.FindString(r.URL.Path); m != "" {
 		r.URL.Path = "/v2" + r.URL.Path[len(m)-boolInt(m[len(m)-1] == '/'):]
 		r.URL.RawPath = ""
 	}
-	start := time.Now()
+	r, info := withRequestInfo(r)
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	s.mux.ServeHTTP(sw, r)
-	s.log.Debug("request", "id", reqID, "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start))
+	took := time.Since(start)
+	// The mux sets r.Pattern to the route that served the request.
+	s.metrics.observe(r.Pattern, sw.status, sw.bytes, took)
+	attrs := []slog.Attr{
+		slog.String("request_id", reqID),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", sw.status),
+		slog.Int64("bytes", sw.bytes),
+		slog.Duration("duration", took),
+		slog.String("project", info.project),
+		slog.String("remote", r.RemoteAddr),
+	}
+	if globalID != "" {
+		attrs = append(attrs, slog.String("global_request_id", globalID))
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
-// statusWriter remembers the status for the access log. It forwards
-// ReadFrom so downloads keep the server's fast path.
+// statusWriter remembers the status and the bytes sent for the access log
+// and the metrics. It forwards ReadFrom so downloads keep the server's
+// fast path (sendfile).
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -98,11 +129,22 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+func (w *statusWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
 func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	var err error
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
 	}
-	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+	w.bytes += n
+	return n, err
 }
 
 // Unwrap lets http.ResponseController reach the connection.

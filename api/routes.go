@@ -61,6 +61,7 @@ func (s *Server) api(h handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		noteProject(r, p.Project)
 		if err := h(w, r, p); err != nil {
 			drainBody(w, r)
 			s.writeError(w, r, err)

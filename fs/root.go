@@ -42,6 +42,8 @@ type Options struct {
 	Logger    *slog.Logger
 	// Debug logs every FUSE request.
 	Debug bool
+	// Metrics counts FUSE requests; nil: unregistered metrics.
+	Metrics *Metrics
 }
 
 // Root is the mount's root directory. It holds the mount's dependencies.
@@ -185,8 +187,18 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 	if opts.AllowOther {
 		mopts.MountOptions.Options = append(mopts.MountOptions.Options, "default_permissions")
 	}
-	server, err := gofs.Mount(dir, root, mopts)
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	// gofs.Mount, with the node bridge wrapped for the metrics.
+	raw := &meteredFS{RawFileSystem: gofs.NewNodeFS(root, mopts), m: metrics}
+	server, err := fuse.NewServer(raw, dir, &mopts.MountOptions)
 	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	stop, settle := root.startInvalidator()

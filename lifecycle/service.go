@@ -41,6 +41,8 @@ type Config struct {
 	// Locations reads content that stays at URLs (HTTP locations); nil:
 	// locations are refused.
 	Locations backend.Backend
+	// Metrics receives upload outcomes; nil: unregistered metrics.
+	Metrics *Metrics
 }
 
 // Service is the image lifecycle. It is safe for concurrent use.
@@ -50,6 +52,7 @@ type Service struct {
 	inspect func(io.ReaderAt, int64) (convert.Report, error)
 	maxSize int64
 	log     *slog.Logger
+	metrics *Metrics
 
 	locations backend.Backend
 
@@ -72,12 +75,16 @@ func New(cfg Config) *Service {
 		inspect: cfg.Inspect,
 		maxSize: cfg.MaxImageSize,
 		log:     cfg.Logger,
+		metrics: cfg.Metrics,
 		uploads: map[string]*Upload{},
 		hashing: map[string]context.CancelFunc{},
 
 		locations: cfg.Locations,
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
+	}
 	if s.inspect == nil {
 		s.inspect = convert.Inspect
 	}

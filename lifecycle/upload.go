@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/convert"
@@ -20,8 +21,9 @@ const HashAlgo = "sha512"
 // computed as the bytes stream in, in order, and only a part written out of
 // order is read back at Commit. Its methods are safe for concurrent use.
 type Upload struct {
-	s  *Service
-	id string
+	s     *Service
+	id    string
+	start time.Time
 
 	mu     sync.Mutex           // guards every field below
 	w      backend.Writer       // nil once finished
@@ -55,7 +57,7 @@ func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upl
 // caller has just moved to an in-flight status, and registers the upload.
 // what names the operation in errors ("upload", "import").
 func (s *Service) startUpload(ctx context.Context, id, what string) (*Upload, error) {
-	u := &Upload{s: s, id: id, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
+	u := &Upload{s: s, id: id, start: time.Now(), hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
 	s.mu.Lock()
 	s.uploads[id] = u
 	s.mu.Unlock()
@@ -318,6 +320,7 @@ func (u *Upload) abortLocked(ctx context.Context, reason string, kill bool) {
 
 func (u *Upload) finishLocked() {
 	u.hash.stop()
+	u.s.metrics.uploadSettled(u.result != nil, u.size, time.Since(u.start))
 	u.done = true
 	u.w, u.rw = nil, nil
 	close(u.doneCh)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/glimpse-project/glimpse/convert"
@@ -17,7 +18,7 @@ func convertCommand() *cli.Command {
 			&cli.StringFlag{Name: "f", Usage: "input format (detected when omitted; raw reads any file as bytes)"},
 			&cli.StringFlag{Name: "O", Usage: "output format: raw, qcow2, vmdk, vdi or vpc", Required: true},
 			&cli.StringFlag{Name: "o", Usage: "output options, comma-separated: subformat=monolithicSparse|streamOptimized|dynamic|fixed"},
-			&cli.BoolFlag{Name: "p", Usage: "show progress"},
+			&cli.BoolFlag{Name: "p", Usage: "show a progress bar (bytes, rate, ETA) on stderr when it is a terminal"},
 			&cli.IntFlag{Name: "m", Usage: "number of parallel copiers (default: one per CPU, at least 4)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -30,19 +31,21 @@ func convertCommand() *cli.Command {
 			if err := parseCreateOptions(c.String("o"), &opts.Create); err != nil {
 				return err
 			}
-			if c.Bool("p") {
-				w := c.App.Writer
-				last := -1
+			// As the image commands: the bar goes to stderr, and only on a
+			// terminal, so a piped or logged -p stays quiet.
+			if c.Bool("p") && isTerminal(os.Stderr) {
+				var bar *progressBar
 				opts.Progress = func(done, total int64) {
-					// Print only when the shown value changes, as qemu-img does.
-					pct := int(done * 10000 / max(total, 1))
-					if pct != last {
-						last = pct
-						fmt.Fprintf(w, "    (%d.%02d/100%%)\r", pct/100, pct%100)
+					if bar == nil {
+						bar = newProgressBar("convert", total, os.Stderr)
 					}
+					bar.update(done)
 				}
-				fmt.Fprintf(w, "    (0.00/100%%)\r")
-				defer fmt.Fprintln(w)
+				defer func() {
+					if bar != nil {
+						bar.finish()
+					}
+				}()
 			}
 			return convert.ConvertFile(c.Context, in, out, opts)
 		},

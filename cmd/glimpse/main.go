@@ -18,12 +18,15 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "glimpse",
 		Usage: "a virtual-machine image service with a filesystem face and a Glance v2 REST face",
+		// --version prints what `glimpse version` does.
+		Version: buildVersion(),
 		// The glance CLI's endpoint flags, also accepted before a command.
 		Flags: globalConnectionFlags(),
 		Commands: append([]*cli.Command{
 			serveCommand(),
 			infoCommand(),
 			convertCommand(),
+			versionCommand(),
 		}, imageCommands()...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},

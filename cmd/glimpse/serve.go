@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,12 +15,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/glimpse-project/glimpse/api"
 	"github.com/glimpse-project/glimpse/backend"
 	httpstore "github.com/glimpse-project/glimpse/backend/http"
 	"github.com/glimpse-project/glimpse/backend/local"
+	"github.com/glimpse-project/glimpse/backend/metered"
 	"github.com/glimpse-project/glimpse/backend/rbd"
 	"github.com/glimpse-project/glimpse/backend/s3"
 	"github.com/glimpse-project/glimpse/backend/spool"
@@ -45,20 +50,36 @@ type serveOptions struct {
 	tlsKey       string
 	debugFUSE    bool
 	logLevel     string
+	logFormat    string
 	authTokens   string
 	allowPrivate bool
 }
 
-func serveCommand() *cli.Command {
+func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
+
+// serveCommandRunning is serve with run in place of the daemon, so that
+// tests can see the options that flags, environment and config file give.
+func serveCommandRunning(run func(context.Context, serveOptions) error) *cli.Command {
 	var o serveOptions
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the daemon: mount the catalogue and serve the Glance v2 REST API",
-		Description: `Examples:
+		Description: `Every flag can also be set by its environment variable (shown beside
+it) or by a line in the YAML file given with --config (the flag's name as
+the key: "listen: 0.0.0.0:9292"). A flag wins over its variable, the
+variable over the file, the file over the default.
+
+Prometheus metrics are served on the listener at /metrics; the daemon logs
+one line per REST request, with its X-Openstack-Request-Id.
+
+Examples:
    glimpse serve --mount /mnt/glimpse
    glimpse serve --data /srv/glimpse --mount /mnt/glimpse --listen 0.0.0.0:9292
-   glimpse serve --mount '' --listen 127.0.0.1:9292     (REST only)`,
-		Flags: []cli.Flag{
+   glimpse serve --mount '' --listen 127.0.0.1:9292     (REST only)
+   glimpse serve --config /etc/glimpse/glimpse.yaml --log-format json
+   GLIMPSE_STORE=s3://images AWS_ENDPOINT_URL=http://127.0.0.1:9000 glimpse serve`,
+		Flags: withEnvAndCategory([]cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "YAML file of settings, keyed by flag name (flags and environment variables override it)", TakesFile: true},
 			&cli.StringFlag{Name: "data", Usage: "directory for the registry and the default local store", Value: defaultDataDir(), Destination: &o.data, EnvVars: []string{"GLIMPSE_DATA"}},
 			&cli.StringFlag{Name: "mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
@@ -76,12 +97,16 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "debug-pprof", Usage: "serve Go profiles under /debug/pprof/ on the listener (no auth: for debugging only)", Destination: &o.pprof},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request", Destination: &o.debugFUSE},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", Destination: &o.logLevel, EnvVars: []string{"GLIMPSE_LOG_LEVEL"}},
-		},
+			&cli.StringFlag{Name: "log-format", Usage: "text (logfmt) or json", Value: "text", Destination: &o.logFormat},
+		}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return fmt.Errorf("serve takes no arguments (got %q)", c.Args().First())
 			}
-			return runServe(c.Context, o)
+			if err := applyConfigFile(c); err != nil {
+				return err
+			}
+			return run(c.Context, o)
 		},
 	}
 }
@@ -103,11 +128,10 @@ func defaultDataDir() string {
 // runServe runs the daemon until ctx is cancelled (SIGINT/SIGTERM) or the
 // mount is taken away.
 func runServe(ctx context.Context, o serveOptions) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	log, err := newLogger(os.Stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -139,7 +163,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.storeTimeout <= 0 {
 		o.storeTimeout = defaultStoreTimeout
 	}
-	be, storeDir, err := openStore(ctx, o.store, data, o.storeTimeout)
+	reg := newMetricsRegistry()
+	storeMetrics := metered.NewMetrics(reg)
+	be, storeDir, err := openStore(ctx, o.store, data, o.storeTimeout, storeMetrics)
 	if err != nil {
 		return err
 	}
@@ -152,19 +178,21 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	// Images registered by URL (HTTP locations) are read with ranged
 	// GETs, through the same address rules as web-download.
-	locations, err := httpstore.Open(httpstore.Config{Client: httpstore.GuardedClient(o.allowPrivate, 30*time.Second)})
+	web, err := httpstore.Open(httpstore.Config{Client: httpstore.GuardedClient(o.allowPrivate, 30*time.Second)})
 	if err != nil {
 		return err
 	}
+	locations := metered.Wrap(web, "http", storeMetrics)
 	defer locations.Close()
-	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Logger: log})
+	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Logger: log, Metrics: lifecycle.NewMetrics(reg)})
+	reg.MustRegister(svc.CatalogueCollector())
 	if err := svc.Recover(ctx); err != nil {
 		return err
 	}
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate})
+	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg)})
 	if err != nil {
 		return err
 	}
@@ -176,11 +204,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		if err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
-		var handler http.Handler = rest
-		if o.pprof {
-			handler = withPprof(rest)
-		}
-		httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+		httpSrv = &http.Server{Handler: listenerHandler(rest, reg, o.pprof), ReadHeaderTimeout: 30 * time.Second}
 		if o.tlsCert != "" {
 			go func() { httpDone <- httpSrv.ServeTLS(ln, o.tlsCert, o.tlsKey) }()
 		} else {
@@ -200,6 +224,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 			StatfsDir:  data,
 			Logger:     log,
 			Debug:      o.debugFUSE,
+			Metrics:    fs.NewMetrics(reg),
 		})
 		if err != nil {
 			if httpSrv != nil {
@@ -212,7 +237,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 
 	rest.SetReady(true)
-	log.Info("glimpse ready", "data", data)
+	log.Info("glimpse ready", "data", data, "version", strings.ReplaceAll(buildVersion(), "\n", ", "))
+	if err := sdNotify("READY=1"); err != nil {
+		log.Warn("telling systemd we are ready", "err", err)
+	}
 
 	var runErr error
 	select {
@@ -223,6 +251,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	case err := <-httpDone:
 		runErr = fmt.Errorf("REST listener: %w", err)
 	}
+	sdNotify("STOPPING=1")
 	rest.SetReady(false)
 	svc.Shutdown(context.Background())
 	if mnt != nil {
@@ -244,7 +273,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 // that the mount can take out-of-order writes; whatever a crash left in the
 // spool is removed here.
 // timeout bounds a remote store's request that makes no progress.
-func openStore(ctx context.Context, raw, data string, timeout time.Duration) (backend.Backend, string, error) {
+func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *metered.Metrics) (backend.Backend, string, error) {
 	if raw == "" {
 		raw = "file://" + filepath.Join(data, "images")
 	}
@@ -261,7 +290,7 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration) (ba
 		if err != nil {
 			return nil, "", err
 		}
-		return l, rest, nil
+		return metered.Wrap(l, scheme, m), rest, nil
 	case "s3":
 		cfg, err := s3.ParseURL(raw, os.Getenv)
 		if err != nil {
@@ -272,7 +301,7 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration) (ba
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		return spooled(st, data)
+		return spooled(metered.Wrap(st, scheme, m), data)
 	case "swift":
 		cfg, err := swift.ParseURL(raw, os.Getenv)
 		if err != nil {
@@ -283,7 +312,7 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration) (ba
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		return spooled(st, data)
+		return spooled(metered.Wrap(st, scheme, m), data)
 	case "rbd":
 		cfg, err := rbd.ParseURL(raw, os.Getenv)
 		if err != nil {
@@ -294,7 +323,7 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration) (ba
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		return st, "", nil
+		return metered.Wrap(st, scheme, m), "", nil
 	}
 	return nil, "", fmt.Errorf("--store %q: unknown store scheme %q (file, s3, swift, rbd)", raw, scheme)
 }
@@ -338,12 +367,42 @@ func within(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-// withPprof serves Go's profiles under /debug/pprof/ beside h.
-func withPprof(h http.Handler) http.Handler {
+// listenerHandler serves the REST API, Prometheus metrics at /metrics and,
+// with --debug-pprof, Go's profiles under /debug/pprof/. /metrics needs no
+// token: it tells counts and timings, never names or ids.
+func listenerHandler(rest http.Handler, reg *prometheus.Registry, pprofOn bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("/", h)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.Handle("/", rest)
 	return mux
+}
+
+// newMetricsRegistry is the daemon's one Prometheus registry, with the Go
+// runtime and process collectors; every part registers its metrics on it.
+func newMetricsRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// newLogger is the daemon's logger on w: --log-level and --log-format
+// (text, logfmt-style, or json, one object per line).
+func newLogger(w io.Writer, levelName, format string) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(levelName)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
