@@ -64,7 +64,8 @@ func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string) (*me
 		if errors.Is(err, lifecycle.ErrTooLarge) || errors.Is(err, lifecycle.ErrOverQuota) || errors.Is(err, lifecycle.ErrStoreFull) || errors.As(err, &he) {
 			return nil, err
 		}
-		if errors.Is(err, lifecycle.ErrInvalid) || errors.Is(err, lifecycle.ErrUploadClosed) {
+		if errors.Is(err, lifecycle.ErrInvalid) || errors.Is(err, lifecycle.ErrUploadClosed) ||
+			errors.Is(err, lifecycle.ErrStoreFull) || errors.Is(err, lifecycle.ErrStoreUnavailable) {
 			return nil, err
 		}
 		return nil, errorf(http.StatusBadRequest, "Error reading the image data: %v", err)

@@ -44,6 +44,13 @@ func statusOf(err error) int {
 		// Glance: image_size_cap, StorageQuotaFull, ProjectOverLimit
 		// and StorageFull are all 413.
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, lifecycle.ErrStoreUnavailable):
+		// Glance's download answers 503 when the store cannot be reached
+		// (RemoteServiceUnavailable); glimpse says the same of an upload
+		// the store failed, where Glance's generic path answers 500: the
+		// request was fine and may be repeated once the store is back.
+		// Content at an HTTP location that does not answer is the same.
+		return http.StatusServiceUnavailable
 	case errors.Is(err, lifecycle.ErrConflict),
 		errors.Is(err, lifecycle.ErrNoProperty),
 		errors.Is(err, lifecycle.ErrUploadClosed):
@@ -53,9 +60,6 @@ func statusOf(err error) int {
 		return http.StatusUnsupportedMediaType
 	case errors.Is(err, lifecycle.ErrInvalid):
 		return http.StatusBadRequest
-	case errors.Is(err, lifecycle.ErrUnavailable):
-		// The bytes are at a URL that does not answer now.
-		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):
 		return 499 // the client went away; nobody reads this
 	}

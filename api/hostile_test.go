@@ -315,7 +315,7 @@ func TestStoreFullOverREST(t *testing.T) {
 	e := &env{t: t, url: srv.URL, svc: lt.Service}
 	id := e.create(`{"name": "big", "disk_format": "raw", "container_format": "bare"}`)["id"].(string)
 	r := e.do("PUT", "/v2/images/"+id+"/file", map[string]string{"Content-Type": "application/octet-stream", "Accept": "application/json"}, io.LimitReader(zeros{}, 2<<20))
-	glanceError(t, "upload larger than the store", r, 413, "store is full")
+	glanceError(t, "upload larger than the store", r, 413, "storage media is full")
 	if v := e.do("GET", "/v2/images/"+id, nil, nil).json(t); v["status"] != "killed" {
 		t.Fatalf("after the store filled: %v", v["status"])
 	}

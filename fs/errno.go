@@ -21,6 +21,14 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, lifecycle.ErrStoreFull):
+		return syscall.ENOSPC
+	case errors.Is(err, lifecycle.ErrStoreUnavailable):
+		// Not the errno of the store's client (ECONNREFUSED, ETIMEDOUT),
+		// which would say the file itself refused or timed out; the same
+		// for content at an HTTP location that does not answer.
+		log.Warn("store unavailable", "op", op, "err", err)
+		return syscall.EIO
 	case errors.As(err, &errno):
 		return errno
 	case errors.Is(err, lifecycle.ErrNotFound):
@@ -47,11 +55,6 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.EBADF
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
-	case errors.Is(err, lifecycle.ErrUnavailable):
-		// Content at a URL that does not answer: an I/O error, whatever
-		// the network said.
-		log.Warn("image content unavailable", "op", op, "err", err)
-		return syscall.EIO
 	}
 	if e := gofs.ToErrno(err); e != syscall.ENOSYS {
 		return e
@@ -63,6 +66,9 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 // isForbidden: on open, a forbidden read (deactivated content) is EACCES,
 // the errno a reader expects for "you may not read this".
 func isForbidden(err error) bool { return errors.Is(err, lifecycle.ErrForbidden) }
+
+// isStoreFull: the store has no room left for the content.
+func isStoreFull(err error) bool { return errors.Is(err, lifecycle.ErrStoreFull) }
 
 // isTooLarge: over a limit (the size cap; for setxattr, the property
 // count, which is ENOSPC as on any filesystem out of xattr space).

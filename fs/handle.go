@@ -182,7 +182,8 @@ func (h *writeHandle) release(ctx context.Context) {
 }
 
 // commitLocked settles the upload. A refused or failed upload leaves the
-// image killed, and close(2) fails with EIO (EFBIG when over the cap).
+// image killed, and close(2) fails with EIO (EFBIG when over the cap,
+// ENOSPC when the store is full).
 func (h *writeHandle) commitLocked(ctx context.Context) syscall.Errno {
 	h.committed = true
 	if errno := h.begin(ctx); errno != 0 {
@@ -191,8 +192,11 @@ func (h *writeHandle) commitLocked(ctx context.Context) syscall.Errno {
 	}
 	if _, err := h.up.Commit(ctx); err != nil {
 		h.commitErr = syscall.EIO
-		if isTooLarge(err) {
+		switch {
+		case isTooLarge(err):
 			h.commitErr = syscall.EFBIG
+		case isStoreFull(err):
+			h.commitErr = syscall.ENOSPC
 		}
 		if isOutOfSpace(err) {
 			h.commitErr = syscall.ENOSPC

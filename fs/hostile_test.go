@@ -156,7 +156,7 @@ func TestStoreFullThroughMount(t *testing.T) {
 	e := testMountWith(t, lifecycle.Config{}, dir)
 	err := os.WriteFile(e.path("active", "big"), random(2<<20), 0o644)
 	wantErrno(t, "copy larger than the store", err, syscall.ENOSPC)
-	if reason := e.xattr(t, e.path("killed", "big"), "glimpse.error"); !strings.Contains(reason, "store is full") {
+	if reason := e.xattr(t, e.path("killed", "big"), "glimpse.error"); !strings.Contains(reason, "storage media is full") {
 		t.Fatalf("kill reason: %q", reason)
 	}
 	if left := filesUnder(t, dir); len(left) != 0 {

@@ -1,8 +1,12 @@
 package lifecycle
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"syscall"
 
+	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/meta"
 )
 
@@ -26,13 +30,40 @@ var (
 	// ErrOverQuota: the project would exceed its quota (images, uploads
 	// in flight or bytes).
 	ErrOverQuota = errors.New("over quota")
-	// ErrStoreFull: the store has no room left for the content.
-	ErrStoreFull = errors.New("store is full")
 	// ErrUploadClosed: the upload was already committed or aborted.
 	ErrUploadClosed = errors.New("upload already finished")
 	// ErrNoProperty: the custom property to remove does not exist.
 	ErrNoProperty = errors.New("no such property")
-	// ErrUnavailable: the content lives elsewhere (an HTTP location)
-	// and cannot be reached now.
-	ErrUnavailable = errors.New("image content unavailable")
+	// ErrStoreFull: the store has no room for the content (a full disk,
+	// a quota). The upload is killed; a smaller one may still fit.
+	ErrStoreFull = errors.New("image storage media is full")
+	// ErrStoreUnavailable: the store failed to do its part (unreachable,
+	// stalled past the store timeout, or failing), or the content lives
+	// at an HTTP location that cannot be reached now: nothing is wrong
+	// with the request, and the same request may succeed once the store
+	// is back.
+	ErrStoreUnavailable = errors.New("image store unavailable")
 )
+
+// storeError classifies an error that came from the store, so that each
+// face can tell a full store and an unavailable one from its own errors.
+// A missing object and a caller that went away keep their meaning.
+func storeError(err error) error {
+	switch {
+	case err == nil,
+		errors.Is(err, ErrStoreFull),
+		errors.Is(err, ErrStoreUnavailable),
+		errors.Is(err, backend.ErrNotFound),
+		errors.Is(err, context.Canceled):
+		return err
+	case isDiskFull(err):
+		return fmt.Errorf("%w: %w", ErrStoreFull, err)
+	}
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}
+
+// isDiskFull: the filesystem under a store (or the staging area) has no
+// room left.
+func isDiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG)
+}

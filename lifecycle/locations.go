@@ -228,7 +228,7 @@ func (s *Service) ReplaceLocations(ctx context.Context, p Principal, id string, 
 // that answers with the image's size.
 func (s *Service) openLocation(ctx context.Context, img *meta.Image) (backend.Reader, error) {
 	if s.locations == nil {
-		return nil, fmt.Errorf("%w: image %s has a location, and this glimpse takes none", ErrUnavailable, img.ID)
+		return nil, fmt.Errorf("%w: image %s has a location, and this glimpse takes none", ErrStoreUnavailable, img.ID)
 	}
 	var errs []error
 	for _, loc := range img.Locations {
@@ -244,7 +244,7 @@ func (s *Service) openLocation(ctx context.Context, img *meta.Image) (backend.Re
 		}
 		return r, nil
 	}
-	return nil, fmt.Errorf("%w: image %s: %w", ErrUnavailable, img.ID, errors.Join(errs...))
+	return nil, fmt.Errorf("%w: image %s: %w", ErrStoreUnavailable, img.ID, errors.Join(errs...))
 }
 
 // startHash hashes (or verifies) the content of img at its location in

@@ -341,7 +341,7 @@ func TestLocationValidationData(t *testing.T) {
 	}
 }
 
-// A URL that goes away: reads fail with ErrUnavailable, the image stays.
+// A URL that goes away: reads fail with ErrStoreUnavailable, the image stays.
 func TestLocationGoneLater(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t, false)
@@ -354,7 +354,7 @@ func TestLocationGoneLater(t *testing.T) {
 	}
 	waitHashed(t, e, img.ID)
 	o.remove("/disk.raw")
-	if _, _, err := e.svc.Open(ctx, admin, img.ID, OpenOptions{}); !errors.Is(err, ErrUnavailable) || !errors.Is(err, backend.ErrNotFound) {
+	if _, _, err := e.svc.Open(ctx, admin, img.ID, OpenOptions{}); !errors.Is(err, ErrStoreUnavailable) || !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("open after the URL went away: %v", err)
 	}
 	if after, err := e.store.Get(img.ID); err != nil || after.Status != meta.Active {

@@ -343,7 +343,7 @@ func (s *Service) Open(ctx context.Context, p Principal, id string, opts OpenOpt
 	}
 	r, err := s.backend.Open(ctx, img.StoreKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open content of image %s: %w", id, err)
+		return nil, nil, fmt.Errorf("open content of image %s: %w", id, storeError(err))
 	}
 	return r, img, nil
 }

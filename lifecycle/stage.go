@@ -94,7 +94,13 @@ func (s *Service) writeStaged(ctx context.Context, id string, r io.Reader, allow
 	}
 	n, err := io.CopyBuffer(w, src, make([]byte, 1<<20))
 	if err != nil {
-		err = storeError("write staged data", err)
+		// The copy fails on either side: only a full disk is the
+		// staging area's fault; anything else is the reader's.
+		if isDiskFull(err) {
+			err = fmt.Errorf("%w: write staged data: %w", ErrStoreFull, err)
+		} else {
+			err = fmt.Errorf("write staged data: %w", err)
+		}
 	} else if s.maxSize > 0 && n > s.maxSize {
 		err = fmt.Errorf("%w of %d bytes", ErrTooLarge, s.maxSize)
 	} else if allowance >= 0 && n > allowance {

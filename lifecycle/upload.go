@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/glimpse-project/glimpse/backend"
@@ -99,6 +98,7 @@ func (s *Service) startUpload(ctx context.Context, img *meta.Image, what string,
 	s.mu.Unlock()
 	w, err := s.backend.Create(ctx, id)
 	if err != nil {
+		err = storeError(err)
 		u.abort(ctx, fmt.Sprintf("store refused the %s: %v", what, err), true)
 		return nil, fmt.Errorf("%s image %s: %w", what, id, err)
 	}
@@ -163,7 +163,7 @@ func (u *Upload) writeAt(p []byte, off int64) (int, error) {
 		u.hashed = end
 	}
 	if werr != nil {
-		u.failed = storeError("store write failed", werr)
+		u.failed = fmt.Errorf("store write failed: %w", storeError(werr))
 		return n, u.failed
 	}
 	if end > u.size {
@@ -224,7 +224,7 @@ func (u *Upload) Truncate(size int64) error {
 		}
 	}
 	if err := u.rw.Truncate(size); err != nil {
-		return fmt.Errorf("truncate upload: %w", err)
+		return fmt.Errorf("truncate upload: %w", storeError(err))
 	}
 	if size < u.hashed {
 		u.resetHashes()
@@ -236,15 +236,6 @@ func (u *Upload) Truncate(size int64) error {
 
 // liveSize is the size so far, for other uploads' quota checks.
 func (u *Upload) liveSize() int64 { return u.live.Load() }
-
-// storeError wraps a store's failure; a store out of space is ErrStoreFull
-// (Glance's StorageFull, 413), so that the client learns it is not a bug.
-func storeError(what string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
-		return fmt.Errorf("%w: %s: %w", ErrStoreFull, what, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
 
 // Done is closed once the upload is committed or aborted.
 func (u *Upload) Done() <-chan struct{} { return u.doneCh }
@@ -287,14 +278,14 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 				n = rest
 			}
 			if _, err := u.rw.ReadAt(buf[:n], u.hashed); err != nil {
-				return nil, fmt.Errorf("read back upload: %w", err)
+				return nil, fmt.Errorf("read back upload: %w", storeError(err))
 			}
 			u.hash.write(buf[:n])
 			u.hashed += n
 		}
 	}
 	if err := u.w.Commit(ctx); err != nil {
-		return nil, storeError("store could not commit the upload", err)
+		return nil, fmt.Errorf("store could not commit the upload: %w", storeError(err))
 	}
 	report, err := u.inspectCommitted(ctx)
 	if err != nil {
@@ -337,7 +328,7 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 func (u *Upload) inspectCommitted(ctx context.Context) (convert.Report, error) {
 	r, err := u.s.backend.Open(ctx, u.id)
 	if err != nil {
-		return convert.Report{}, fmt.Errorf("reopen upload for inspection: %w", err)
+		return convert.Report{}, fmt.Errorf("reopen upload for inspection: %w", storeError(err))
 	}
 	defer r.Close()
 	report, err := u.s.inspect(r, r.Size())

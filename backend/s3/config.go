@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 )
@@ -83,6 +84,19 @@ type Config struct {
 	// MaxRetries is how often minio-go retries a failed request (its
 	// default, 10, when 0; 1 disables retries).
 	MaxRetries int
+
+	// StallTimeout fails an operation when the server makes no progress
+	// on one of its requests for this long: it accepted the connection
+	// but sends no answer and takes no data (DefaultStallTimeout when 0).
+	// A stall is not retried: the operation fails after one such period.
+	StallTimeout time.Duration
+}
+
+func (c Config) stallTimeout() time.Duration {
+	if c.StallTimeout <= 0 {
+		return DefaultStallTimeout
+	}
+	return c.StallTimeout
 }
 
 func (c Config) partSize() uint64 {

@@ -3,6 +3,7 @@ package s3_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -201,5 +202,90 @@ func TestServerStalled(t *testing.T) {
 	}
 	if _, err := s.Stat(ctx, "stalled"); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("stat %v, want ErrNotFound", err)
+	}
+}
+
+// With StallTimeout set, a stopped server fails every operation after
+// about one stall period, without the caller's context having a deadline
+// and without minio-go retrying the stall MaxRetries times (the daemon
+// runs with minio-go's default of 10 retries, as here).
+func TestStallTimeout(t *testing.T) {
+	m := ownMinio(t)
+	cfg := config(m)
+	cfg.StallTimeout = time.Second
+	s := open(t, cfg)
+	ctx := context.Background()
+	if err := backendtest.Put(ctx, s, "kept", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := backendtest.Get(ctx, s, "kept"); err != nil || string(got) != "kept" {
+		t.Fatalf("get before the stall: %q %v", got, err)
+	}
+	w, err := s.Create(ctx, "stalled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeN(w, 2*testPart); err != nil { // a multipart upload is under way
+		t.Fatal(err)
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			m.cmd.Process.Signal(syscall.SIGCONT)
+			resumed = true
+		}
+	}
+	defer resume()
+
+	// The bound: a few stall periods (the part in flight, the next one),
+	// far below minio-go's 10 retries of one.
+	const bound = 8 * time.Second
+	bounded := func(op string, f func() error) {
+		t.Helper()
+		start := time.Now()
+		err := f()
+		d := time.Since(start)
+		if err == nil {
+			t.Fatalf("%s on a stopped server succeeded", op)
+		}
+		if !strings.Contains(err.Error(), "no progress") {
+			t.Errorf("%s: %v, want it to say the server made no progress", op, err)
+		}
+		if errors.Is(err, backend.ErrNotFound) || errors.Is(err, context.Canceled) {
+			t.Errorf("%s: a stalled server reported as a missing object or a cancelled call: %v", op, err)
+		}
+		if d > bound {
+			t.Errorf("%s took %v on a stopped server, want under %v", op, d, bound)
+		}
+		t.Logf("%s failed after %v: %v", op, d.Round(time.Millisecond), err)
+	}
+	bounded("upload", func() error {
+		if err := writeN(w, 2*testPart); err != nil {
+			return err
+		}
+		return w.Commit(ctx)
+	})
+	if err := w.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bounded("stat", func() error { _, err := s.Stat(ctx, "kept"); return err })
+	bounded("open", func() error { _, err := s.Open(ctx, "kept"); return err })
+
+	resume()
+	got, err := backendtest.Get(ctx, s, "kept")
+	if err != nil || string(got) != "kept" {
+		t.Fatalf("after the server resumed: %q %v", got, err)
+	}
+	if _, err := s.Stat(ctx, "stalled"); !errors.Is(err, backend.ErrNotFound) {
+		t.Fatalf("the stalled upload is visible: %v", err)
+	}
+	if err := s.AbortIncomplete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if up := incomplete(t, s); len(up) != 0 {
+		t.Fatalf("after AbortIncomplete: %v", up)
 	}
 }

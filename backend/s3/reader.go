@@ -46,11 +46,13 @@ func (r *reader) stream(ctx context.Context, off int64) (io.ReadCloser, error) {
 			return nil, err
 		}
 	}
+	ctx, cancel := withStallCancel(ctx)
 	body, _, _, err := r.s.core.GetObject(ctx, r.s.cfg.Bucket, r.obj, opts)
 	if err != nil {
-		return nil, wrap("read", r.key, err)
+		cancel(nil)
+		return nil, wrap("read", r.key, stallCause(ctx, err))
 	}
-	return body, nil
+	return &cancelOnClose{ReadCloser: body, cancel: func() { cancel(nil) }}, nil
 }
 
 // get fills p from off with one ranged GET (a blockcache.FetchFunc).
@@ -64,7 +66,10 @@ func (r *reader) get(ctx context.Context, p []byte, off int64) error {
 			return fmt.Errorf("s3 store: read %s: %w", r.key, err)
 		}
 	}
+	ctx, cancel := withStallCancel(ctx)
+	defer cancel(nil)
 	body, _, _, err := r.s.core.GetObject(ctx, r.s.cfg.Bucket, r.obj, opts)
+	err = stallCause(ctx, err)
 	if err != nil {
 		if minio.ToErrorResponse(err).Code == "PreconditionFailed" {
 			return fmt.Errorf("s3 store: read %s: object replaced since it was opened: %w", r.key, err)
@@ -76,7 +81,19 @@ func (r *reader) get(ctx context.Context, p []byte, off int64) error {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF // the object is shorter than at Open
 		}
-		return fmt.Errorf("s3 store: read %s at %d: %w", r.key, off, err)
+		return fmt.Errorf("s3 store: read %s at %d: %w", r.key, off, stallCause(ctx, err))
 	}
 	return nil
+}
+
+// cancelOnClose ends a streaming GET's operation context with its body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }

@@ -79,7 +79,7 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
 		Secure:       cfg.Secure,
-		Transport:    transport,
+		Transport:    &stallTransport{base: transport, idle: cfg.stallTimeout()},
 		Region:       cfg.Region,
 		BucketLookup: lookup,
 		MaxRetries:   cfg.MaxRetries,
@@ -87,12 +87,15 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 store: %s: %w", cfg.Endpoint, err)
 	}
+	ctx, cancel := withStallCancel(ctx)
+	defer cancel(nil)
 	exists, err := client.BucketExists(ctx, cfg.Bucket)
+	err = stallCause(ctx, err)
 	if err != nil {
 		return nil, fmt.Errorf("s3 store: %s: bucket %s: %w", cfg.Endpoint, cfg.Bucket, err)
 	}
 	if !exists {
-		err := client.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region})
+		err := stallCause(ctx, client.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region}))
 		if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" {
 			err = nil // another daemon won the race
 		}
@@ -100,14 +103,14 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 			return nil, fmt.Errorf("s3 store: %s: create bucket %s: %w", cfg.Endpoint, cfg.Bucket, err)
 		}
 	}
-	bctx, cancel := context.WithCancel(context.Background())
+	bctx, cancelStore := context.WithCancel(context.Background())
 	cache := blockcache.New(blockcache.Config{
 		BlockSize: cfg.ReadBlockSize,
 		Size:      cfg.ReadCacheSize,
 		ReadAhead: cfg.ReadAhead,
 		Fetchers:  cfg.ReadFetchers,
 	})
-	return &S3{cfg: cfg, client: client, core: minio.Core{Client: client}, cache: cache, ctx: bctx, cancel: cancel,
+	return &S3{cfg: cfg, client: client, core: minio.Core{Client: client}, cache: cache, ctx: bctx, cancel: cancelStore,
 		parallel: make(chan struct{}, cfg.maxParallelUploads())}, nil
 }
 
@@ -173,9 +176,11 @@ func (s *S3) Open(ctx context.Context, key string) (backend.Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := withStallCancel(ctx)
+	defer cancel(nil)
 	info, err := s.client.StatObject(ctx, s.cfg.Bucket, obj, minio.StatObjectOptions{})
 	if err != nil {
-		return nil, wrap("open", key, err)
+		return nil, wrap("open", key, stallCause(ctx, err))
 	}
 	return newReader(s, key, obj, info), nil
 }
@@ -186,9 +191,11 @@ func (s *S3) Stat(ctx context.Context, key string) (backend.Info, error) {
 	if err != nil {
 		return backend.Info{}, err
 	}
+	ctx, cancel := withStallCancel(ctx)
+	defer cancel(nil)
 	info, err := s.client.StatObject(ctx, s.cfg.Bucket, obj, minio.StatObjectOptions{})
 	if err != nil {
-		return backend.Info{}, wrap("stat", key, err)
+		return backend.Info{}, wrap("stat", key, stallCause(ctx, err))
 	}
 	return backend.Info{Key: key, Size: info.Size, ModTime: info.LastModified}, nil
 }
@@ -200,8 +207,10 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := withStallCancel(ctx)
+	defer cancel(nil)
 	if err := s.client.RemoveObject(ctx, s.cfg.Bucket, obj, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
-		return wrap("delete", key, err)
+		return wrap("delete", key, stallCause(ctx, err))
 	}
 	return nil
 }
@@ -209,12 +218,12 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 // List implements backend.Backend. It lists only the direct children of the
 // prefix: an object name with a further "/" is not one of ours.
 func (s *S3) List(ctx context.Context, fn func(backend.Info) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops minio-go's listing if fn returns early
+	ctx, cancel := withStallCancel(ctx)
+	defer cancel(nil) // stops minio-go's listing if fn returns early
 	prefix := s.listPrefix()
 	for o := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix}) {
 		if o.Err != nil {
-			return fmt.Errorf("s3 store: list %s/%s: %w", s.cfg.Bucket, prefix, o.Err)
+			return fmt.Errorf("s3 store: list %s/%s: %w", s.cfg.Bucket, prefix, stallCause(ctx, o.Err))
 		}
 		key := strings.TrimPrefix(o.Key, prefix)
 		if key == "" || strings.Contains(key, "/") {
@@ -244,13 +253,14 @@ func (s *S3) AbortIncomplete(ctx context.Context) error {
 func (s *S3) AbortStale(ctx context.Context, live func(key string) bool) error {
 	type upload struct{ key, obj, id string }
 	var uploads []upload
-	lctx, cancel := context.WithCancel(ctx)
+	lctx, cancelList := withStallCancel(ctx)
+	cancel := func() { cancelList(nil) }
 	var listErr error
 	prefix := s.listPrefix()
 	for u := range s.client.ListIncompleteUploads(lctx, s.cfg.Bucket, "", true) {
 		if u.Err != nil {
 			if listErr == nil {
-				listErr = u.Err
+				listErr = stallCause(lctx, u.Err)
 			}
 			cancel() // and drain, so minio-go's goroutine ends
 			continue
@@ -270,7 +280,9 @@ func (s *S3) AbortStale(ctx context.Context, live func(key string) bool) error {
 		if live(u.key) {
 			continue
 		}
-		err := s.core.AbortMultipartUpload(ctx, s.cfg.Bucket, u.obj, u.id)
+		actx, cancel := withStallCancel(ctx)
+		err := stallCause(actx, s.core.AbortMultipartUpload(actx, s.cfg.Bucket, u.obj, u.id))
+		cancel(nil)
 		if err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
 			errs = append(errs, fmt.Errorf("s3 store: abort upload %s of %s: %w", u.id, u.obj, err))
 		}

@@ -28,6 +28,7 @@ type writer struct {
 
 	// Set once the upload runs.
 	pw     *io.PipeWriter
+	ctx    context.Context // the upload's; its cause tells a stall
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the upload goroutine returns
 	err    error         // the upload's result, valid after done
@@ -70,11 +71,12 @@ func (w *writer) Write(p []byte) (int, error) {
 // start begins the multipart upload with the buffered head.
 func (w *writer) start() {
 	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(w.s.ctx)
+	ctx, cancelCause := withStallCancel(w.s.ctx)
+	cancel := func() { cancelCause(nil) }
 	// A cancelled upload must also unblock minio-go's read of the pipe and
 	// our writes into it.
 	stop := context.AfterFunc(ctx, func() { pr.CloseWithError(fmt.Errorf("%w: %w", errAborted, context.Cause(ctx))) })
-	w.pw, w.cancel, w.done = pw, cancel, make(chan struct{})
+	w.pw, w.ctx, w.cancel, w.done = pw, ctx, cancel, make(chan struct{})
 	src := io.MultiReader(bytes.NewReader(w.head), pr)
 	w.head = nil
 	opts := w.opts()
@@ -97,6 +99,7 @@ func (w *writer) start() {
 		// with a context of its own, so an abort still goes out after
 		// ctx is cancelled.
 		_, err := w.s.client.PutObject(ctx, w.s.cfg.Bucket, w.obj, src, -1, opts)
+		err = stallCause(ctx, err)
 		w.err = err
 		// A Write blocked on the pipe, or any later one, gets the error.
 		pr.CloseWithError(err)
@@ -114,21 +117,29 @@ func (w *writer) Commit(ctx context.Context) error {
 	if w.pw == nil {
 		// The whole object fits in one part: a single PUT, which S3
 		// makes visible atomically or not at all.
-		pctx, cancel := context.WithCancel(w.s.ctx)
-		defer cancel()
-		stop := context.AfterFunc(ctx, cancel)
+		pctx, cancel := withStallCancel(w.s.ctx)
+		defer cancel(nil)
+		stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
 		defer stop()
 		head := w.head
 		w.head = nil
 		_, err := w.s.client.PutObject(pctx, w.s.cfg.Bucket, w.obj, bytes.NewReader(head), int64(len(head)), w.opts())
 		if err != nil {
-			return wrap("commit", w.key, err)
+			return wrap("commit", w.key, stallCause(pctx, err))
 		}
 		return nil
 	}
 	w.pw.Close() // EOF: minio-go sends the last part and completes
 	select {
 	case <-w.done:
+	case <-w.ctx.Done():
+		if stalled(w.ctx) {
+			// minio-go is still trying to abort the multipart upload
+			// on the stalled server (for a minute at most); the caller
+			// need not wait for that.
+			return wrap("commit", w.key, context.Cause(w.ctx))
+		}
+		<-w.done // the store is closing: the upload ends at once
 	case <-ctx.Done():
 		// Stop the upload but do not wait: minio-go's abort of the
 		// multipart upload may itself wait on a stalled server. Abort
@@ -157,6 +168,12 @@ func (w *writer) Abort(ctx context.Context) error {
 	}
 	w.pw.CloseWithError(errAborted)
 	w.cancel()
+	if stalled(w.ctx) {
+		// Waiting would take as long as minio-go's own abort on a
+		// stalled server; it goes on in the background, and
+		// AbortIncomplete at the next start removes what it leaves.
+		return nil
+	}
 	select {
 	case <-w.done:
 		return nil

@@ -29,6 +29,7 @@ var serveFlagCategories = map[string]string{
 	"config":                     "Configuration",
 	"data":                       "Storage",
 	"store":                      "Storage",
+	"store-timeout":              "Storage",
 	"max-image-size":             "Limits",
 	"mount":                      "Mount",
 	"fs-project":                 "Mount",

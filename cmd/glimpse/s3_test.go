@@ -98,10 +98,12 @@ func TestServeOnS3(t *testing.T) {
 	}, "--store", "s3://images/glimpse")
 }
 
-// storeRoundTrip is the mount's round trip on a store: cp a random file of
-// size bytes into active/, check it, restart the daemon, check it again,
-// rm it. check (if not nil) looks at the store behind the daemon's back
-// with the image's id after the copy, and with "" after the rm.
+// storeRoundTrip is the round trip on a store, through both faces: cp a
+// random file of size bytes into active/, check it, restart the daemon,
+// check it again, rm it; then the same content through REST (restRoundTrip:
+// create, upload, hashes, download, delete). check (if not nil) looks at
+// the store behind the daemon's back with the image's id after each upload,
+// and with "" after each delete.
 func storeRoundTrip(t *testing.T, size int, check func(data, id string), store ...string) {
 	t.Helper()
 	tmp := t.TempDir()
@@ -119,7 +121,7 @@ func storeRoundTrip(t *testing.T, size int, check func(data, id string), store .
 	}
 	d.stop()
 
-	startDaemon(t, data, mnt, store...)
+	d = startDaemon(t, data, mnt, store...)
 	mustRun(t, "cmp", src, img)
 	mustRun(t, "rm", img)
 	if _, err := os.Stat(img); !os.IsNotExist(err) {
@@ -128,6 +130,16 @@ func storeRoundTrip(t *testing.T, size int, check func(data, id string), store .
 	if check != nil {
 		check(data, "")
 	}
+
+	content, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restRoundTrip(t, d.addr, content, func(id string) {
+		if check != nil {
+			check(data, id)
+		}
+	})
 }
 
 // The store going away in the middle of a copy: close fails with EIO, the

@@ -40,6 +40,7 @@ type serveOptions struct {
 	mount        string
 	listen       string
 	store        string
+	storeTimeout time.Duration
 	fsProject    string
 	maxImageSize int64
 	allowOther   bool
@@ -85,6 +86,7 @@ Examples:
 			&cli.StringFlag{Name: "mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
 			&cli.StringFlag{Name: "store", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
+			&cli.DurationFlag{Name: "store-timeout", Usage: "fail a store request (S3, Swift, RBD) that makes no progress for this long: the upload is killed, the read fails", Value: defaultStoreTimeout, Destination: &o.storeTimeout, EnvVars: []string{"GLIMPSE_STORE_TIMEOUT"}},
 			&cli.StringFlag{Name: "fs-project", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.Int64Flag{Name: "quota-images", Usage: "most images one project may own, in any status (Glance's image_count_total; 0: no limit)", Destination: &o.quota.Images, EnvVars: []string{"GLIMPSE_QUOTA_IMAGES"}},
@@ -116,6 +118,10 @@ Examples:
 		},
 	}
 }
+
+// defaultStoreTimeout: long enough for a busy store to answer a large
+// part, short enough that a writer's close does not hang for minutes.
+const defaultStoreTimeout = 60 * time.Second
 
 func defaultDataDir() string {
 	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
@@ -165,9 +171,12 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.storeTimeout <= 0 {
+		o.storeTimeout = defaultStoreTimeout
+	}
 	reg := newMetricsRegistry()
 	storeMetrics := metered.NewMetrics(reg)
-	be, storeDir, err := openStore(ctx, o.store, data, storeMetrics)
+	be, storeDir, err := openStore(ctx, o.store, data, o.storeTimeout, storeMetrics)
 	if err != nil {
 		return err
 	}
@@ -274,7 +283,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 // store that only streams (S3) is wrapped in a spool under DATA/spool, so
 // that the mount can take out-of-order writes; whatever a crash left in the
 // spool is removed here.
-func openStore(ctx context.Context, raw, data string, m *metered.Metrics) (backend.Backend, string, error) {
+// timeout bounds a remote store's request that makes no progress.
+func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *metered.Metrics) (backend.Backend, string, error) {
 	if raw == "" {
 		raw = "file://" + filepath.Join(data, "images")
 	}
@@ -297,6 +307,7 @@ func openStore(ctx context.Context, raw, data string, m *metered.Metrics) (backe
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
+		cfg.StallTimeout = timeout
 		st, err := s3.Open(ctx, cfg)
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
@@ -307,6 +318,7 @@ func openStore(ctx context.Context, raw, data string, m *metered.Metrics) (backe
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
+		cfg.Timeout = timeout
 		st, err := swift.Open(ctx, cfg)
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
@@ -317,6 +329,7 @@ func openStore(ctx context.Context, raw, data string, m *metered.Metrics) (backe
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
+		cfg.OpTimeout = timeout
 		st, err := rbd.Open(ctx, cfg) // RBD takes random writes itself
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
