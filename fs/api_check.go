@@ -26,6 +26,12 @@ var (
 	_ gofs.NodeUnlinker  = (*statusDir)(nil)
 	_ gofs.NodeRenamer   = (*statusDir)(nil)
 
+	_ gofs.NodeOpendirHandler = (*statusDir)(nil)
+	_ gofs.FileReaddirenter   = (*statusDirHandle)(nil)
+	_ gofs.FileSeekdirer      = (*statusDirHandle)(nil)
+	_ gofs.FileReleasedirer   = (*statusDirHandle)(nil)
+	_ gofs.FileLookuper       = (*statusDirHandle)(nil)
+
 	_ gofs.NodeGetattrer     = (*imageNode)(nil)
 	_ gofs.NodeSetattrer     = (*imageNode)(nil)
 	_ gofs.NodeOpener        = (*imageNode)(nil)

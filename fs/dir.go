@@ -131,11 +131,23 @@ func (d *statusDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 }
 
 func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries, _, errno := d.list(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+// list returns the directory's entries and, beside each, the image it
+// stands for.
+func (d *statusDir) list(ctx context.Context) ([]fuse.DirEntry, []string, syscall.Errno) {
 	var entries []fuse.DirEntry
+	var ids []string
 	var prev meta.Entry
 	run := 0 // how many entries so far share prev.Name
 	add := func(name, id string) {
 		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: imageIno(id)})
+		ids = append(ids, id)
 	}
 	err := d.root.svc.Entries(ctx, d.root.opts.Principal, d.status, func(e meta.Entry) error {
 		switch {
@@ -153,12 +165,119 @@ func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 		return nil
 	})
 	if err != nil {
-		return nil, toErrno(d.root.log, "readdir", err)
+		return nil, nil, toErrno(d.root.log, "readdir", err)
 	}
 	// A Glance name may be 255 characters, up to 1020 bytes, and NAME@ID
 	// adds 37: what cannot be a file name is shown only under images/.
-	entries = slices.DeleteFunc(entries, func(e fuse.DirEntry) bool { return len(e.Name) > maxNameBytes })
-	return gofs.NewListDirStream(entries), 0
+	kept := 0
+	for i, e := range entries {
+		if len(e.Name) <= maxNameBytes {
+			entries[kept], ids[kept] = e, ids[i]
+			kept++
+		}
+	}
+	return entries[:kept], ids[:kept], 0
+}
+
+// OpendirHandle gives each opendir its own listing handle, so that the
+// lookups READDIRPLUS makes for every entry (ls -l) are answered from the
+// listing: the image behind each name is already known, and the name index
+// need not be searched again.
+func (d *statusDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return &statusDirHandle{dir: d}, 0, 0
+}
+
+// statusDirHandle is one open status directory. The listing is taken at
+// the first read (and again after a rewind), as a plain readdir would.
+type statusDirHandle struct {
+	dir     *statusDir
+	listed  bool
+	entries []fuse.DirEntry
+	ids     []string // ids[i] is the image entries[i] names
+	next    int      // index of the next entry to return
+
+	// Records read ahead for READDIRPLUS: recs[j] is the record of
+	// entries[recFrom+j]. One read transaction per batch instead of one
+	// per entry; a batch is no more than one READDIRPLUS reply holds, so
+	// the records are as fresh as a plain lookup's.
+	recFrom int
+	recs    []*meta.Image
+}
+
+// readAhead is how many records one batch reads: fewer than the entries
+// one READDIRPLUS reply holds (32 KiB, about 190 of ours).
+const readAhead = 128
+
+func (h *statusDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if !h.listed {
+		entries, ids, errno := h.dir.list(ctx)
+		if errno != 0 {
+			return nil, errno
+		}
+		h.entries, h.ids, h.listed = entries, ids, true
+	}
+	if h.next >= len(h.entries) {
+		return nil, 0
+	}
+	e := h.entries[h.next]
+	h.next++
+	e.Off = uint64(h.next)
+	return &e, 0
+}
+
+// Seekdir moves to an offset Readdirent gave out; 0 (rewinddir) lists the
+// directory afresh.
+func (h *statusDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off == 0 {
+		h.listed, h.entries, h.ids, h.next = false, nil, nil, 0
+		h.recFrom, h.recs = 0, nil
+		return 0
+	}
+	if off > uint64(len(h.entries)) {
+		return syscall.EINVAL
+	}
+	h.next = int(off)
+	return 0
+}
+
+func (h *statusDirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {}
+
+// Lookup answers READDIRPLUS for the entry just returned (go-fuse passes
+// its name). A name being written (a pending path) or an image that has
+// left the directory since the listing is resolved as a plain lookup would.
+func (h *statusDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d := h.dir
+	i := h.next - 1
+	if i < 0 || i >= len(h.entries) || h.entries[i].Name != name {
+		return d.Lookup(ctx, name, out)
+	}
+	d.root.mu.Lock()
+	_, pending := d.root.pending[pendingPath{d.status, name}]
+	d.root.mu.Unlock()
+	if pending {
+		return d.Lookup(ctx, name, out)
+	}
+	img := h.record(ctx, i)
+	if img == nil || img.Status != d.status {
+		return d.Lookup(ctx, name, out)
+	}
+	return d.root.imageInode(ctx, &d.Inode, img, &out.Attr), 0
+}
+
+// record returns the record of entries[i], reading the next batch when i
+// is past the one held; nil when it cannot be read (the caller then looks
+// the name up as usual, which reports the error).
+func (h *statusDirHandle) record(ctx context.Context, i int) *meta.Image {
+	if i < h.recFrom || i >= h.recFrom+len(h.recs) {
+		ids := h.ids[i:min(i+readAhead, len(h.ids))]
+		recs, err := h.dir.root.svc.GetMany(ctx, h.dir.root.opts.Principal, ids)
+		if err != nil {
+			h.recFrom, h.recs = 0, nil
+			return nil
+		}
+		h.recFrom, h.recs = i, recs
+	}
+	return h.recs[i-h.recFrom]
 }
 
 // Create registers a new image named name. In active/ the data written is

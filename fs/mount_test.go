@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -571,5 +572,68 @@ func TestOpenRightAfterWrite(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("read %d right after writing: %q %v", i, got, err)
 		}
+	}
+}
+
+// TestListingAttributes checks what ls -l shows: each entry's attributes,
+// which READDIRPLUS fills from records read in batches, are its own image's,
+// across batch and reply boundaries and for shared names (NAME@ID); and a
+// rewound directory is listed afresh.
+func TestListingAttributes(t *testing.T) {
+	e := testMount(t)
+	const n = 2*readAhead + 7
+	for i := range n {
+		if err := os.WriteFile(e.path("active", fmt.Sprintf("f%03d", i)), random(i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// f000 onto f001: both show as f001@ID, each with its own size.
+	id0 := e.xattr(t, e.path("active", "f000"), "id")
+	id1 := e.xattr(t, e.path("active", "f001"), "id")
+	if err := os.Rename(e.path("active", "f000"), e.path("active", "f001")); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Settle()
+	want := map[string]int64{"f001@" + id0: 0, "f001@" + id1: 1}
+	for i := 2; i < n; i++ {
+		want[fmt.Sprintf("f%03d", i)] = int64(i)
+	}
+
+	dir, err := os.Open(e.path("active"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	entries, err := dir.ReadDir(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("%d entries, want %d", len(entries), len(want))
+	}
+	for _, de := range entries {
+		info, err := de.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, ok := want[de.Name()]
+		if !ok || info.Size() != size || info.Mode() != 0o444 {
+			t.Fatalf("%s: size %d mode %v, want size %d (listed: %v) mode -r--r--r--", de.Name(), info.Size(), info.Mode(), size, ok)
+		}
+	}
+
+	// A rewind (rewinddir, offset 0) lists what is there now.
+	if err := os.WriteFile(e.path("active", "late"), random(5), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dir.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	again, err := dir.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != len(want)+1 || !slices.Contains(again, "late") {
+		t.Fatalf("after rewind: %d names (late listed: %v), want %d", len(again), slices.Contains(again, "late"), len(want)+1)
 	}
 }

@@ -190,6 +190,21 @@ func (s *Service) Get(ctx context.Context, p Principal, id string) (*meta.Image,
 	return img, nil
 }
 
+// GetMany returns the images with the ids that p may see, read together:
+// imgs[i] is ids[i]'s record, nil where it is missing or hidden from p.
+func (s *Service) GetMany(ctx context.Context, p Principal, ids []string) ([]*meta.Image, error) {
+	imgs, err := s.store.GetMany(ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, img := range imgs {
+		if img != nil && !CanSee(p, img) {
+			imgs[i] = nil
+		}
+	}
+	return imgs, nil
+}
+
 // CanSee reports whether p may see img: admins see everything, others their
 // own project's images and public or community ones (Glance's default
 // policy; private images of other projects are not found).

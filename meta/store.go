@@ -120,6 +120,29 @@ func (s *Store) Get(id string) (*Image, error) {
 	return img, nil
 }
 
+// GetMany returns the images with the ids, in one read transaction: imgs[i]
+// is ids[i]'s record, nil where there is none.
+func (s *Store) GetMany(ids []string) ([]*Image, error) {
+	imgs := make([]*Image, len(ids))
+	err := s.kv.View(func(tx kv.Txn) error {
+		for i, id := range ids {
+			img, err := getImage(tx, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("image %s: %w", id, err)
+			}
+			imgs[i] = img
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return imgs, nil
+}
+
 // Update applies fn to the current record of image id and stores the result
 // atomically, keeping the indexes and UpdatedAt right and refusing status
 // changes the state machine forbids. fn may run more than once (on a
