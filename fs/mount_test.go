@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/hanwen/go-fuse/v2/posixtest"
 	"golang.org/x/sys/unix"
 
@@ -635,5 +637,40 @@ func TestListingAttributes(t *testing.T) {
 	}
 	if len(again) != len(want)+1 || !slices.Contains(again, "late") {
 		t.Fatalf("after rewind: %d names (late listed: %v), want %d", len(again), slices.Contains(again, "late"), len(want)+1)
+	}
+}
+
+// TestMountOverHungMount: a FUSE connection that nobody serves (what a
+// daemon killed while one of its threads waited in the kernel leaves)
+// hangs every operation on the mount point, stat(2) included. Mount takes
+// it for hung after a while, aborts it through fusectl, detaches it and
+// mounts the catalogue there.
+func TestMountOverHungMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	mnt := t.TempDir()
+	// Mounted, never served: the kernel's INIT is never answered.
+	hung, err := fuse.NewServer(gofs.NewNodeFS(&gofs.Inode{}, &gofs.Options{}), mnt, &fuse.MountOptions{DirectMount: true, FsName: "glimpse", Name: "glimpse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = hung // its descriptor stays open, as a dead daemon's would
+	minor, ok, err := fuseMountMinor(mnt)
+	if err != nil || !ok {
+		t.Fatalf("the hung mount is not found in mountinfo: %v", err)
+	}
+
+	env := lifecycletest.New(t, lifecycle.Config{})
+	srv, err := Mount(mnt, env.Service, Options{Principal: admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Unmount() })
+	if err := os.WriteFile(filepath.Join(mnt, "active", "x"), []byte("x"), 0o644); err != nil {
+		t.Fatalf("the new mount does not serve: %v", err)
+	}
+	if now, _, _ := fuseMountMinor(mnt); now == minor {
+		t.Fatalf("the hung connection %s is still the one mounted", minor)
 	}
 }

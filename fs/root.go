@@ -12,7 +12,6 @@ package fs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -175,13 +174,13 @@ type Server struct {
 // Mount mounts svc's catalogue on dir and serves it until Unmount. A stale
 // mount left on dir by a crashed daemon is detached first.
 func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
-	if err := recoverStaleMount(dir); err != nil {
+	root := NewRoot(svc, opts)
+	if err := recoverStaleMount(dir, root.log); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	root := NewRoot(svc, opts)
 	second := time.Second
 	var zero time.Duration
 	mopts := &gofs.Options{
@@ -254,15 +253,3 @@ func (m *Server) Settle() { m.settle() }
 // Wait blocks until the mount is gone (unmounted from outside too).
 func (m *Server) Wait() { m.server.Wait() }
 
-// recoverStaleMount detaches a FUSE mount whose daemon died (the mount point
-// then fails with ENOTCONN).
-func recoverStaleMount(dir string) error {
-	_, err := os.Stat(dir)
-	if err == nil || !errors.Is(err, syscall.ENOTCONN) {
-		return nil
-	}
-	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach the stale mount on %s: %w", dir, err)
-	}
-	return nil
-}
