@@ -252,4 +252,3 @@ func (m *Server) Settle() { m.settle() }
 
 // Wait blocks until the mount is gone (unmounted from outside too).
 func (m *Server) Wait() { m.server.Wait() }
-
