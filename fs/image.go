@@ -218,7 +218,10 @@ const userPrefix = "user."
 func (n *imageNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	key, ok := strings.CutPrefix(attr, userPrefix)
 	if !ok {
-		return 0, syscall.ENODATA
+		// Images have no security labels, ACLs or capabilities: the
+		// answer of a filesystem without them, which ls -l remembers for
+		// the whole mount instead of asking twice per entry.
+		return 0, syscall.EOPNOTSUPP
 	}
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
 	if err != nil {

@@ -197,10 +197,9 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 			MaxWrite:                1 << 20,
 			MaxBackground:           64,
 			MaxInflightRequestBytes: 64 << 20,
-			// security.* lookups are answered in go-fuse, and with
-			// HANDLE_KILLPRIV_V2 the kernel stops asking for
-			// security.capability before every write.
-			IgnoreSecurityLabels: true,
+			// With HANDLE_KILLPRIV_V2 the kernel stops asking for
+			// security.capability before every write; the security.*
+			// reads that remain (ls -l) reach imageNode.Getxattr.
 			ExtraCapabilities:    fuse.CAP_HANDLE_KILLPRIV_V2,
 		},
 		EntryTimeout:    &second,
