@@ -200,7 +200,7 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 			// With HANDLE_KILLPRIV_V2 the kernel stops asking for
 			// security.capability before every write; the security.*
 			// reads that remain (ls -l) reach imageNode.Getxattr.
-			ExtraCapabilities:    fuse.CAP_HANDLE_KILLPRIV_V2,
+			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
 		},
 		EntryTimeout:    &second,
 		AttrTimeout:     &second,
