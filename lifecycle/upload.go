@@ -93,17 +93,25 @@ func (s *Service) withUploadQuota(ctx context.Context, p Principal, id string, s
 func (s *Service) startUpload(ctx context.Context, img *meta.Image, what string, quotaStored int64) (*Upload, error) {
 	id := img.ID
 	u := &Upload{s: s, id: id, start: time.Now(), owner: img.Owner, quotaStored: quotaStored, hash: newStreamHasher(&s.chunks), doneCh: make(chan struct{})}
+	// Registered before the store is asked, so that Shutdown finds it;
+	// locked until its writer is set, so that an Abort meanwhile waits for
+	// the writer and removes what it made.
+	u.mu.Lock()
 	s.mu.Lock()
 	s.uploads[id] = u
 	s.mu.Unlock()
 	w, err := s.backend.Create(ctx, id)
 	if err != nil {
 		err = storeError(err)
-		u.abort(ctx, fmt.Sprintf("store refused the %s: %v", what, err), true)
+		if !u.done {
+			u.abortLocked(ctx, fmt.Sprintf("store refused the %s: %v", what, err), true)
+		}
+		u.mu.Unlock()
 		return nil, fmt.Errorf("%s image %s: %w", what, id, err)
 	}
 	u.w = w
 	u.rw, _ = w.(backend.RandomWriter)
+	u.mu.Unlock()
 	return u, nil
 }
 
