@@ -9,13 +9,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,19 +30,24 @@ import (
 // the tests skip, unless CI is set and GLIMPSE_TEST_STORES names rbd: then
 // they fail.
 
-type server struct {
-	dir     string
-	env     []string
-	conf    string
-	started time.Duration
-}
+// server is the Ceph the tests share.
+type server struct{ *backendtest.ScriptServer }
 
-var (
-	srvOnce sync.Once
-	srv     *server
-	srvErr  error
-	srvSkip string
-)
+var srv = server{&backendtest.ScriptServer{
+	Store:  "rbd",
+	Script: "../../scripts/ceph",
+	Bins:   []string{"ceph-mon", "ceph-osd", "ceph", "rados", "uuidgen"},
+	Hint:   "apt-get install ceph-mon ceph-osd ceph-common uuid-runtime",
+	Ports:  2,
+	Env: func(dir string, ports []int) []string {
+		return []string{
+			"CEPH_DIR=" + filepath.Join(dir, "ceph"),
+			"CEPH_WATCH_TIMEOUT=5",
+			fmt.Sprintf("CEPH_MON_V2_PORT=%d", ports[0]),
+			fmt.Sprintf("CEPH_MON_V1_PORT=%d", ports[1]),
+		}
+	},
+}}
 
 func TestMain(m *testing.M) {
 	if os.Getenv("GLIMPSE_TEST_CRASH_CONF") != "" {
@@ -52,97 +55,22 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code := m.Run()
-	if srv != nil {
-		if out, err := srv.script("stop"); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping ceph: %v\n%s", err, out)
-			code = 1
-		}
-		os.RemoveAll(srv.dir)
+	if err := srv.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
 	}
 	os.Exit(code)
 }
 
-func (s *server) script(args ...string) ([]byte, error) {
-	cmd := exec.Command("../../scripts/ceph", args...)
-	cmd.Env = append(os.Environ(), s.env...)
-	return cmd.CombinedOutput()
-}
-
-func optedIn() bool {
-	return os.Getenv("CI") != "" && slices.Contains(strings.FieldsFunc(os.Getenv("GLIMPSE_TEST_STORES"), func(r rune) bool {
-		return r == ',' || r == ' '
-	}), "rbd")
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func startServer() {
-	for _, bin := range []string{"ceph-mon", "ceph-osd", "ceph", "rados", "uuidgen"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			srvSkip = fmt.Sprintf("no %s: apt-get install ceph-mon ceph-osd ceph-common uuid-runtime", bin)
-			return
-		}
-	}
-	dir, err := os.MkdirTemp("", "glimpse-ceph-test-")
-	if err != nil {
-		srvErr = err
-		return
-	}
-	ports, err := freePorts(2)
-	if err != nil {
-		srvErr = err
-		return
-	}
-	cephDir := filepath.Join(dir, "ceph")
-	s := &server{
-		dir: dir,
-		env: []string{
-			"CEPH_DIR=" + cephDir,
-			"CEPH_WATCH_TIMEOUT=5",
-			fmt.Sprintf("CEPH_MON_V2_PORT=%d", ports[0]),
-			fmt.Sprintf("CEPH_MON_V1_PORT=%d", ports[1]),
-		},
-		conf: filepath.Join(cephDir, "ceph.conf"),
-	}
-	t0 := time.Now()
-	out, err := s.script("start")
-	s.started = time.Since(t0)
-	srv = s
-	if err != nil {
-		srvErr = fmt.Errorf("scripts/ceph start: %v\n%s", err, out)
-	}
-}
-
-func need(t testing.TB) *server {
+// need returns the running server, or skips or fails the test.
+func need(t testing.TB) server {
 	t.Helper()
-	srvOnce.Do(startServer)
-	switch {
-	case srvErr != nil:
-		t.Fatal(srvErr)
-	case srvSkip != "" && optedIn():
-		t.Fatalf("CI wants rbd tested (GLIMPSE_TEST_STORES) but: %s", srvSkip)
-	case srvSkip != "":
-		t.Skip(srvSkip)
-	}
+	srv.Need(t)
 	return srv
 }
+
+// conf is the ceph.conf clients use.
+func (s server) conf() string { return filepath.Join(s.Dir(), "ceph", "ceph.conf") }
 
 func randomName(t testing.TB) string {
 	var b [6]byte
@@ -154,8 +82,8 @@ func randomName(t testing.TB) string {
 
 // config is a fresh, empty store: a namespace of its own in the pool
 // "glimpse" (a new pool per test costs seconds of PG peering).
-func (s *server) config(ns string) rbd.Config {
-	return rbd.Config{Pool: "glimpse", Namespace: ns, ConfFile: s.conf, OpTimeout: 10 * time.Second, ChunkSize: 1 << 20}
+func (s server) config(ns string) rbd.Config {
+	return rbd.Config{Pool: "glimpse", Namespace: ns, ConfFile: s.conf(), OpTimeout: 10 * time.Second, ChunkSize: 1 << 20}
 }
 
 func open(t testing.TB, cfg rbd.Config) *rbd.RBD {
@@ -170,7 +98,7 @@ func open(t testing.TB, cfg rbd.Config) *rbd.RBD {
 
 func TestConformance(t *testing.T) {
 	s := need(t)
-	t.Logf("ceph started in %v", s.started.Round(100*time.Millisecond))
+	t.Logf("ceph started in %v", s.Started().Round(100*time.Millisecond))
 	backendtest.Run(t, func(t *testing.T) backend.Backend {
 		return open(t, s.config(randomName(t)))
 	})
@@ -314,7 +242,7 @@ func TestClusterDiesMidUpload(t *testing.T) {
 	if _, err := w.Write(randomBytes(t, 3<<20)); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := s.script("stop", "--keep"); err != nil {
+	if out, err := s.Run("stop", "--keep"); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	t0 := time.Now()
@@ -331,7 +259,7 @@ func TestClusterDiesMidUpload(t *testing.T) {
 	}
 	t.Logf("writer failed after %v: %v", time.Since(t0).Round(time.Millisecond), werr)
 	t0 = time.Now()
-	if out, err := s.script("start"); err != nil {
+	if out, err := s.Run("start"); err != nil {
 		t.Fatalf("restart: %v\n%s", err, out)
 	}
 	t.Logf("ceph restarted in %v", time.Since(t0).Round(100*time.Millisecond))

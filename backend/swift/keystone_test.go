@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +37,7 @@ func TestKeystone(t *testing.T) {
 	}
 	t.Parallel()
 
-	ports, err := freePorts(6)
+	ports, err := backendtest.FreePorts(6)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +141,7 @@ func scriptRunner(t *testing.T, name string, env ...string) func(args ...string)
 // skipOrFail skips, unless CI asked for Keystone in GLIMPSE_TEST_STORES.
 func skipOrFail(t *testing.T, why string) {
 	t.Helper()
-	stores := strings.FieldsFunc(os.Getenv("GLIMPSE_TEST_STORES"), func(r rune) bool { return r == ',' || r == ' ' })
-	if os.Getenv("CI") != "" && slices.Contains(stores, "keystone") {
+	if backendtest.OptedIn("keystone") {
 		t.Fatalf("CI wants Keystone tested (GLIMPSE_TEST_STORES) but: %s", why)
 	}
 	t.Skip(why)

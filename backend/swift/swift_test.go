@@ -7,13 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,19 +26,26 @@ import (
 
 const segSize = 1 << 20 // Swift rate-limits reading segments under 1 MiB
 
-type server struct {
-	dir     string
-	env     []string // SWIFT_* for scripts/swift
-	authURL string
-	started time.Duration
-}
+// server is the Swift the tests share.
+type server struct{ *backendtest.ScriptServer }
 
-var (
-	srvOnce sync.Once
-	srv     *server
-	srvErr  error
-	srvSkip string
-)
+var srv = server{&backendtest.ScriptServer{
+	Store:  "swift",
+	Script: "../../scripts/swift",
+	Bins:   []string{"swift-proxy-server", "swift-object-server", "swift-container-server", "swift-account-server", "memcached", "curl"},
+	Hint:   "apt-get install swift swift-proxy swift-object swift-container swift-account memcached curl",
+	Ports:  5,
+	Env: func(dir string, ports []int) []string {
+		return []string{
+			"SWIFT_DIR=" + filepath.Join(dir, "swift"),
+			fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[0]),
+			fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[1]),
+			fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[2]),
+			fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[3]),
+			fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[4]),
+		}
+	},
+}}
 
 func TestMain(m *testing.M) {
 	if os.Getenv("GLIMPSE_TEST_CRASH_AUTH") != "" {
@@ -49,107 +53,30 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code := m.Run()
-	if srv != nil {
-		if out, err := srv.script("stop"); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping swift: %v\n%s", err, out)
-			code = 1
-		}
-		os.RemoveAll(srv.dir)
+	if err := srv.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
 	}
 	os.Exit(code)
 }
 
-func (s *server) script(args ...string) ([]byte, error) {
-	cmd := exec.Command("../../scripts/swift", args...)
-	cmd.Env = append(os.Environ(), s.env...)
-	return cmd.CombinedOutput()
-}
-
-// optedIn: CI wants this store tested, so a missing server is a failure.
-func optedIn() bool {
-	return os.Getenv("CI") != "" && slices.Contains(strings.FieldsFunc(os.Getenv("GLIMPSE_TEST_STORES"), func(r rune) bool {
-		return r == ',' || r == ' '
-	}), "swift")
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func startServer() {
-	for _, bin := range []string{"swift-proxy-server", "swift-object-server", "swift-container-server", "swift-account-server", "memcached", "curl"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			srvSkip = fmt.Sprintf("no %s: apt-get install swift swift-proxy swift-object swift-container swift-account memcached curl", bin)
-			return
-		}
-	}
-	dir, err := os.MkdirTemp("", "glimpse-swift-test-")
-	if err != nil {
-		srvErr = err
-		return
-	}
-	ports, err := freePorts(5)
-	if err != nil {
-		srvErr = err
-		return
-	}
-	s := &server{
-		dir: dir,
-		env: []string{
-			"SWIFT_DIR=" + filepath.Join(dir, "swift"),
-			fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[0]),
-			fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[1]),
-			fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[2]),
-			fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[3]),
-			fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[4]),
-		},
-		authURL: fmt.Sprintf("http://127.0.0.1:%d/auth/v1.0", ports[0]),
-	}
-	t0 := time.Now()
-	out, err := s.script("start")
-	s.started = time.Since(t0)
-	srv = s // stopped by TestMain even if the start failed half-way
-	if err != nil {
-		srvErr = fmt.Errorf("scripts/swift start: %v\n%s", err, out)
-	}
-}
-
 // need returns the running server, or skips or fails the test.
-func need(t testing.TB) *server {
+func need(t testing.TB) server {
 	t.Helper()
-	srvOnce.Do(startServer)
-	switch {
-	case srvErr != nil:
-		t.Fatal(srvErr)
-	case srvSkip != "" && optedIn():
-		t.Fatalf("CI wants swift tested (GLIMPSE_TEST_STORES) but: %s", srvSkip)
-	case srvSkip != "":
-		t.Skip(srvSkip)
-	}
+	srv.Need(t)
 	return srv
 }
 
-func (s *server) config(container, prefix string) swift.Config {
+func (s server) authURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/auth/v1.0", s.Port(0))
+}
+
+func (s server) config(container, prefix string) swift.Config {
 	return swift.Config{
 		Container:   container,
 		Prefix:      prefix,
 		SegmentSize: segSize,
-		AuthURL:     s.authURL,
+		AuthURL:     s.authURL(),
 		User:        "test:tester",
 		Key:         "testing",
 		Timeout:     30 * time.Second,
@@ -176,7 +103,7 @@ func open(t testing.TB, cfg swift.Config) *swift.Swift {
 
 func TestConformance(t *testing.T) {
 	s := need(t)
-	t.Logf("swift started in %v", s.started.Round(100*time.Millisecond))
+	t.Logf("swift started in %v", s.Started().Round(100*time.Millisecond))
 	for _, prefix := range []string{"", "images/"} {
 		t.Run(fmt.Sprintf("prefix=%q", prefix), func(t *testing.T) {
 			backendtest.Run(t, func(t *testing.T) backend.Backend {
@@ -345,7 +272,7 @@ func TestServerDiesMidUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return len(segments(t, st, cfg)) >= 2 })
-	if out, err := s.script("stop", "--keep"); err != nil {
+	if out, err := s.Run("stop", "--keep"); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	t0 := time.Now()
@@ -362,7 +289,7 @@ func TestServerDiesMidUpload(t *testing.T) {
 	}
 	t.Logf("writer failed after %v: %v", time.Since(t0).Round(time.Millisecond), werr)
 	t0 = time.Now()
-	if out, err := s.script("start"); err != nil {
+	if out, err := s.Run("start"); err != nil {
 		t.Fatalf("restart: %v\n%s", err, out)
 	}
 	t.Logf("swift restarted in %v", time.Since(t0).Round(100*time.Millisecond))
@@ -442,7 +369,7 @@ func TestKilledMidUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "GLIMPSE_TEST_CRASH_AUTH="+s.authURL, "GLIMPSE_TEST_CRASH_CONTAINER="+cfg.Container)
+	cmd.Env = append(os.Environ(), "GLIMPSE_TEST_CRASH_AUTH="+s.authURL(), "GLIMPSE_TEST_CRASH_CONTAINER="+cfg.Container)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
