@@ -81,6 +81,18 @@ type Config struct {
 	// 2*PartSize per other writer.
 	MaxParallelUploads int
 
+	// SignPayload sends every payload with minio-go's streaming
+	// signature over plain HTTP: both ends compute SHA-256 of every byte,
+	// a third hash of each upload beside the lifecycle's md5 and sha512,
+	// and on a small machine the largest cost of a cp into the store after
+	// those two. When false (the default) payloads go as UNSIGNED-PAYLOAD
+	// with a CRC32C of each part (a header, or a trailer on a streamed
+	// PUT) that the server checks, so a corrupted byte still fails the
+	// request: what minio-go does over HTTPS and what the AWS SDKs do by
+	// default. Servers without checksum trailers (Ceph RGW before Reef)
+	// need SignPayload. Over HTTPS it only turns the CRC32C off.
+	SignPayload bool
+
 	// MaxRetries is how often minio-go retries a failed request (its
 	// default, 10, when 0; 1 disables retries).
 	MaxRetries int
@@ -135,7 +147,7 @@ func (c Config) validate() error {
 
 // ParseURL reads a store URL of the form
 //
-//	s3://BUCKET[/PREFIX][?path-style=true&insecure-skip-verify=true]
+//	s3://BUCKET[/PREFIX][?path-style=true&insecure-skip-verify=true&sign-payload=true]
 //
 // and takes the endpoint, credentials and region from the usual AWS
 // variables, looked up through env (os.Getenv in the daemon):
@@ -189,8 +201,11 @@ func ParseURL(raw string, env func(string) string) (Config, error) {
 		case "insecure-skip-verify":
 			b, err = strconv.ParseBool(v)
 			cfg.InsecureSkipVerify = b
+		case "sign-payload":
+			b, err = strconv.ParseBool(v)
+			cfg.SignPayload = b
 		default:
-			return Config{}, fmt.Errorf("s3 store: %q: unknown option %q (known: path-style, insecure-skip-verify)", raw, k)
+			return Config{}, fmt.Errorf("s3 store: %q: unknown option %q (known: path-style, insecure-skip-verify, sign-payload)", raw, k)
 		}
 		if err != nil {
 			return Config{}, fmt.Errorf("s3 store: %q: option %s: %w", raw, k, err)

@@ -29,6 +29,8 @@ func TestParseURL(t *testing.T) {
 		{"s3://bkt?path-style=true&insecure-skip-verify=1",
 			map[string]string{"AWS_ENDPOINT_URL": "https://rgw.example:8443", "AWS_DEFAULT_REGION": "default"},
 			s3.Config{Endpoint: "rgw.example:8443", Bucket: "bkt", Secure: true, Region: "default", PathStyle: true, InsecureSkipVerify: true}},
+		{"s3://bkt?sign-payload=true", map[string]string{"AWS_ENDPOINT_URL": "http://rgw.example"},
+			s3.Config{Endpoint: "rgw.example", Bucket: "bkt", SignPayload: true}},
 		{"s3://bkt", map[string]string{"AWS_ENDPOINT_URL": "minio.local:9000", "AWS_SESSION_TOKEN": "tok"},
 			s3.Config{Endpoint: "minio.local:9000", Bucket: "bkt", Secure: true, SessionToken: "tok"}},
 	} {

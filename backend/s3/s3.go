@@ -83,6 +83,8 @@ func Open(ctx context.Context, cfg Config) (*S3, error) {
 		Region:       cfg.Region,
 		BucketLookup: lookup,
 		MaxRetries:   cfg.MaxRetries,
+		// Checksums instead of signed payloads: see Config.SignPayload.
+		TrailingHeaders: !cfg.SignPayload,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 store: %s: %w", cfg.Endpoint, err)

@@ -42,6 +42,7 @@ func (w *writer) opts() minio.PutObjectOptions {
 		PartSize:              w.s.cfg.partSize(),
 		NumThreads:            w.s.cfg.numThreads(),
 		ConcurrentStreamParts: true,
+		DisableContentSha256:  !w.s.cfg.SignPayload,
 	}
 }
 
@@ -123,7 +124,13 @@ func (w *writer) Commit(ctx context.Context) error {
 		defer stop()
 		head := w.head
 		w.head = nil
-		_, err := w.s.client.PutObject(pctx, w.s.cfg.Bucket, w.obj, bytes.NewReader(head), int64(len(head)), w.opts())
+		opts := w.opts()
+		if !w.s.cfg.SignPayload {
+			// minio-go sends its automatic CRC32C on multipart parts
+			// only (v7.4.1): a single PUT must ask for it.
+			opts.Checksum = minio.ChecksumCRC32C
+		}
+		_, err := w.s.client.PutObject(pctx, w.s.cfg.Bucket, w.obj, bytes.NewReader(head), int64(len(head)), opts)
 		if err != nil {
 			return wrap("commit", w.key, stallCause(pctx, err))
 		}

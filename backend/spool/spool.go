@@ -1,14 +1,24 @@
 // Package spool turns any backend's Writer into a backend.RandomWriter, so
 // that the mount can take the writes of cp --sparse (holes, a final
-// ftruncate) and qemu-img (out of order) on a store that only streams (S3).
+// ftruncate) and qemu-img (out of order, reading back its own metadata) on
+// a store that only streams (S3, Swift).
 //
-// Every byte goes to a local spool file, which is the truth and serves
-// ReadAt. While the writes arrive in order the bytes are also streamed to
-// the store as they come (a hole is streamed as the zeros it reads as), so
-// a cp into an S3-backed mount uploads while it copies and Commit only
-// finishes the upload. The first write below what was already streamed, or
-// a truncation below it, abandons that stream (its multipart upload is
-// aborted) and Commit uploads the spool file instead.
+// While the writes arrive in order the bytes go straight to the store's
+// stream and nowhere else (a hole is streamed as the zeros it reads as), so
+// a cp into an S3-backed mount costs no local disk: keeping a local copy of
+// every byte in case a later write went backwards cost a write and a read
+// of the whole image on the data disk, a fifth of the throughput of a cp
+// into S3 on a 2-core machine.
+//
+// The first operation a stream cannot take (a write below what was already
+// streamed, a truncation below it, a read of streamed bytes) makes the
+// writer fall back to a local spool file: it commits the stream as it is,
+// reads that prefix back into the spool file, and from then on the file is
+// the truth; Commit uploads it through a new stream, replacing the prefix.
+// Between the fallback and Commit the prefix is a committed object under
+// the key. The lifecycle counts an object under the id of an upload in
+// flight as owned (garbage collection spares it) and removes it at the next
+// start if the process dies, and Abort deletes it.
 //
 // The spool file lives in the directory given to New (on the data disk,
 // not tmpfs: it holds the whole object) and is removed at Commit or Abort;
@@ -30,36 +40,46 @@ import (
 
 const filePrefix = "spool-"
 
-// Writer is a backend.RandomWriter that spools to a local file and streams
-// to the store while it can. Safe for concurrent use.
+// errClosed is returned by every operation after Commit or Abort.
+var errClosed = os.ErrClosed
+
+// Writer is a backend.RandomWriter that streams to the store while the
+// writes come in order and spools to a local file once they do not. Safe
+// for concurrent use.
 type Writer struct {
 	b   backend.Backend
 	key string
+	dir string
 
-	mu       sync.Mutex
-	f        *os.File       // nil once committed or aborted
-	size     int64          // the object's length so far
-	off      int64          // where the next Write lands
-	stream   backend.Writer // nil once abandoned
-	streamed int64          // bytes sent to stream (a prefix of the file)
+	mu sync.Mutex // guards everything below
+	// Exactly one of stream and f is set until Commit or Abort.
+	stream backend.Writer // while streaming
+	f      *os.File       // after the fallback: the object's bytes
+	// streamed is how many bytes went to stream; the object is those,
+	// then zeros up to size.
+	streamed int64
+	size     int64 // the object's length so far
+	off      int64 // where the next Write lands
+	// prefix: the fallback committed the streamed bytes under key, which
+	// Abort must delete.
+	prefix bool
+	// broken is a failed fallback's error, returned by every later call:
+	// the bytes it was to save are lost.
+	broken error
+	closed bool
 }
 
 var _ backend.RandomWriter = (*Writer)(nil)
 
-// New starts an object under key on b, spooled in dir. If b's own writer
-// already is a RandomWriter (local disk), callers should use that instead.
+// New starts an object under key on b; dir is where a spool file goes if
+// the writes stop coming in order. If b's own writer already is a
+// RandomWriter (local disk), callers should use that instead.
 func New(ctx context.Context, b backend.Backend, key, dir string) (*Writer, error) {
-	f, err := os.CreateTemp(dir, filePrefix+"*")
-	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", key, err)
-	}
 	stream, err := b.Create(ctx, key)
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
 		return nil, err
 	}
-	return &Writer{b: b, key: key, f: f, stream: stream}, nil
+	return &Writer{b: b, key: key, dir: dir, stream: stream}, nil
 }
 
 // Clean removes the spool files a crashed process left in dir.
@@ -80,7 +100,7 @@ func Clean(dir string) error {
 }
 
 // Streaming tells whether the bytes are still going out as they come
-// (false once a write out of order made Commit upload the spool file).
+// (false once the writer fell back to a spool file).
 func (w *Writer) Streaming() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -103,105 +123,187 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	return w.writeAt(p, off)
 }
 
+func (w *Writer) usable() error {
+	if w.closed {
+		return errClosed
+	}
+	return w.broken
+}
+
 func (w *Writer) writeAt(p []byte, off int64) (int, error) {
-	if w.f == nil {
-		return 0, os.ErrClosed
+	if err := w.usable(); err != nil {
+		return 0, err
 	}
 	if off < 0 {
 		return 0, fmt.Errorf("spool %s: negative offset", w.key)
+	}
+	if w.stream != nil && off < w.streamed {
+		if err := w.fallback(); err != nil {
+			return 0, err
+		}
+	}
+	if w.stream != nil {
+		if err := w.streamZeros(off); err != nil {
+			return 0, err
+		}
+		n, err := w.stream.Write(p)
+		w.streamed += int64(n)
+		w.size = max(w.size, w.streamed)
+		return n, err
 	}
 	n, err := w.f.WriteAt(p, off)
 	w.size = max(w.size, off+int64(n))
 	if err != nil {
 		return n, fmt.Errorf("spool %s: %w", w.key, err)
 	}
-	if w.stream != nil {
-		if off < w.streamed {
-			w.abandon()
-		} else {
-			w.catchUp(off + int64(n))
-		}
-	}
 	return n, nil
 }
 
-// catchUp streams the file's bytes from streamed up to end. An error from
-// the stream is not the writer's: Commit retries from the spool file, and
-// reports the store's error if it persists.
-func (w *Writer) catchUp(end int64) {
-	if end <= w.streamed {
-		return
+// zeros is what a hole streams as.
+var zeros = make([]byte, 64<<10)
+
+// streamZeros streams the hole between what was streamed and end.
+func (w *Writer) streamZeros(end int64) error {
+	for w.streamed < end {
+		n, err := w.stream.Write(zeros[:min(int64(len(zeros)), end-w.streamed)])
+		w.streamed += int64(n)
+		if err != nil {
+			return err
+		}
 	}
-	_, err := io.Copy(w.stream, io.NewSectionReader(w.f, w.streamed, end-w.streamed))
+	w.size = max(w.size, w.streamed)
+	return nil
+}
+
+// fallback ends the stream and moves to a spool file holding what was
+// streamed: the stream is committed as it is and read back. If that fails
+// the writer is broken: the streamed bytes exist nowhere else.
+func (w *Writer) fallback() error {
+	ctx := context.Background() // the store's own timeouts bound these calls
+	err := w.stream.Commit(ctx)
 	if err != nil {
-		w.abandon()
-		return
+		w.stream.Abort(ctx)
 	}
-	w.streamed = end
-}
-
-// abandon aborts the stream; Commit will upload the spool file.
-func (w *Writer) abandon() {
-	w.stream.Abort(context.Background())
 	w.stream = nil
+	if err == nil {
+		w.prefix = true
+		w.f, err = w.readPrefix(ctx)
+	}
+	if err != nil {
+		w.broken = fmt.Errorf("spool %s: fall back to a spool file: %w", w.key, err)
+		return w.broken
+	}
+	return nil
 }
 
-// ReadAt implements io.ReaderAt over what was written so far.
+// readPrefix copies the committed prefix into a new spool file of the
+// object's size (the zeros past the prefix are a hole in it).
+func (w *Writer) readPrefix(ctx context.Context) (*os.File, error) {
+	f, err := os.CreateTemp(w.dir, filePrefix+"*")
+	if err != nil {
+		return nil, err
+	}
+	err = w.copyPrefix(ctx, f)
+	if err == nil {
+		err = f.Truncate(w.size)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
+func (w *Writer) copyPrefix(ctx context.Context, f *os.File) error {
+	r, err := w.b.Open(ctx, w.key)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if r.Size() != w.streamed {
+		return fmt.Errorf("the store holds %d bytes of the %d streamed", r.Size(), w.streamed)
+	}
+	_, err = io.Copy(f, io.NewSectionReader(r, 0, w.streamed))
+	return err
+}
+
+// ReadAt implements io.ReaderAt over what was written so far. Reading
+// streamed bytes makes the writer fall back to a spool file: a stream
+// cannot be read back.
 func (w *Writer) ReadAt(p []byte, off int64) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.f == nil {
-		return 0, os.ErrClosed
+	if err := w.usable(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("spool %s: negative offset", w.key)
 	}
 	if off >= w.size {
 		return 0, io.EOF
 	}
-	if max := w.size - off; int64(len(p)) > max {
-		n, err := w.f.ReadAt(p[:max], off)
-		if err == nil {
-			err = io.EOF
+	end := min(w.size, off+int64(len(p)))
+	if w.stream != nil && off < w.streamed {
+		if err := w.fallback(); err != nil {
+			return 0, err
 		}
-		return n, err
 	}
-	return w.f.ReadAt(p, off)
+	n, err := int(end-off), error(nil)
+	if w.stream != nil {
+		clear(p[:n]) // the tail not streamed yet reads as zeros
+	} else {
+		n, err = w.f.ReadAt(p[:n], off)
+	}
+	if err == nil && n < len(p) {
+		err = io.EOF
+	}
+	return n, err
 }
 
 // Truncate sets the object's length, as ftruncate does.
 func (w *Writer) Truncate(size int64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.f == nil {
-		return os.ErrClosed
+	if err := w.usable(); err != nil {
+		return err
 	}
-	if err := w.f.Truncate(size); err != nil {
-		return fmt.Errorf("spool %s: %w", w.key, err)
+	if size < 0 {
+		return fmt.Errorf("spool %s: negative size", w.key)
 	}
-	w.size = size
 	if w.stream != nil && size < w.streamed {
-		w.abandon()
+		if err := w.fallback(); err != nil {
+			return err
+		}
 	}
+	if w.f != nil {
+		if err := w.f.Truncate(size); err != nil {
+			return fmt.Errorf("spool %s: %w", w.key, err)
+		}
+	}
+	w.size = size // while streaming, a longer object: zeros not yet streamed
 	return nil
 }
 
 // Commit implements backend.Writer: it finishes the stream, or uploads the
-// spool file through a new writer if the stream was abandoned.
+// spool file through a new stream after a fallback.
 func (w *Writer) Commit(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.f == nil {
-		return os.ErrClosed
+	if err := w.usable(); err != nil {
+		return err
 	}
 	if w.stream != nil {
-		w.catchUp(w.size) // the tail: zeros after a final ftruncate
-	}
-	if w.stream != nil {
-		if err := w.stream.Commit(ctx); err != nil {
-			w.stream.Abort(ctx)
-			w.stream = nil
-			return err
+		err := w.streamZeros(w.size) // the tail: zeros after a final ftruncate
+		if err == nil {
+			err = w.stream.Commit(ctx)
+		}
+		if err != nil {
+			return err // the caller aborts
 		}
 		w.stream = nil
-		return w.close()
+		w.closed = true
+		return nil
 	}
 	up, err := w.b.Create(ctx, w.key)
 	if err != nil {
@@ -215,25 +317,37 @@ func (w *Writer) Commit(ctx context.Context) error {
 		up.Abort(ctx)
 		return err
 	}
-	return w.close()
+	w.prefix = false // replaced by the whole object
+	w.closed = true
+	return w.removeFile()
 }
 
-// Abort implements backend.Writer. Idempotent; safe after a failed Commit.
+// Abort implements backend.Writer: it aborts the stream, or deletes the
+// prefix a fallback committed, and removes the spool file. Idempotent; safe
+// after a failed Commit; after a successful one it keeps the object.
 func (w *Writer) Abort(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var err error
+	w.closed = true
+	var errs []error
 	if w.stream != nil {
-		err = w.stream.Abort(ctx)
+		errs = append(errs, w.stream.Abort(ctx))
 		w.stream = nil
 	}
-	if w.f != nil {
-		err = errors.Join(err, w.close())
+	if w.prefix {
+		err := w.b.Delete(ctx, w.key)
+		if err == nil {
+			w.prefix = false
+		}
+		errs = append(errs, err)
 	}
-	return err
+	if w.f != nil {
+		errs = append(errs, w.removeFile())
+	}
+	return errors.Join(errs...)
 }
 
-func (w *Writer) close() error {
+func (w *Writer) removeFile() error {
 	name := w.f.Name()
 	err := w.f.Close()
 	w.f = nil
