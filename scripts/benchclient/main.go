@@ -3,6 +3,10 @@
 // scripts/bench sets glimpse's mount against. It prints MiB/s.
 //
 //	benchclient s3-put FILE BUCKET KEY     minio-go PutObject (AWS_* env)
+//	benchclient s3-put-hashed FILE BUCKET KEY
+//	                                       the same PutObject while the file is
+//	                                       hashed with md5 and sha512 beside it:
+//	                                       the work any Glance store does
 //	benchclient s3-get BUCKET KEY          minio-go GetObject, bytes discarded
 //	benchclient swift-put FILE CONTAINER OBJECT
 //	                                       ncw/swift ObjectPut, streamed (ST_AUTH, ST_USER, ST_KEY)
@@ -13,10 +17,15 @@ package main
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha512"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -33,10 +42,10 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: benchclient s3-put|s3-get|swift-put|rbd-put ARGS")
+		return fmt.Errorf("usage: benchclient s3-put|s3-put-hashed|s3-get|swift-put|rbd-put ARGS")
 	}
 	cmd, args := args[0], args[1:]
-	want := map[string]int{"s3-put": 3, "s3-get": 2, "swift-put": 3, "rbd-put": 3}
+	want := map[string]int{"s3-put": 3, "s3-put-hashed": 3, "s3-get": 2, "swift-put": 3, "rbd-put": 3}
 	n, ok := want[cmd]
 	if !ok {
 		return fmt.Errorf("unknown command %q", cmd)
@@ -50,6 +59,8 @@ func run(ctx context.Context, args []string) error {
 	switch cmd {
 	case "s3-put":
 		bytes, err = s3Put(ctx, args[0], args[1], args[2])
+	case "s3-put-hashed":
+		bytes, err = s3PutHashed(ctx, args[0], args[1], args[2])
 	case "s3-get":
 		bytes, err = s3Get(ctx, args[0], args[1])
 	case "swift-put":
@@ -101,6 +112,58 @@ func s3Put(ctx context.Context, file, bucket, key string) (int64, error) {
 		return 0, err
 	}
 	return info.Size, nil
+}
+
+// s3PutHashed is s3Put while the same file is read again and hashed with
+// md5 and sha512, each on its own goroutine: the CPU any Glance store
+// spends beside the upload, without a mount in the way.
+func s3PutHashed(ctx context.Context, file, bucket, key string) (int64, error) {
+	hashed := make(chan error, 1)
+	go func() { hashed <- hashFile(file) }()
+	n, err := s3Put(ctx, file, bucket, key)
+	return n, errors.Join(err, <-hashed)
+}
+
+func hashFile(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sums := []hash.Hash{md5.New(), sha512.New()}
+	var wg sync.WaitGroup
+	chans := make([]chan []byte, len(sums))
+	for i, h := range sums {
+		chans[i] = make(chan []byte, 4)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range chans[i] {
+				h.Write(b)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer func() {
+		for _, c := range chans {
+			close(c)
+		}
+	}()
+	for {
+		buf := make([]byte, 1<<20)
+		n, err := io.ReadFull(f, buf)
+		if n > 0 {
+			for _, c := range chans {
+				c <- buf[:n]
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func s3Get(ctx context.Context, bucket, key string) (int64, error) {
