@@ -425,4 +425,27 @@ func testRandomWriter(t *testing.T, b backend.Backend) {
 		t.Fatal(err)
 	}
 	mustEqual(t, b, "rw", []byte("hello\x00\x00\x00\x00\x00wo"))
+
+	// Rewritten, read back, then aborted: nothing stays, whatever the
+	// writer did to take the writes out of order.
+	w, err = b.Create(ctx, "rw-aborted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw = w.(backend.RandomWriter)
+	if _, err := rw.Write([]byte("abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rw.WriteAt([]byte("X"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rw.ReadAt(p[:3], 0); err != nil || string(p[:3]) != "aXc" {
+		t.Fatalf("read back: %q %v", p[:3], err)
+	}
+	if err := rw.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if keys := listKeys(t, b); fmt.Sprint(keys) != "[rw]" {
+		t.Fatalf("keys after an aborted random write: %v, want [rw]", keys)
+	}
 }
