@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 
@@ -25,14 +24,11 @@ func (s *Server) adminRoutes() {
 }
 
 func (s *Server) scrub(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if !p.Admin {
-		return fmt.Errorf("%w: only admins may scrub the store", lifecycle.ErrForbidden)
-	}
 	mark, err := queryBool(r, "mark")
 	if err != nil {
 		return err
 	}
-	rep, err := s.svc.Scrub(r.Context(), mark)
+	rep, err := s.svc.Scrub(r.Context(), p, mark)
 	if err != nil {
 		return err
 	}
@@ -41,14 +37,11 @@ func (s *Server) scrub(w http.ResponseWriter, r *http.Request, p lifecycle.Princ
 }
 
 func (s *Server) gc(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if !p.Admin {
-		return fmt.Errorf("%w: only admins may collect garbage in the store", lifecycle.ErrForbidden)
-	}
 	dry, err := queryBool(r, "dry_run")
 	if err != nil {
 		return err
 	}
-	rep, err := s.svc.GC(r.Context(), dry)
+	rep, err := s.svc.GC(r.Context(), p, dry)
 	if err != nil {
 		return err
 	}

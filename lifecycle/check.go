@@ -246,8 +246,11 @@ func (s *Service) owned(key string) (bool, error) {
 // is missing, of the wrong size or hashes differently is deactivated (so
 // nobody consumes it; admins can still download it to look) and gets the
 // property glimpse_scrub_error saying why. Nothing is deleted: the operator
-// decides.
-func (s *Service) Scrub(ctx context.Context, mark bool) (CheckReport, error) {
+// decides. Only admins may scrub.
+func (s *Service) Scrub(ctx context.Context, p Principal, mark bool) (CheckReport, error) {
+	if !p.Admin {
+		return CheckReport{}, fmt.Errorf("%w: only admins may scrub the store", ErrForbidden)
+	}
 	rep, err := s.Check(ctx, CheckOptions{Rehash: true})
 	if err != nil || !mark {
 		return rep, err
@@ -300,8 +303,11 @@ type GCReport struct {
 // upload in flight owns. It is safe while serving: an object is removed
 // only if, looked up again just before, it is still unowned and was stored
 // before GC began, and the writes of live uploads are spared. A dry run
-// only reports the orphans.
-func (s *Service) GC(ctx context.Context, dryRun bool) (GCReport, error) {
+// only reports the orphans. Only admins may collect garbage.
+func (s *Service) GC(ctx context.Context, p Principal, dryRun bool) (GCReport, error) {
+	if !p.Admin {
+		return GCReport{}, fmt.Errorf("%w: only admins may collect garbage in the store", ErrForbidden)
+	}
 	rep := GCReport{DryRun: dryRun, Orphans: []string{}}
 	began := time.Now()
 	orphans, _, err := s.orphans(ctx)

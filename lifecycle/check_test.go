@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -94,7 +95,7 @@ func TestScrubFindsAndMarksDamage(t *testing.T) {
 
 	want := []string{"hash:" + flipped.ID, "missing:" + missing.ID, "orphan:planted-orphan", "size:" + truncated.ID}
 	sort.Strings(want)
-	rep, err := e.svc.Scrub(ctx, false)
+	rep, err := e.svc.Scrub(ctx, admin, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestScrubFindsAndMarksDamage(t *testing.T) {
 		t.Fatalf("scrub without mark changed the image: %s", img.Status)
 	}
 
-	rep, err = e.svc.Scrub(ctx, true)
+	rep, err = e.svc.Scrub(ctx, admin, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,18 @@ func TestGCRemovesOrphansAndStaleWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dry, err := e.svc.GC(ctx, true)
+	member := Principal{Project: "member"}
+	if _, err := e.svc.GC(ctx, member, false); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("gc by a project member: %v, want forbidden", err)
+	}
+	if _, err := e.svc.Scrub(ctx, member, true); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("scrub by a project member: %v, want forbidden", err)
+	}
+	if objs := e.objects(t); len(objs) != 3 {
+		t.Fatalf("objects after refused gc: %v", objs)
+	}
+
+	dry, err := e.svc.GC(ctx, admin, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +221,7 @@ func TestGCRemovesOrphansAndStaleWrites(t *testing.T) {
 		t.Fatalf("dry run: %+v, objects %v", dry, e.objects(t))
 	}
 
-	rep, err := e.svc.GC(ctx, false)
+	rep, err := e.svc.GC(ctx, admin, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func gcCommand() *cli.Command {
 			}
 			var rep lifecycle.GCReport
 			err := onTarget(c, func(ctx context.Context, svc *lifecycle.Service) (err error) {
-				rep, err = svc.GC(ctx, c.Bool("dry-run"))
+				rep, err = svc.GC(ctx, dataOwner(), c.Bool("dry-run"))
 				return err
 			}, func(ctx context.Context) error {
 				cl, err := newClient(c)

@@ -56,7 +56,7 @@ func scrubCommand() *cli.Command {
 			}
 			var rep lifecycle.CheckReport
 			err := onTarget(c, func(ctx context.Context, svc *lifecycle.Service) (err error) {
-				rep, err = svc.Scrub(ctx, c.Bool("mark"))
+				rep, err = svc.Scrub(ctx, dataOwner(), c.Bool("mark"))
 				return err
 			}, func(ctx context.Context) error {
 				cl, err := newClient(c)
@@ -96,6 +96,10 @@ func printCheckReport(w io.Writer, rep lifecycle.CheckReport) {
 	fmt.Fprintf(w, "%d images, %d stored objects, %d bytes hashed, %d problem(s)\n",
 		rep.Images, rep.Objects, rep.BytesHashed, len(rep.Problems))
 }
+
+// dataOwner is who works on the registry under --data directly: whoever
+// can open its files (root, or the daemon's user) is its admin.
+func dataOwner() lifecycle.Principal { return lifecycle.Principal{Project: "admin", Admin: true} }
 
 // onTarget runs direct on the registry and store under --data, or remote
 // against the daemon.
