@@ -23,49 +23,14 @@ func envName(flag string) string {
 	return "GLIMPSE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// serveFlagCategories groups serve's flags in --help. A flag missing here
-// keeps the Category it was declared with.
-var serveFlagCategories = map[string]string{
-	"config":                     "Configuration",
-	"data":                       "Storage",
-	"store":                      "Storage",
-	"store-timeout":              "Storage",
-	"max-image-size":             "Limits",
-	"mount":                      "Mount",
-	"fs-project":                 "Mount",
-	"uid":                        "Mount",
-	"gid":                        "Mount",
-	"allow-other":                "Mount",
-	"listen":                     "REST listener",
-	"auth-tokens":                "REST listener",
-	"tls-cert":                   "REST listener",
-	"tls-key":                    "REST listener",
-	"web-download-allow-private": "REST listener",
-	"read-header-timeout":        "REST listener",
-	"idle-timeout":               "REST listener",
-	"body-stall-timeout":         "REST listener",
-	"quota-images":               "Limits",
-	"quota-uploading":            "Limits",
-	"quota-bytes":                "Limits",
-	"log-level":                  "Logs and debugging",
-	"log-format":                 "Logs and debugging",
-	"debug-pprof":                "Logs and debugging",
-	"debug-fuse":                 "Logs and debugging",
-}
-
-// withEnvAndCategory gives every flag its GLIMPSE_ variable (unless it
-// declares its own) and its help category. urfave/cli's flag types share
-// the EnvVars and Category fields but no interface to set them, hence the
-// reflection; it runs once, when the command is built.
-func withEnvAndCategory(flags []cli.Flag) []cli.Flag {
+// withEnv gives every flag its GLIMPSE_ variable unless it declares its
+// own. urfave/cli's flag types share the EnvVars field but no interface to
+// set it, hence the reflection; it runs once, when the command is built.
+func withEnv(flags []cli.Flag) []cli.Flag {
 	for _, f := range flags {
 		v := reflect.ValueOf(f).Elem()
-		name := f.Names()[0]
 		if env := v.FieldByName("EnvVars"); env.IsValid() && env.Len() == 0 {
-			env.Set(reflect.ValueOf([]string{envName(name)}))
-		}
-		if cat := v.FieldByName("Category"); cat.IsValid() && cat.String() == "" {
-			cat.SetString(serveFlagCategories[name])
+			env.Set(reflect.ValueOf([]string{envName(f.Names()[0])}))
 		}
 	}
 	return flags
