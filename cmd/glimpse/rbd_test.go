@@ -4,11 +4,12 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/glimpse-project/glimpse/backend/backendtest"
 )
 
 // startCeph starts a one-mon, one-OSD cluster (scripts/ceph) on free
@@ -16,39 +17,21 @@ import (
 // returns a runner of scripts/ceph for this cluster ("stop --keep",
 // "start": the store going away and back).
 func startCeph(t *testing.T) func(args ...string) string {
-	t.Helper()
-	for _, bin := range []string{"ceph-mon", "ceph-osd"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") != "" && strings.Contains(os.Getenv("GLIMPSE_TEST_STORES"), "rbd") {
-				t.Fatalf("no %s (scripts/install-deps installs Ceph)", bin)
+	return startScriptServer(t, &backendtest.ScriptServer{
+		Store:  "rbd",
+		Script: "../../scripts/ceph",
+		Bins:   []string{"ceph-mon", "ceph-osd"},
+		Hint:   "scripts/install-deps installs Ceph",
+		Ports:  2,
+		Env: func(dir string, ports []int) []string {
+			return []string{
+				"CEPH_DIR=" + filepath.Join(dir, "ceph"),
+				"CEPH_WATCH_TIMEOUT=5",
+				fmt.Sprintf("CEPH_MON_V2_PORT=%d", ports[0]),
+				fmt.Sprintf("CEPH_MON_V1_PORT=%d", ports[1]),
 			}
-			t.Skipf("no %s: Ceph is not installed", bin)
-		}
-	}
-	script, err := filepath.Abs("../../scripts/ceph")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v2, v1 := freeAddr(t), freeAddr(t)
-	env := append(os.Environ(),
-		"CEPH_DIR="+filepath.Join(t.TempDir(), "ceph"),
-		"CEPH_WATCH_TIMEOUT=5",
-		"CEPH_MON_V2_PORT="+v2[strings.LastIndexByte(v2, ':')+1:],
-		"CEPH_MON_V1_PORT="+v1[strings.LastIndexByte(v1, ':')+1:])
-	run := func(args ...string) string {
-		cmd := exec.Command(script, args...)
-		cmd.Env = env
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("scripts/ceph %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	t.Cleanup(func() { run("stop") })
-	run("start")
-	k, v, _ := strings.Cut(strings.TrimSpace(run("env")), "=")
-	t.Setenv(k, v)
-	return run
+		},
+	})
 }
 
 // rbdImages lists the RBD images in pool behind the daemon's back.

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ncw/swift/v2"
+
+	"github.com/glimpse-project/glimpse/backend/backendtest"
 )
 
 // startSwift starts a single-node Swift (scripts/swift) on free loopback
@@ -19,40 +20,43 @@ import (
 // Swift in GLIMPSE_TEST_STORES. It returns a runner of scripts/swift for
 // this Swift ("stop --keep", "start": the store going away and back).
 func startSwift(t *testing.T) func(args ...string) string {
-	t.Helper()
-	for _, bin := range []string{"swift-proxy-server", "swift-object-server", "memcached"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") != "" && strings.Contains(os.Getenv("GLIMPSE_TEST_STORES"), "swift") {
-				t.Fatalf("no %s (scripts/install-deps installs Swift)", bin)
+	return startScriptServer(t, &backendtest.ScriptServer{
+		Store:  "swift",
+		Script: "../../scripts/swift",
+		Bins:   []string{"swift-proxy-server", "swift-object-server", "memcached"},
+		Hint:   "scripts/install-deps installs Swift",
+		Ports:  5,
+		Env: func(dir string, ports []int) []string {
+			return []string{
+				"SWIFT_DIR=" + filepath.Join(dir, "swift"),
+				fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[0]),
+				fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[1]),
+				fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[2]),
+				fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[3]),
+				fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[4]),
 			}
-			t.Skipf("no %s: Swift is not installed", bin)
+		},
+	})
+}
+
+// startScriptServer starts srv for this test alone (stopped at its end),
+// exports the variables its script's "env" prints, and returns a runner of
+// the script for this server that fails the test on an error.
+func startScriptServer(t *testing.T, srv *backendtest.ScriptServer) func(args ...string) string {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Error(err)
 		}
-	}
-	script, err := filepath.Abs("../../scripts/swift")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "SWIFT_DIR="+filepath.Join(t.TempDir(), "swift"))
-	seen := map[string]bool{}
-	for _, name := range []string{"PROXY", "OBJECT", "CONTAINER", "ACCOUNT", "MEMCACHE"} {
-		port := freeAddr(t)
-		for seen[port] {
-			port = freeAddr(t)
-		}
-		seen[port] = true
-		env = append(env, fmt.Sprintf("SWIFT_%s_PORT=%s", name, port[strings.LastIndexByte(port, ':')+1:]))
-	}
+	})
+	srv.Need(t)
 	run := func(args ...string) string {
-		cmd := exec.Command(script, args...)
-		cmd.Env = env
-		out, err := cmd.Output()
+		out, err := srv.Run(args...)
 		if err != nil {
-			t.Fatalf("scripts/swift %s: %v\n%s", strings.Join(args, " "), err, out)
+			t.Fatalf("%s %s: %v\n%s", srv.Script, strings.Join(args, " "), err, out)
 		}
 		return string(out)
 	}
-	t.Cleanup(func() { run("stop") })
-	run("start")
 	for _, line := range strings.Split(strings.TrimSpace(run("env")), "\n") {
 		k, v, _ := strings.Cut(line, "=")
 		t.Setenv(k, v)
