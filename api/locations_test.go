@@ -10,11 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/glimpse-project/glimpse/api"
+	"github.com/glimpse-project/glimpse/backend/backendtest"
 	httpstore "github.com/glimpse-project/glimpse/backend/http"
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
@@ -58,43 +57,6 @@ func newLocationEnv(t *testing.T) *env {
 	return &env{t: t, url: srv.URL, svc: svc}
 }
 
-// webFiles is a real web server on loopback serving files that can be
-// taken away.
-type webFiles struct {
-	*httptest.Server
-	mu    sync.Mutex
-	files map[string][]byte
-}
-
-func newWebFiles(t *testing.T) *webFiles {
-	w := &webFiles{files: map[string][]byte{}}
-	w.Server = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.mu.Lock()
-		data, ok := w.files[r.URL.Path]
-		w.mu.Unlock()
-		if !ok {
-			http.NotFound(rw, r)
-			return
-		}
-		http.ServeContent(rw, r, "", time.Unix(1700000000, 0), bytes.NewReader(data))
-	}))
-	t.Cleanup(w.Close)
-	return w
-}
-
-func (w *webFiles) put(path string, data []byte) string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.files[path] = data
-	return w.URL + path
-}
-
-func (w *webFiles) remove(path string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.files, path)
-}
-
 const jsonPatch = "application/openstack-images-v2.1-json-patch"
 
 func (e *env) patchAs(token, id, body string) reply {
@@ -105,10 +67,10 @@ func (e *env) patchAs(token, id, body string) reply {
 func TestLocationsPatch(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t)
-	web := newWebFiles(t)
+	web := backendtest.NewWebOrigin(t)
 	data := make([]byte, 1<<20+3)
 	rand.Read(data)
-	url := web.put("/disk.raw", data)
+	url := web.Put("/disk.raw", data)
 	adm := map[string]string{"X-Auth-Token": "adm"}
 
 	r := e.do("POST", "/v2/images", map[string]string{"X-Auth-Token": "adm"}, strings.NewReader(`{"name": "remote", "visibility": "public"}`))
@@ -185,7 +147,7 @@ func TestLocationsPatch(t *testing.T) {
 	}
 
 	// The URL goes away: downloads answer 503, the listener serves on.
-	web.remove("/disk.raw")
+	web.Remove("/disk.raw")
 	if r := e.do("GET", "/v2/images/"+id+"/file", adm, nil); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("download of a vanished location: %d %s", r.status, r.body)
 	}
@@ -201,10 +163,10 @@ func TestLocationsPatch(t *testing.T) {
 func TestLocationsPost(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t)
-	web := newWebFiles(t)
+	web := backendtest.NewWebOrigin(t)
 	data := make([]byte, 70000)
 	rand.Read(data)
-	url := web.put("/disk.img", data)
+	url := web.Put("/disk.img", data)
 	adm := map[string]string{"X-Auth-Token": "adm"}
 	id := e.do("POST", "/v2/images", adm, strings.NewReader(`{"name": "posted", "disk_format": "raw", "container_format": "bare"}`)).json(t)["id"].(string)
 

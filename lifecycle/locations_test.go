@@ -9,77 +9,17 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/backend/backendtest"
 	httpstore "github.com/glimpse-project/glimpse/backend/http"
 	"github.com/glimpse-project/glimpse/convert"
 	"github.com/glimpse-project/glimpse/meta"
 )
-
-// origin is a real web server on loopback holding image files, counting
-// what it serves.
-type origin struct {
-	*httptest.Server
-	mu      sync.Mutex
-	files   map[string][]byte
-	served  atomic.Int64 // body bytes sent
-	writes  atomic.Int64 // requests other than GET and HEAD
-	fullGET atomic.Int64 // GETs without Range
-}
-
-func newOrigin(t *testing.T) *origin {
-	o := &origin{files: map[string][]byte{}}
-	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			o.writes.Add(1)
-			http.Error(w, "read-only", http.StatusMethodNotAllowed)
-			return
-		}
-		if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
-			o.fullGET.Add(1)
-		}
-		o.mu.Lock()
-		data, ok := o.files[r.URL.Path]
-		o.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		http.ServeContent(countingWriter{w, &o.served}, r, "", time.Unix(1700000000, 0), bytes.NewReader(data))
-	}))
-	t.Cleanup(o.Close)
-	return o
-}
-
-func (o *origin) put(path string, data []byte) string {
-	o.mu.Lock()
-	o.files[path] = data
-	o.mu.Unlock()
-	return o.URL + path
-}
-
-func (o *origin) remove(path string) {
-	o.mu.Lock()
-	delete(o.files, path)
-	o.mu.Unlock()
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (w countingWriter) Write(p []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(p)
-	w.n.Add(int64(n))
-	return n, err
-}
 
 // newLocationEnv is newEnv with an HTTP location store; guarded applies
 // the SSRF rules (which refuse the loopback origin).
@@ -139,9 +79,9 @@ func readAll(t *testing.T, r backend.Reader) []byte {
 func TestLocationAddReadHashDelete(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t, false)
-	o := newOrigin(t)
+	o := backendtest.NewWebOrigin(t)
 	data := random(t, 3<<20+17)
-	url := o.put("/disk.raw", data)
+	url := o.Put("/disk.raw", data)
 	ctx := context.Background()
 
 	img := e.create(t, "remote")
@@ -170,7 +110,7 @@ func TestLocationAddReadHashDelete(t *testing.T) {
 		t.Fatal("content read through the location differs")
 	}
 	r.Close()
-	if n := o.fullGET.Load(); n != 0 {
+	if n := o.FullGETs.Load(); n != 0 {
 		t.Fatalf("%d GETs without Range", n)
 	}
 
@@ -207,7 +147,7 @@ func TestLocationAddReadHashDelete(t *testing.T) {
 	if err := e.svc.Delete(ctx, admin, img.ID); err != nil {
 		t.Fatal(err)
 	}
-	if o.writes.Load() != 0 {
+	if o.Writes.Load() != 0 {
 		t.Fatal("deleting the image sent a write to the origin")
 	}
 	if resp, err := http.Get(url); err != nil || resp.StatusCode != http.StatusOK {
@@ -219,10 +159,10 @@ func TestLocationAddReadHashDelete(t *testing.T) {
 func TestLocationProbeIsRanged(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t, false)
-	o := newOrigin(t)
+	o := backendtest.NewWebOrigin(t)
 	data := make([]byte, 64<<20)
 	copy(data, qcow2Image(false))
-	url := o.put("/big.qcow2", data)
+	url := o.Put("/big.qcow2", data)
 	img := e.create(t, "big")
 	// Events are published before AddLocation starts the background hash:
 	// the bytes served when the image turns active are the probe's.
@@ -230,7 +170,7 @@ func TestLocationProbeIsRanged(t *testing.T) {
 	probed.Store(-1)
 	cancel := e.svc.Subscribe(func(ev meta.Event) {
 		if ev.New != nil && ev.New.ID == img.ID && ev.New.Status == meta.Active && probed.Load() < 0 {
-			probed.Store(o.served.Load())
+			probed.Store(o.Served.Load())
 		}
 	})
 	defer cancel()
@@ -251,10 +191,10 @@ func TestLocationProbeIsRanged(t *testing.T) {
 func TestLocationRefusals(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t, false)
-	o := newOrigin(t)
+	o := backendtest.NewWebOrigin(t)
 	ctx := context.Background()
-	unsafe := o.put("/backing.qcow2", qcow2Image(true))
-	raw := o.put("/disk.raw", random(t, 1<<20))
+	unsafe := o.Put("/backing.qcow2", qcow2Image(true))
+	raw := o.Put("/disk.raw", random(t, 1<<20))
 	cases := []struct {
 		name, url string
 		spec      CreateSpec
@@ -298,14 +238,14 @@ func TestLocationRefusals(t *testing.T) {
 func TestLocationPrivateAddressRefused(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t, true)
-	o := newOrigin(t)
-	url := o.put("/disk.raw", random(t, 4096))
+	o := backendtest.NewWebOrigin(t)
+	url := o.Put("/disk.raw", random(t, 4096))
 	img := e.create(t, "ssrf")
 	_, err := e.svc.AddLocation(context.Background(), admin, img.ID, meta.Location{URL: url}, nil)
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not allowed") {
 		t.Fatalf("loopback location: %v", err)
 	}
-	if o.served.Load() != 0 {
+	if o.Served.Load() != 0 {
 		t.Fatal("the loopback origin was reached")
 	}
 }
@@ -313,10 +253,10 @@ func TestLocationPrivateAddressRefused(t *testing.T) {
 func TestLocationValidationData(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t, false)
-	o := newOrigin(t)
+	o := backendtest.NewWebOrigin(t)
 	ctx := context.Background()
 	data := random(t, 1<<20)
-	url := o.put("/disk.raw", data)
+	url := o.Put("/disk.raw", data)
 	md := md5.Sum(data)
 	sh := sha512.Sum512(data)
 
@@ -345,15 +285,15 @@ func TestLocationValidationData(t *testing.T) {
 func TestLocationGoneLater(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t, false)
-	o := newOrigin(t)
+	o := backendtest.NewWebOrigin(t)
 	ctx := context.Background()
-	url := o.put("/disk.raw", random(t, 1<<20))
+	url := o.Put("/disk.raw", random(t, 1<<20))
 	img := e.create(t, "gone")
 	if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: url}, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitHashed(t, e, img.ID)
-	o.remove("/disk.raw")
+	o.Remove("/disk.raw")
 	if _, _, err := e.svc.Open(ctx, admin, img.ID, OpenOptions{}); !errors.Is(err, ErrStoreUnavailable) || !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("open after the URL went away: %v", err)
 	}
@@ -366,10 +306,10 @@ func TestLocationGoneLater(t *testing.T) {
 func TestLocationHashResumesAfterRestart(t *testing.T) {
 	t.Parallel()
 	e := newLocationEnv(t, false)
-	o := newOrigin(t)
+	o := backendtest.NewWebOrigin(t)
 	ctx := context.Background()
 	data := random(t, 1<<20)
-	url := o.put("/disk.raw", data)
+	url := o.Put("/disk.raw", data)
 	img := e.create(t, "resume")
 	// As a daemon stopped mid-verification leaves it: importing (being
 	// verified against validation data), hash pending. Recovery must not

@@ -7,70 +7,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/glimpse-project/glimpse/backend/backendtest"
 )
-
-// webOrigin is a real web server on loopback holding image files that
-// stay there (HTTP locations), counting the bytes it serves.
-type webOrigin struct {
-	*httptest.Server
-	mu     sync.Mutex
-	files  map[string][]byte
-	served atomic.Int64
-	writes atomic.Int64 // requests other than GET and HEAD
-}
-
-func newWebOrigin(t *testing.T) *webOrigin {
-	o := &webOrigin{files: map[string][]byte{}}
-	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			o.writes.Add(1)
-			http.Error(w, "read-only", http.StatusMethodNotAllowed)
-			return
-		}
-		o.mu.Lock()
-		data, ok := o.files[r.URL.Path]
-		o.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		http.ServeContent(countingResponse{w, &o.served}, r, "", time.Unix(1700000000, 0), bytes.NewReader(data))
-	}))
-	t.Cleanup(o.Close)
-	return o
-}
-
-func (o *webOrigin) put(path string, data []byte) string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.files[path] = data
-	return o.URL + path
-}
-
-func (o *webOrigin) remove(path string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	delete(o.files, path)
-}
-
-type countingResponse struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (w countingResponse) Write(p []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(p)
-	w.n.Add(int64(n))
-	return n, err
-}
 
 // waitChecksum polls image id over REST until its background hash has
 // settled (checksum set, or the image left importing) and returns it.
@@ -96,10 +40,10 @@ func waitChecksum(t *testing.T, url, id string) map[string]any {
 // location-update, location-delete, and validation data.
 func TestGlanceCLILocations(t *testing.T) {
 	t.Parallel()
-	web := newWebOrigin(t)
+	web := backendtest.NewWebOrigin(t)
 	data := make([]byte, 2<<20+5)
 	rand.Read(data)
-	loc := web.put("/disk.raw", data)
+	loc := web.Put("/disk.raw", data)
 
 	strict := newGlanceCLI(t, serveInProcess(t, serveOptions{}), "T")
 	id := field(t, strict.must("image-create", "--name", "ssrf", "--disk-format", "raw", "--container-format", "bare"), "id")
@@ -147,7 +91,7 @@ func TestGlanceCLILocations(t *testing.T) {
 	}
 
 	g.must("image-delete", id)
-	if web.writes.Load() != 0 {
+	if web.Writes.Load() != 0 {
 		t.Fatal("deleting a location image sent a write to the web server")
 	}
 	if resp, err := http.Get(loc); err != nil || resp.StatusCode != 200 {
@@ -161,15 +105,15 @@ func TestGlanceCLILocations(t *testing.T) {
 func TestLocationMount(t *testing.T) {
 	needMount(t)
 	needTool(t, "qemu-img")
-	web := newWebOrigin(t)
+	web := backendtest.NewWebOrigin(t)
 	const size = 128 << 20
 	data := make([]byte, size)
 	rand.Read(data[:1<<20])
 	rand.Read(data[size-1<<20:])
-	loc := web.put("/big.raw", data)
+	loc := web.Put("/big.raw", data)
 	small := make([]byte, 1<<20)
 	rand.Read(small)
-	goneLoc := web.put("/gone.raw", small)
+	goneLoc := web.Put("/gone.raw", small)
 
 	tmp := t.TempDir()
 	dataDir, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
@@ -185,9 +129,9 @@ func TestLocationMount(t *testing.T) {
 	waitChecksum(t, url, gone)
 
 	path := filepath.Join(mnt, "active", "big.raw")
-	before := web.served.Load()
+	before := web.Served.Load()
 	info := mustRun(t, "qemu-img", "info", "--output", "json", path)
-	read := web.served.Load() - before
+	read := web.Served.Load() - before
 	if !strings.Contains(info, `"format": "raw"`) || !strings.Contains(info, `"virtual-size": 134217728`) {
 		t.Fatalf("qemu-img info through the mount:\n%s", info)
 	}
@@ -200,7 +144,7 @@ func TestLocationMount(t *testing.T) {
 	}
 
 	// The URL of the other image goes away: EIO, and the daemon serves on.
-	web.remove("/gone.raw")
+	web.Remove("/gone.raw")
 	mustFail(t, "Input/output error", "cat", filepath.Join(mnt, "active", "gone.raw"))
 	if resp, err := http.Get(url + "/v2/images/" + gone + "/file"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("REST download of a vanished location: %v %v", resp, err)
@@ -218,7 +162,7 @@ func TestLocationMount(t *testing.T) {
 	if getImage(t, url, id) != nil {
 		t.Fatal("image still there after rm")
 	}
-	if web.writes.Load() != 0 {
+	if web.Writes.Load() != 0 {
 		t.Fatal("rm sent a write to the web server")
 	}
 	if resp, err := http.Head(loc); err != nil || resp.StatusCode != 200 {
