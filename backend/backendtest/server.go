@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -134,4 +135,46 @@ func FreePorts(n int) ([]int, error) {
 func OptedIn(store string) bool {
 	stores := strings.FieldsFunc(os.Getenv("GLIMPSE_TEST_STORES"), func(r rune) bool { return r == ',' || r == ' ' })
 	return os.Getenv("CI") != "" && slices.Contains(stores, store)
+}
+
+// SwiftServer is a single-node Swift started by scripts/swift, which
+// script names relative to the test's directory.
+func SwiftServer(script string) *ScriptServer {
+	return &ScriptServer{
+		Store:  "swift",
+		Script: script,
+		Bins:   []string{"swift-proxy-server", "swift-object-server", "swift-container-server", "swift-account-server", "memcached", "curl"},
+		Hint:   "apt-get install swift swift-proxy swift-object swift-container swift-account memcached curl",
+		Ports:  5,
+		Env: func(dir string, ports []int) []string {
+			return []string{
+				"SWIFT_DIR=" + filepath.Join(dir, "swift"),
+				fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[0]),
+				fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[1]),
+				fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[2]),
+				fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[3]),
+				fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[4]),
+			}
+		},
+	}
+}
+
+// CephServer is a one-mon, one-OSD Ceph started by scripts/ceph, which
+// script names relative to the test's directory.
+func CephServer(script string) *ScriptServer {
+	return &ScriptServer{
+		Store:  "rbd",
+		Script: script,
+		Bins:   []string{"ceph-mon", "ceph-osd", "ceph", "rados", "uuidgen"},
+		Hint:   "apt-get install ceph-mon ceph-osd ceph-common uuid-runtime",
+		Ports:  2,
+		Env: func(dir string, ports []int) []string {
+			return []string{
+				"CEPH_DIR=" + filepath.Join(dir, "ceph"),
+				"CEPH_WATCH_TIMEOUT=5",
+				fmt.Sprintf("CEPH_MON_V2_PORT=%d", ports[0]),
+				fmt.Sprintf("CEPH_MON_V1_PORT=%d", ports[1]),
+			}
+		},
+	}
 }

@@ -33,21 +33,7 @@ import (
 // server is the Ceph the tests share.
 type server struct{ *backendtest.ScriptServer }
 
-var srv = server{&backendtest.ScriptServer{
-	Store:  "rbd",
-	Script: "../../scripts/ceph",
-	Bins:   []string{"ceph-mon", "ceph-osd", "ceph", "rados", "uuidgen"},
-	Hint:   "apt-get install ceph-mon ceph-osd ceph-common uuid-runtime",
-	Ports:  2,
-	Env: func(dir string, ports []int) []string {
-		return []string{
-			"CEPH_DIR=" + filepath.Join(dir, "ceph"),
-			"CEPH_WATCH_TIMEOUT=5",
-			fmt.Sprintf("CEPH_MON_V2_PORT=%d", ports[0]),
-			fmt.Sprintf("CEPH_MON_V1_PORT=%d", ports[1]),
-		}
-	},
-}}
+var srv = server{backendtest.CephServer("../../scripts/ceph")}
 
 func TestMain(m *testing.M) {
 	if os.Getenv("GLIMPSE_TEST_CRASH_CONF") != "" {

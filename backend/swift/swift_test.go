@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,23 +28,7 @@ const segSize = 1 << 20 // Swift rate-limits reading segments under 1 MiB
 // server is the Swift the tests share.
 type server struct{ *backendtest.ScriptServer }
 
-var srv = server{&backendtest.ScriptServer{
-	Store:  "swift",
-	Script: "../../scripts/swift",
-	Bins:   []string{"swift-proxy-server", "swift-object-server", "swift-container-server", "swift-account-server", "memcached", "curl"},
-	Hint:   "apt-get install swift swift-proxy swift-object swift-container swift-account memcached curl",
-	Ports:  5,
-	Env: func(dir string, ports []int) []string {
-		return []string{
-			"SWIFT_DIR=" + filepath.Join(dir, "swift"),
-			fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[0]),
-			fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[1]),
-			fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[2]),
-			fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[3]),
-			fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[4]),
-		}
-	},
-}}
+var srv = server{backendtest.SwiftServer("../../scripts/swift")}
 
 func TestMain(m *testing.M) {
 	if os.Getenv("GLIMPSE_TEST_CRASH_AUTH") != "" {

@@ -5,7 +5,6 @@ package main
 import (
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,21 +16,7 @@ import (
 // returns a runner of scripts/ceph for this cluster ("stop --keep",
 // "start": the store going away and back).
 func startCeph(t *testing.T) func(args ...string) string {
-	return startScriptServer(t, &backendtest.ScriptServer{
-		Store:  "rbd",
-		Script: "../../scripts/ceph",
-		Bins:   []string{"ceph-mon", "ceph-osd"},
-		Hint:   "scripts/install-deps installs Ceph",
-		Ports:  2,
-		Env: func(dir string, ports []int) []string {
-			return []string{
-				"CEPH_DIR=" + filepath.Join(dir, "ceph"),
-				"CEPH_WATCH_TIMEOUT=5",
-				fmt.Sprintf("CEPH_MON_V2_PORT=%d", ports[0]),
-				fmt.Sprintf("CEPH_MON_V1_PORT=%d", ports[1]),
-			}
-		},
-	})
+	return startScriptServer(t, backendtest.CephServer("../../scripts/ceph"))
 }
 
 // rbdImages lists the RBD images in pool behind the daemon's back.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,23 +19,7 @@ import (
 // Swift in GLIMPSE_TEST_STORES. It returns a runner of scripts/swift for
 // this Swift ("stop --keep", "start": the store going away and back).
 func startSwift(t *testing.T) func(args ...string) string {
-	return startScriptServer(t, &backendtest.ScriptServer{
-		Store:  "swift",
-		Script: "../../scripts/swift",
-		Bins:   []string{"swift-proxy-server", "swift-object-server", "memcached"},
-		Hint:   "scripts/install-deps installs Swift",
-		Ports:  5,
-		Env: func(dir string, ports []int) []string {
-			return []string{
-				"SWIFT_DIR=" + filepath.Join(dir, "swift"),
-				fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[0]),
-				fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[1]),
-				fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[2]),
-				fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[3]),
-				fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[4]),
-			}
-		},
-	})
+	return startScriptServer(t, backendtest.SwiftServer("../../scripts/swift"))
 }
 
 // startScriptServer starts srv for this test alone (stopped at its end),
