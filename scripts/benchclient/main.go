@@ -4,7 +4,8 @@
 //
 //	benchclient s3-put FILE BUCKET KEY     minio-go PutObject (AWS_* env)
 //	benchclient s3-put-hashed FILE BUCKET KEY
-//	                                       the same PutObject while the file is
+//	benchclient swift-put-hashed FILE CONTAINER OBJECT
+//	                                       the same upload while the file is
 //	                                       hashed with md5 and sha512 beside it:
 //	                                       the work any Glance store does
 //	benchclient s3-get BUCKET KEY          minio-go GetObject, bytes discarded
@@ -42,10 +43,10 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: benchclient s3-put|s3-put-hashed|s3-get|swift-put|rbd-put ARGS")
+		return fmt.Errorf("usage: benchclient s3-put|s3-put-hashed|s3-get|swift-put|swift-put-hashed|rbd-put ARGS")
 	}
 	cmd, args := args[0], args[1:]
-	want := map[string]int{"s3-put": 3, "s3-put-hashed": 3, "s3-get": 2, "swift-put": 3, "rbd-put": 3}
+	want := map[string]int{"s3-put": 3, "s3-put-hashed": 3, "s3-get": 2, "swift-put": 3, "swift-put-hashed": 3, "rbd-put": 3}
 	n, ok := want[cmd]
 	if !ok {
 		return fmt.Errorf("unknown command %q", cmd)
@@ -60,11 +61,13 @@ func run(ctx context.Context, args []string) error {
 	case "s3-put":
 		bytes, err = s3Put(ctx, args[0], args[1], args[2])
 	case "s3-put-hashed":
-		bytes, err = s3PutHashed(ctx, args[0], args[1], args[2])
+		bytes, err = hashedBeside(args[0], func() (int64, error) { return s3Put(ctx, args[0], args[1], args[2]) })
 	case "s3-get":
 		bytes, err = s3Get(ctx, args[0], args[1])
 	case "swift-put":
 		bytes, err = swiftPut(ctx, args[0], args[1], args[2])
+	case "swift-put-hashed":
+		bytes, err = hashedBeside(args[0], func() (int64, error) { return swiftPut(ctx, args[0], args[1], args[2]) })
 	case "rbd-put":
 		bytes, err = rbdPut(args[0], args[1], args[2])
 	}
@@ -114,13 +117,13 @@ func s3Put(ctx context.Context, file, bucket, key string) (int64, error) {
 	return info.Size, nil
 }
 
-// s3PutHashed is s3Put while the same file is read again and hashed with
+// hashedBeside runs put while the same file is read again and hashed with
 // md5 and sha512, each on its own goroutine: the CPU any Glance store
 // spends beside the upload, without a mount in the way.
-func s3PutHashed(ctx context.Context, file, bucket, key string) (int64, error) {
+func hashedBeside(file string, put func() (int64, error)) (int64, error) {
 	hashed := make(chan error, 1)
 	go func() { hashed <- hashFile(file) }()
-	n, err := s3Put(ctx, file, bucket, key)
+	n, err := put()
 	return n, errors.Join(err, <-hashed)
 }
 
