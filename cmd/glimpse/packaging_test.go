@@ -62,3 +62,26 @@ func TestInstallScriptAndUnit(t *testing.T) {
 		t.Error("the unit lost Type=notify or the umount clean-up")
 	}
 }
+
+// scripts/install builds a binary that says which commit it was built
+// from, even on a machine whose GOFLAGS turn VCS stamping off.
+func TestInstallStampsRevision(t *testing.T) {
+	needTool(t, "git")
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	root := t.TempDir()
+	install := exec.Command("../../scripts/install")
+	install.Env = append(os.Environ(), "DESTDIR="+root, "GOFLAGS=-buildvcs=false")
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/install: %v\n%s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(root, "usr/local/bin/glimpse"), "version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("glimpse version: %v\n%s", err, out)
+	}
+	if want := "(revision " + strings.TrimSpace(string(head)); !strings.Contains(string(out), want) {
+		t.Fatalf("glimpse version says %q, want it to contain %q", out, want)
+	}
+}
