@@ -89,8 +89,9 @@ type Config struct {
 	// with a CRC32C of each part (a header, or a trailer on a streamed
 	// PUT) that the server checks, so a corrupted byte still fails the
 	// request: what minio-go does over HTTPS and what the AWS SDKs do by
-	// default. Servers without checksum trailers (Ceph RGW before Reef)
-	// need SignPayload. Over HTTPS it only turns the CRC32C off.
+	// default. Servers without aws-chunked checksum trailers (older Ceph
+	// RGW releases, some other S3 implementations) need SignPayload. Over
+	// HTTPS it only turns the CRC32C off.
 	SignPayload bool
 
 	// MaxRetries is how often minio-go retries a failed request (its
