@@ -86,7 +86,7 @@ type Writer interface {
 // RandomWriter is a Writer that also accepts writes at any offset, reads
 // back what was written, and truncates, as a file does. Backends that can
 // offer it cheaply (local disk) implement it, so that the mount can take the
-// out-of-order writes of cp --sparse or qemu-img without a spool.
+// out-of-order writes of cp --sparse or dd seek= without a spool.
 type RandomWriter interface {
 	Writer
 	io.WriterAt

@@ -1,7 +1,7 @@
 // Package spool turns any backend's Writer into a backend.RandomWriter, so
 // that the mount can take the writes of cp --sparse (holes, a final
-// ftruncate) and qemu-img (out of order, reading back its own metadata) on
-// a store that only streams (S3, Swift).
+// ftruncate) and of writers that seek back or reread what they wrote (a
+// header patched after the data) on a store that only streams (S3, Swift).
 //
 // While the writes arrive in order the bytes go straight to the store's
 // stream and nowhere else (a hole is streamed as the zeros it reads as), so

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"os"
@@ -236,5 +238,85 @@ func killMinIO(t *testing.T) (restart func()) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+}
+
+// A writer that goes back works on S3 too: a pwrite below what was
+// already streamed and a read of it make the upload fall back to a spool
+// file, and it ends active with the right bytes; a daemon killed after such
+// a fallback leaves nothing of that upload in the bucket or the spool once
+// it is back.
+func TestServeS3SeekingWriter(t *testing.T) {
+	needMount(t)
+	client := startMinIO(t)
+	tmp := t.TempDir()
+	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
+	spoolDir := filepath.Join(data, "spool")
+	d := startDaemon(t, data, mnt, "--store", "s3://images")
+
+	// A pwrite below the streamed bytes, past the first part: the
+	// multipart upload is under way when the writer goes back.
+	content := make([]byte, 20<<20)
+	rand.Read(content)
+	patched := filepath.Join(mnt, "active", "patched.img")
+	f, err := os.Create(patched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(spoolDir); len(left) != 0 {
+		t.Fatalf("spool files while streaming in order: %d", len(left))
+	}
+	if _, err := f.WriteAt([]byte("patched"), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	copy(content[1<<20:], "patched")
+	back := make([]byte, 16)
+	if _, err := f.ReadAt(back, 1<<20-8); err != nil || !bytes.Equal(back, content[1<<20-8:1<<20+8]) {
+		t.Fatalf("read back through the writer's descriptor: %q %v", back, err)
+	}
+	if left, _ := os.ReadDir(spoolDir); len(left) != 1 {
+		t.Fatalf("spool files after a write below the streamed bytes: %d, want 1", len(left))
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(patched); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("patched image reads back wrong (%v)", err)
+	}
+	patchedID := xattr(t, patched, "id")
+	want := []string{patchedID}
+	if keys := objects(t, client, "images"); fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Fatalf("bucket holds %v, want %v", keys, want)
+	}
+
+	// Killed after a fallback: the prefix it committed is in the bucket
+	// until the daemon is back.
+	f, err = os.Create(filepath.Join(mnt, "active", "doomed.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if keys := objects(t, client, "images"); len(keys) != 2 {
+		t.Fatalf("bucket after the fallback holds %v, want the prefix beside the image", keys)
+	}
+	d.kill()
+	f.Close() // the connection is gone: any error
+	startDaemon(t, data, mnt, "--store", "s3://images")
+	if reason := xattr(t, filepath.Join(mnt, "killed", "doomed.img"), "glimpse.error"); reason == "" {
+		t.Error("the interrupted upload is not killed with a reason")
+	}
+	if keys := objects(t, client, "images"); fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Fatalf("bucket after the restart holds %v, want %v", keys, want)
+	}
+	if left, _ := os.ReadDir(spoolDir); len(left) != 0 {
+		t.Fatalf("spool files after the restart: %d", len(left))
 	}
 }
