@@ -78,6 +78,33 @@ func (s *ScriptServer) start() {
 	}
 }
 
+// StartForTest starts a server of this test's own (s must be fresh: one
+// per test), stopped when the test ends, exports the variables the
+// script's "env" prints, and returns a runner of the script that fails the
+// test on an error ("stop --keep", "start": the store going away and back).
+func (s *ScriptServer) StartForTest(t *testing.T) func(args ...string) string {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	s.Need(t)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := s.Run(args...)
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", s.Script, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(run("env")), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		t.Setenv(k, v)
+	}
+	return run
+}
+
 // Run runs the script with the server's environment.
 func (s *ScriptServer) Run(args ...string) ([]byte, error) {
 	cmd := exec.Command(s.Script, args...)
@@ -146,16 +173,20 @@ func SwiftServer(script string) *ScriptServer {
 		Bins:   []string{"swift-proxy-server", "swift-object-server", "swift-container-server", "swift-account-server", "memcached", "curl"},
 		Hint:   "apt-get install swift swift-proxy swift-object swift-container swift-account memcached curl",
 		Ports:  5,
-		Env: func(dir string, ports []int) []string {
-			return []string{
-				"SWIFT_DIR=" + filepath.Join(dir, "swift"),
-				fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[0]),
-				fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[1]),
-				fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[2]),
-				fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[3]),
-				fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[4]),
-			}
-		},
+		Env:    SwiftEnv,
+	}
+}
+
+// SwiftEnv is scripts/swift's environment for a Swift in dir on five
+// ports: proxy, object, container, account, memcached.
+func SwiftEnv(dir string, ports []int) []string {
+	return []string{
+		"SWIFT_DIR=" + filepath.Join(dir, "swift"),
+		fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[0]),
+		fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[1]),
+		fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[2]),
+		fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[3]),
+		fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[4]),
 	}
 }
 

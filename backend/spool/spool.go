@@ -182,7 +182,9 @@ func (w *Writer) fallback() error {
 	ctx := context.Background() // the store's own timeouts bound these calls
 	err := w.stream.Commit(ctx)
 	if err != nil {
-		w.stream.Abort(ctx)
+		// Whatever the abort leaves (a multipart upload the store
+		// did not take back) AbortStale or the next start removes.
+		err = errors.Join(err, w.stream.Abort(ctx))
 	}
 	w.stream = nil
 	if err == nil {

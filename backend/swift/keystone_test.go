@@ -52,14 +52,7 @@ func TestKeystone(t *testing.T) {
 	ks("start")
 	t.Logf("keystone started in %v", time.Since(t0).Round(100*time.Millisecond))
 
-	sw := scriptRunner(t, "swift",
-		"SWIFT_DIR="+filepath.Join(dir, "swift"),
-		fmt.Sprintf("SWIFT_PROXY_PORT=%d", ports[1]),
-		fmt.Sprintf("SWIFT_OBJECT_PORT=%d", ports[2]),
-		fmt.Sprintf("SWIFT_CONTAINER_PORT=%d", ports[3]),
-		fmt.Sprintf("SWIFT_ACCOUNT_PORT=%d", ports[4]),
-		fmt.Sprintf("SWIFT_MEMCACHE_PORT=%d", ports[5]),
-		"SWIFT_KEYSTONE_URL="+keystoneURL)
+	sw := scriptRunner(t, "swift", append(backendtest.SwiftEnv(dir, ports[1:6]), "SWIFT_KEYSTONE_URL="+keystoneURL)...)
 	t.Cleanup(func() { sw("stop") })
 	t0 = time.Now()
 	sw("start")

@@ -16,7 +16,7 @@ import (
 // returns a runner of scripts/ceph for this cluster ("stop --keep",
 // "start": the store going away and back).
 func startCeph(t *testing.T) func(args ...string) string {
-	return startScriptServer(t, backendtest.CephServer("../../scripts/ceph"))
+	return backendtest.CephServer("../../scripts/ceph").StartForTest(t)
 }
 
 // rbdImages lists the RBD images in pool behind the daemon's back.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/ncw/swift/v2"
@@ -19,32 +18,7 @@ import (
 // Swift in GLIMPSE_TEST_STORES. It returns a runner of scripts/swift for
 // this Swift ("stop --keep", "start": the store going away and back).
 func startSwift(t *testing.T) func(args ...string) string {
-	return startScriptServer(t, backendtest.SwiftServer("../../scripts/swift"))
-}
-
-// startScriptServer starts srv for this test alone (stopped at its end),
-// exports the variables its script's "env" prints, and returns a runner of
-// the script for this server that fails the test on an error.
-func startScriptServer(t *testing.T, srv *backendtest.ScriptServer) func(args ...string) string {
-	t.Helper()
-	t.Cleanup(func() {
-		if err := srv.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	srv.Need(t)
-	run := func(args ...string) string {
-		out, err := srv.Run(args...)
-		if err != nil {
-			t.Fatalf("%s %s: %v\n%s", srv.Script, strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(run("env")), "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		t.Setenv(k, v)
-	}
-	return run
+	return backendtest.SwiftServer("../../scripts/swift").StartForTest(t)
 }
 
 // swiftObjects lists container behind the daemon's back (nil if it does

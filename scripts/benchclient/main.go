@@ -18,20 +18,18 @@ package main
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha512"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/url"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	ncw "github.com/ncw/swift/v2"
+
+	"github.com/glimpse-project/glimpse/scripts/internal/floor"
 )
 
 func main() {
@@ -122,51 +120,9 @@ func s3Put(ctx context.Context, file, bucket, key string) (int64, error) {
 // spends beside the upload, without a mount in the way.
 func hashedBeside(file string, put func() (int64, error)) (int64, error) {
 	hashed := make(chan error, 1)
-	go func() { hashed <- hashFile(file) }()
+	go func() { _, err := floor.HashFile(file); hashed <- err }()
 	n, err := put()
 	return n, errors.Join(err, <-hashed)
-}
-
-func hashFile(file string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sums := []hash.Hash{md5.New(), sha512.New()}
-	var wg sync.WaitGroup
-	chans := make([]chan []byte, len(sums))
-	for i, h := range sums {
-		chans[i] = make(chan []byte, 4)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range chans[i] {
-				h.Write(b)
-			}
-		}()
-	}
-	defer wg.Wait()
-	defer func() {
-		for _, c := range chans {
-			close(c)
-		}
-	}()
-	for {
-		buf := make([]byte, 1<<20)
-		n, err := io.ReadFull(f, buf)
-		if n > 0 {
-			for _, c := range chans {
-				c <- buf[:n]
-			}
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 func s3Get(ctx context.Context, bucket, key string) (int64, error) {
