@@ -59,6 +59,7 @@ func loadTokens(path string) (*tokens, error) {
 			Project:  e.Project,
 			Admin:    admin,
 			ReadOnly: !admin && !slices.Contains(e.Roles, "member"),
+			Roles:    slices.Clone(e.Roles),
 		}
 	}
 	return t, nil

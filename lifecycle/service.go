@@ -26,6 +26,12 @@ type Principal struct {
 	Admin   bool
 	// ReadOnly is true for callers with only the reader role.
 	ReadOnly bool
+	// User is the authenticated user's id (Keystone), empty for token-file
+	// and unauthenticated callers.
+	User string
+	// Roles are the caller's role names as its credential lists them
+	// (Keystone's token, or the token file); policy rules match on them.
+	Roles []string
 }
 
 // Config holds the Service's dependencies.
