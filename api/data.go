@@ -111,11 +111,8 @@ func copyFull(dst io.Writer, src io.Reader) error {
 // hex md5 of the whole image, as Glance sends it.
 func (s *Server) downloadData(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	id := r.PathValue("id")
-	// As in Glance, only admins may download deactivated content.
-	rd, img, err := s.svc.Open(r.Context(), p, id, lifecycle.OpenOptions{AllowDeactivated: p.Admin})
-	if errors.Is(err, lifecycle.ErrForbidden) {
-		return errorf(http.StatusForbidden, "The requested image has been deactivated. Image data download is forbidden.")
-	}
+	// As in Glance, admins may download deactivated content.
+	rd, img, err := s.svc.Open(r.Context(), p, id, lifecycle.OpenOptions{AdminsReadDeactivated: true})
 	if err != nil {
 		return notFound(id, err)
 	}

@@ -25,9 +25,9 @@ var importMethods = []string{"glance-direct", "web-download"}
 // imageView renders img as Glance's image JSON for p: every base key
 // present (null when unset), custom properties as top-level strings,
 // locations for those who may see them.
-func imageView(img *meta.Image, p lifecycle.Principal) map[string]any {
+func (s *Server) imageView(img *meta.Image, p lifecycle.Principal) map[string]any {
 	v := map[string]any{}
-	addLocationsView(v, p, img)
+	s.addLocationsView(v, p, img)
 	for k, val := range img.Properties {
 		v[k] = val
 	}
@@ -141,9 +141,12 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, p lifecycle
 		case slices.Contains(reservedKeys, k), strings.HasPrefix(k, "os_glance"):
 			err = errorf(http.StatusForbidden, "Attribute '%s' is reserved.", k)
 		case k == "owner":
-			// Owners are projects; glimpse gives the image to the caller's.
-			if o, ok := v.(string); !ok || o != p.Project {
-				err = errorf(http.StatusForbidden, "Attribute 'owner' is read-only: images belong to the caller's project (%s).", p.Project)
+			// Admins may give the image to another project; the lifecycle
+			// decides (add_image). null: the caller's project.
+			if v != nil {
+				if spec.Owner, err = str(k, v, false); err == nil && len(spec.Owner) > 255 {
+					err = errorf(http.StatusBadRequest, "Provided object does not match schema 'image': owner is too long (at most 255 characters)")
+				}
 			}
 		case k == "id":
 			spec.ID, err = str(k, v, false)
@@ -187,7 +190,7 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, p lifecycle
 	}
 	w.Header().Set("Location", baseURL(r)+"/v2/images/"+img.ID)
 	w.Header().Set("OpenStack-image-import-methods", strings.Join(importMethods, ","))
-	writeJSON(w, http.StatusCreated, imageView(img, p))
+	writeJSON(w, http.StatusCreated, s.imageView(img, p))
 	return nil
 }
 
@@ -251,7 +254,7 @@ func (s *Server) showImage(w http.ResponseWriter, r *http.Request, p lifecycle.P
 	if err != nil {
 		return notFound(r.PathValue("id"), err)
 	}
-	writeJSON(w, http.StatusOK, imageView(img, p))
+	writeJSON(w, http.StatusOK, s.imageView(img, p))
 	return nil
 }
 
@@ -326,7 +329,7 @@ func (s *Server) patchImage(w http.ResponseWriter, r *http.Request, p lifecycle.
 			return notFound(id, err)
 		}
 	}
-	writeJSON(w, http.StatusOK, imageView(img, p))
+	writeJSON(w, http.StatusOK, s.imageView(img, p))
 	return nil
 }
 
@@ -363,9 +366,6 @@ func decodeChange(c map[string]any, v20 bool) (lifecycle.Op, error) {
 	value, hasValue := c["value"]
 	if op != "remove" && !hasValue {
 		return lifecycle.Op{}, errorf(http.StatusBadRequest, "Unable to find '%s' in JSON Schema change", "value")
-	}
-	if key == "owner" {
-		return lifecycle.Op{}, errorf(http.StatusForbidden, "Attribute '%s' is read-only.", key)
 	}
 	if (key == "min_disk" || key == "min_ram") && op != "remove" {
 		if _, err := integer(key, value); err != nil {

@@ -40,7 +40,7 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, p lifecycle.
 	}
 	views := make([]map[string]any, 0, len(imgs))
 	for _, img := range imgs {
-		views = append(views, imageView(img, p))
+		views = append(views, s.imageView(img, p))
 	}
 	// first: the query without marker; next: plus the last id.
 	params := r.URL.Query()

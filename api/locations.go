@@ -16,11 +16,11 @@ import (
 // POST/GET /v2/images/{id}/locations.
 
 // addLocationsView shows img's locations and direct_url to those who may
-// see them (admins and the owner), as a Glance deployment with
-// show_multiple_locations and show_image_direct_url would; others see
-// neither key, as with Glance's defaults.
-func addLocationsView(v map[string]any, p lifecycle.Principal, img *meta.Image) {
-	if !lifecycle.CanSeeLocations(p, img) {
+// see them (get_image_location: admins and the owner by default), as a
+// Glance deployment with show_multiple_locations and show_image_direct_url
+// would; others see neither key, as with Glance's defaults.
+func (s *Server) addLocationsView(v map[string]any, p lifecycle.Principal, img *meta.Image) {
+	if !s.svc.Authorizer().CanSeeLocations(p, img) {
 		return
 	}
 	v["locations"] = locationsList(img)
@@ -175,7 +175,7 @@ func (s *Server) applyLocationChange(r *http.Request, p lifecycle.Principal, id 
 			// position exists.
 			return nil, errorf(http.StatusBadRequest, "Invalid JSON pointer for this resource: '/locations/%d'", lc.index)
 		}
-		return s.svc.AddLocation(r.Context(), p, id, loc, vd)
+		return s.svc.AddLocation(r.Context(), p, id, loc, vd, lifecycle.LocationByPatch)
 	case "remove":
 		return s.svc.RemoveLocation(r.Context(), p, id, lc.index)
 	default: // replace
@@ -207,7 +207,7 @@ func (s *Server) addLocation(w http.ResponseWriter, r *http.Request, p lifecycle
 		return err
 	}
 	id := r.PathValue("id")
-	if _, err := s.svc.AddLocation(r.Context(), p, id, loc, vd); err != nil {
+	if _, err := s.svc.AddLocation(r.Context(), p, id, loc, vd, lifecycle.LocationByPost); err != nil {
 		return notFound(id, err)
 	}
 	w.WriteHeader(http.StatusAccepted)
@@ -217,15 +217,12 @@ func (s *Server) addLocation(w http.ResponseWriter, r *http.Request, p lifecycle
 // getLocations is GET /v2/images/{id}/locations: [{"url", "metadata"}].
 func (s *Server) getLocations(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	id := r.PathValue("id")
-	img, err := s.svc.Get(r.Context(), p, id)
+	locs, err := s.svc.Locations(r.Context(), p, id)
 	if err != nil {
 		return notFound(id, err)
-	}
-	if !lifecycle.CanSeeLocations(p, img) {
-		return errorf(http.StatusForbidden, "You are not authorized to see the locations of image %s.", id)
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(locationsList(img))
+	return enc.Encode(locationsList(&meta.Image{Locations: locs}))
 }

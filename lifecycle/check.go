@@ -248,8 +248,8 @@ func (s *Service) owned(key string) (bool, error) {
 // property glimpse_scrub_error saying why. Nothing is deleted: the operator
 // decides. Only admins may scrub.
 func (s *Service) Scrub(ctx context.Context, p Principal, mark bool) (CheckReport, error) {
-	if !p.Admin {
-		return CheckReport{}, fmt.Errorf("%w: only admins may scrub the store", ErrForbidden)
+	if !s.auth.IsAdmin(p) {
+		return CheckReport{}, fmt.Errorf("%w: only admins (context_is_admin) may scrub the store", ErrForbidden)
 	}
 	rep, err := s.Check(ctx, CheckOptions{Rehash: true})
 	if err != nil || !mark {
@@ -305,8 +305,8 @@ type GCReport struct {
 // before GC began, and the writes of live uploads are spared. A dry run
 // only reports the orphans. Only admins may collect garbage.
 func (s *Service) GC(ctx context.Context, p Principal, dryRun bool) (GCReport, error) {
-	if !p.Admin {
-		return GCReport{}, fmt.Errorf("%w: only admins may collect garbage in the store", ErrForbidden)
+	if !s.auth.IsAdmin(p) {
+		return GCReport{}, fmt.Errorf("%w: only admins (context_is_admin) may collect garbage in the store", ErrForbidden)
 	}
 	rep := GCReport{DryRun: dryRun, Orphans: []string{}}
 	began := time.Now()

@@ -81,7 +81,7 @@ func FuzzApply(f *testing.F) {
 		}
 		before := img.Clone()
 		value := fuzzValue(kind, text, n, x)
-		if err := apply(img, Op{Op: op, Key: key, Value: value}, admin); err != nil {
+		if err := apply(img, Op{Op: op, Key: key, Value: value}, func(string) bool { return admin }); err != nil {
 			if !reflect.DeepEqual(img, before) {
 				t.Fatalf("refused %s %q (%v) changed the image:\n%+v\n%+v", op, key, err, before, img)
 			}

@@ -353,9 +353,17 @@ func TestMoveRules(t *testing.T) {
 	if _, err := e.svc.Move(ctx, admin, img.ID, "m", meta.Killed); !errors.Is(err, meta.ErrIllegalMove) {
 		t.Fatalf("active to killed: %v", err)
 	}
+	// Glance's deactivate rule: the owner's members may, its readers not.
+	reader := Principal{Project: "admin", ReadOnly: true}
+	if _, err := e.svc.Move(ctx, reader, img.ID, "m", meta.Deactivated); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("reader deactivating: %v", err)
+	}
 	member := Principal{Project: "admin"} // the owner, but not an admin
-	if _, err := e.svc.Move(ctx, member, img.ID, "m", meta.Deactivated); !errors.Is(err, ErrForbidden) {
-		t.Fatalf("member deactivating: %v", err)
+	if got, err := e.svc.Move(ctx, member, img.ID, "m", meta.Deactivated); err != nil || got.Status != meta.Deactivated {
+		t.Fatalf("the owner's member deactivating: %+v %v", got, err)
+	}
+	if got, err := e.svc.Move(ctx, member, img.ID, "m", meta.Active); err != nil || got.Status != meta.Active {
+		t.Fatalf("the owner's member reactivating: %+v %v", got, err)
 	}
 	got, err := e.svc.Move(ctx, admin, img.ID, "m2", meta.Deactivated)
 	if err != nil || got.Status != meta.Deactivated || got.Name != "m2" {

@@ -62,8 +62,13 @@ type ListQuery struct {
 
 // List returns a page of the images p may see that match q, and whether
 // the page is full (so a further page may exist). Killed images are never
-// listed.
+// listed. get_images must let p list at all; then each image is one p may
+// see.
 func (s *Service) List(ctx context.Context, p Principal, q ListQuery) ([]*meta.Image, bool, error) {
+	v := s.auth.viewer(p)
+	if v.listable != nil {
+		return nil, false, v.listable
+	}
 	for _, f := range q.Filters {
 		if err := checkFilter(f); err != nil {
 			return nil, false, err
@@ -76,12 +81,15 @@ func (s *Service) List(ctx context.Context, p Principal, q ListQuery) ([]*meta.I
 	var all []*meta.Image
 	markerSeen := false
 	var marker *meta.Image
-	err = s.All(ctx, p, func(img *meta.Image) error {
+	err = s.store.All(func(img *meta.Image) error {
+		if !v.sees(img) {
+			return nil
+		}
 		if img.ID == q.Marker {
 			markerSeen = true
 			marker = img
 		}
-		if img.Status == meta.Killed || !q.matches(p, img) {
+		if img.Status == meta.Killed || !q.matches(p, v.creds.IsAdmin, img) {
 			return nil
 		}
 		all = append(all, img)
@@ -140,11 +148,11 @@ func completeSort(keys []SortKey) ([]SortKey, error) {
 	return out, nil
 }
 
-func (q *ListQuery) matches(p Principal, img *meta.Image) bool {
+func (q *ListQuery) matches(p Principal, admin bool, img *meta.Image) bool {
 	switch q.Visibility {
 	case "all":
 	case "":
-		if !p.Admin && img.Visibility == "community" && img.Owner != p.Project {
+		if !admin && img.Visibility == "community" && img.Owner != p.Project {
 			return false
 		}
 	default:

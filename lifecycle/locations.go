@@ -10,6 +10,7 @@ import (
 
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/convert"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 )
 
@@ -82,7 +83,8 @@ func CheckLocationURL(raw string) error {
 // URL is probed (HEAD, then the inspector's ranged reads); on any failure
 // the image stays queued and nothing changes. On success the image is
 // active and its content is hashed, or vd verified, in the background.
-func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc meta.Location, vd *ValidationData) (*meta.Image, error) {
+// via says which request asks, for its rule.
+func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc meta.Location, vd *ValidationData, via LocationRequest) (*meta.Image, error) {
 	if s.locations == nil {
 		return nil, fmt.Errorf("%w: this glimpse takes no locations", ErrForbidden)
 	}
@@ -96,7 +98,7 @@ func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc m
 	if err != nil {
 		return nil, err
 	}
-	if err := canAddLocation(p, img); err != nil {
+	if err := s.canAddLocation(p, img, via); err != nil {
 		return nil, err
 	}
 	size, report, err := s.probeLocation(ctx, loc.URL)
@@ -107,10 +109,10 @@ func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc m
 		loc.Metadata = map[string]any{}
 	}
 	img, err = s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
+		if !s.auth.CanSee(p, img) {
 			return ErrNotFound
 		}
-		if err := canAddLocation(p, img); err != nil {
+		if err := s.canAddLocation(p, img, via); err != nil {
 			return err
 		}
 		if !report.Matches(img.DiskFormat) {
@@ -146,8 +148,20 @@ func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc m
 	return img, nil
 }
 
-func canAddLocation(p Principal, img *meta.Image) error {
-	if err := canModify(p, img); err != nil {
+// LocationRequest is the request that adds a location: each has its rule.
+type LocationRequest string
+
+const (
+	// LocationByPatch: a JSON patch "add /locations/-" (glance
+	// location-add), under set_image_location.
+	LocationByPatch LocationRequest = policy.SetImageLocation
+	// LocationByPost: POST /v2/images/{id}/locations (Glance 2024.1),
+	// under add_image_location (the service role or the owner's members).
+	LocationByPost LocationRequest = policy.AddImageLocation
+)
+
+func (s *Service) canAddLocation(p Principal, img *meta.Image, via LocationRequest) error {
+	if err := s.auth.mayDo(p, string(via), img); err != nil {
 		return err
 	}
 	if img.Status != meta.Queued {
@@ -183,7 +197,7 @@ func (s *Service) probeLocation(ctx context.Context, url string) (int64, convert
 // keeps one per image, so this only ever refuses; it exists so that the
 // refusal is the lifecycle's and the faces tell it the same way.
 func (s *Service) RemoveLocation(ctx context.Context, p Principal, id string, i int) (*meta.Image, error) {
-	return s.modify(ctx, p, id, func(img *meta.Image) error {
+	return s.modify(ctx, p, id, policy.DeleteImageLocation, func(img *meta.Image) error {
 		if i < 0 || i >= len(img.Locations) {
 			return fmt.Errorf("%w: image %s has no location %d", ErrInvalid, id, i)
 		}
@@ -199,7 +213,7 @@ func (s *Service) RemoveLocation(ctx context.Context, p Principal, id string, i 
 // metadata of existing locations may change (what glance location-update
 // sends); a new URL, or none, is refused.
 func (s *Service) ReplaceLocations(ctx context.Context, p Principal, id string, locs []meta.Location) (*meta.Image, error) {
-	return s.modify(ctx, p, id, func(img *meta.Image) error {
+	return s.modify(ctx, p, id, policy.SetImageLocation, func(img *meta.Image) error {
 		if len(locs) == 0 {
 			return fmt.Errorf("%w: cannot set the locations of image %s to an empty list", ErrForbidden, id)
 		}
@@ -392,9 +406,17 @@ func (s *Service) resumeHashes() error {
 	return nil
 }
 
-// CanSeeLocations reports whether p may see where img's content is: admins
-// and the owner's project. Others, who may see a public image, do not
-// learn where its bytes live (Glance hides locations by default).
-func CanSeeLocations(p Principal, img *meta.Image) bool {
-	return p.Admin || img.Owner == p.Project
+// Locations returns the locations of image id for GET
+// /v2/images/{id}/locations, if fetch_image_location allows (Glance: the
+// service role and admins; others see locations, where get_image_location
+// lets them, in the image itself).
+func (s *Service) Locations(ctx context.Context, p Principal, id string) ([]meta.Location, error) {
+	img, err := s.Get(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.auth.mayDo(p, policy.FetchImageLocation, img); err != nil {
+		return nil, err
+	}
+	return img.Locations, nil
 }

@@ -85,7 +85,7 @@ func TestLocationAddReadHashDelete(t *testing.T) {
 	ctx := context.Background()
 
 	img := e.create(t, "remote")
-	got, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: url, Metadata: map[string]any{"k": "v"}}, nil)
+	got, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: url, Metadata: map[string]any{"k": "v"}}, nil, LocationByPatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestLocationAddReadHashDelete(t *testing.T) {
 		t.Fatalf("metadata update: %+v, %v", upd, err)
 	}
 	// A second location is refused: glimpse keeps one per image.
-	if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: url}, nil); !errors.Is(err, ErrForbidden) {
+	if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: url}, nil, LocationByPatch); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("second location: %v", err)
 	}
 
@@ -174,7 +174,7 @@ func TestLocationProbeIsRanged(t *testing.T) {
 		}
 	})
 	defer cancel()
-	got, err := e.svc.AddLocation(context.Background(), admin, img.ID, meta.Location{URL: url}, nil)
+	got, err := e.svc.AddLocation(context.Background(), admin, img.ID, meta.Location{URL: url}, nil, LocationByPatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestLocationRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: c.url}, nil); !errors.Is(err, c.want) {
+		if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: c.url}, nil, LocationByPatch); !errors.Is(err, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
 		}
 		// Nothing changed: the image is still queued, ready for another try.
@@ -225,12 +225,12 @@ func TestLocationRefusals(t *testing.T) {
 	if _, err := e.svc.Update(ctx, admin, img.ID, []Op{{Op: "replace", Key: "visibility", Value: "public"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.AddLocation(ctx, other, img.ID, meta.Location{URL: raw}, nil); !errors.Is(err, ErrForbidden) {
+	if _, err := e.svc.AddLocation(ctx, other, img.ID, meta.Location{URL: raw}, nil, LocationByPatch); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("another project's location: %v", err)
 	}
 	// Bad validation data is refused before any request.
 	bad := &ValidationData{OSHashAlgo: "md5", OSHashValue: strings.Repeat("0", 32)}
-	if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: raw}, bad); !errors.Is(err, ErrInvalid) {
+	if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: raw}, bad, LocationByPatch); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("validation_data with another algorithm: %v", err)
 	}
 }
@@ -241,7 +241,7 @@ func TestLocationPrivateAddressRefused(t *testing.T) {
 	o := backendtest.NewWebOrigin(t)
 	url := o.Put("/disk.raw", random(t, 4096))
 	img := e.create(t, "ssrf")
-	_, err := e.svc.AddLocation(context.Background(), admin, img.ID, meta.Location{URL: url}, nil)
+	_, err := e.svc.AddLocation(context.Background(), admin, img.ID, meta.Location{URL: url}, nil, LocationByPatch)
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not allowed") {
 		t.Fatalf("loopback location: %v", err)
 	}
@@ -262,7 +262,7 @@ func TestLocationValidationData(t *testing.T) {
 
 	good := e.create(t, "good")
 	vd := &ValidationData{Checksum: hex.EncodeToString(md[:]), OSHashAlgo: "sha512", OSHashValue: hex.EncodeToString(sh[:])}
-	img, err := e.svc.AddLocation(ctx, admin, good.ID, meta.Location{URL: url}, vd)
+	img, err := e.svc.AddLocation(ctx, admin, good.ID, meta.Location{URL: url}, vd, LocationByPatch)
 	if err != nil || img.Checksum != vd.Checksum || img.Status != meta.Importing {
 		t.Fatalf("with validation data, before verification: %+v, %v", img, err)
 	}
@@ -272,7 +272,7 @@ func TestLocationValidationData(t *testing.T) {
 
 	liar := e.create(t, "liar")
 	wrong := &ValidationData{Checksum: strings.Repeat("0", 32)}
-	if _, err := e.svc.AddLocation(ctx, admin, liar.ID, meta.Location{URL: url}, wrong); err != nil {
+	if _, err := e.svc.AddLocation(ctx, admin, liar.ID, meta.Location{URL: url}, wrong, LocationByPatch); err != nil {
 		t.Fatal(err)
 	}
 	img = waitHashed(t, e, liar.ID)
@@ -289,7 +289,7 @@ func TestLocationGoneLater(t *testing.T) {
 	ctx := context.Background()
 	url := o.Put("/disk.raw", random(t, 1<<20))
 	img := e.create(t, "gone")
-	if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: url}, nil); err != nil {
+	if _, err := e.svc.AddLocation(ctx, admin, img.ID, meta.Location{URL: url}, nil, LocationByPatch); err != nil {
 		t.Fatal(err)
 	}
 	waitHashed(t, e, img.ID)

@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 )
 
@@ -156,8 +157,10 @@ type Op struct {
 	Value any
 }
 
-// apply changes img by op, enforcing Glance's rules for the key.
-func apply(img *meta.Image, op Op, admin bool) error {
+// apply changes img by op, enforcing Glance's rules for the key; may
+// answers the rules that some values need (publicize_image,
+// communitize_image).
+func apply(img *meta.Image, op Op, may grants) error {
 	key := op.Key
 	switch {
 	case readOnlyKeys[key], strings.HasPrefix(key, glimpsePrefix), strings.HasPrefix(key, reservedKeyPrefix):
@@ -192,8 +195,8 @@ func apply(img *meta.Image, op Op, admin bool) error {
 		if !slices.Contains(Visibilities, s) {
 			return fmt.Errorf("%w: visibility must be one of %s", ErrInvalid, strings.Join(Visibilities, ", "))
 		}
-		if s == "public" && !admin {
-			return fmt.Errorf("%w: only admins may publicize images", ErrForbidden)
+		if rule := visibilityRule(s); rule != "" && !may(rule) {
+			return Forbidden(rule)
 		}
 		img.Visibility = s
 	case "protected", "os_hidden":
@@ -262,6 +265,18 @@ func apply(img *meta.Image, op Op, admin bool) error {
 		img.Properties[key] = s
 	}
 	return nil
+}
+
+// visibilityRule is the rule that governs making an image public or
+// community (Glance's _enforce_image_visibility), "" for the others.
+func visibilityRule(visibility string) string {
+	switch visibility {
+	case "public":
+		return policy.PublicizeImage
+	case "community":
+		return policy.CommunitizeImage
+	}
+	return ""
 }
 
 // ValidName checks an image name as Glance does: at most 255 characters.

@@ -4,30 +4,49 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 )
 
 // Move renames image id and moves it to status to in one step, as a rename
 // between the mount's status directories does: staying in the same status
-// only renames; active to deactivated deactivates and back reactivates
-// (admins only, as in Glance); any other move is refused with an error
-// wrapping meta.ErrIllegalMove and changes nothing.
+// only renames (modify_image); active to deactivated deactivates and back
+// reactivates (the rules deactivate and reactivate: admins and the owner's
+// members by default, as in Glance); any other move is refused with an
+// error wrapping meta.ErrIllegalMove and changes nothing.
 func (s *Service) Move(ctx context.Context, p Principal, id, name string, to meta.Status) (*meta.Image, error) {
-	return s.modify(ctx, p, id, func(img *meta.Image) error {
+	return s.store.Update(ctx, id, func(img *meta.Image) error {
+		if !s.auth.CanSee(p, img) {
+			return ErrNotFound
+		}
 		from := img.Status
 		switch {
 		case from == to:
-		case from == meta.Active && to == meta.Deactivated, from == meta.Deactivated && to == meta.Active:
-			if !p.Admin {
-				return fmt.Errorf("%w: only admins may move image %s to %s", ErrForbidden, id, to)
+			if err := s.auth.mayDo(p, policy.ModifyImage, img); err != nil {
+				return err
 			}
-			img.Status = to
+		case from == meta.Active && to == meta.Deactivated, from == meta.Deactivated && to == meta.Active:
+			rule := policy.Deactivate
+			if to == meta.Active {
+				rule = policy.Reactivate
+			}
+			if err := s.auth.mayDo(p, rule, img); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("%w: %s to %s", meta.ErrIllegalMove, from, to)
 		}
 		if name != img.Name {
-			return apply(img, Op{Op: "replace", Key: "name", Value: name}, p.Admin)
+			if from != to {
+				if err := s.auth.mayDo(p, policy.ModifyImage, img); err != nil {
+					return err
+				}
+			}
+			if err := apply(img, Op{Op: "replace", Key: "name", Value: name}, s.auth.grants(p, ImageTarget(p, img))); err != nil {
+				return err
+			}
 		}
+		img.Status = to
 		return nil
 	})
 }
@@ -35,8 +54,9 @@ func (s *Service) Move(ctx context.Context, p Principal, id, name string, to met
 // Entries calls fn for every image p may see in status st that has a
 // listable name, sorted by name; images sharing a name are adjacent.
 func (s *Service) Entries(ctx context.Context, p Principal, st meta.Status, fn func(meta.Entry) error) error {
+	v := s.auth.viewer(p)
 	return s.store.Names(st, func(e meta.Entry) error {
-		if !p.Admin && !s.visible(p, e.ID) {
+		if !v.seesAll && !s.visible(v, e.ID) {
 			return nil
 		}
 		return fn(e)
@@ -46,12 +66,13 @@ func (s *Service) Entries(ctx context.Context, p Principal, st meta.Status, fn f
 // Named returns the ids of the images p may see in status st named name.
 func (s *Service) Named(ctx context.Context, p Principal, st meta.Status, name string) ([]string, error) {
 	ids, err := s.store.Named(st, name)
-	if err != nil || p.Admin {
+	v := s.auth.viewer(p)
+	if err != nil || v.seesAll {
 		return ids, err
 	}
 	var out []string
 	for _, id := range ids {
-		if s.visible(p, id) {
+		if s.visible(v, id) {
 			out = append(out, id)
 		}
 	}
@@ -60,15 +81,16 @@ func (s *Service) Named(ctx context.Context, p Principal, st meta.Status, name s
 
 // All calls fn for every image p may see, in id order.
 func (s *Service) All(ctx context.Context, p Principal, fn func(*meta.Image) error) error {
+	v := s.auth.viewer(p)
 	return s.store.All(func(img *meta.Image) error {
-		if !CanSee(p, img) {
+		if !v.sees(img) {
 			return nil
 		}
 		return fn(img)
 	})
 }
 
-func (s *Service) visible(p Principal, id string) bool {
+func (s *Service) visible(v *viewer, id string) bool {
 	img, err := s.store.Get(id)
-	return err == nil && CanSee(p, img)
+	return err == nil && v.sees(img)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/convert"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 )
 
@@ -51,6 +52,13 @@ type Config struct {
 	Locations backend.Backend
 	// Metrics receives upload outcomes; nil: unregistered metrics.
 	Metrics *Metrics
+	// Policy decides who may do what (Glance's rules); nil: Glance's
+	// defaults.
+	Policy *policy.Enforcer
+	// AllowFormatMismatch accepts content that does not match the
+	// declared disk_format (Glance's require_image_format_match = false);
+	// unsafe content is refused all the same.
+	AllowFormatMismatch bool
 }
 
 // Service is the image lifecycle. It is safe for concurrent use.
@@ -63,6 +71,9 @@ type Service struct {
 	ledger  *ledger // each project's usage; nil without quotas
 	log     *slog.Logger
 	metrics *Metrics
+	auth    *Authorizer
+
+	allowFormatMismatch bool
 
 	locations backend.Backend
 
@@ -95,6 +106,9 @@ func New(cfg Config) *Service {
 		hashing: map[string]context.CancelFunc{},
 
 		locations: cfg.Locations,
+		auth:      NewAuthorizer(cfg.Policy),
+
+		allowFormatMismatch: cfg.AllowFormatMismatch,
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	if s.metrics == nil {
@@ -112,6 +126,10 @@ func New(cfg Config) *Service {
 	return s
 }
 
+// Authorizer is the policy the Service enforces, for the APIs beside the
+// image lifecycle (members, metadefs, tasks) to decide by the same rules.
+func (s *Service) Authorizer() *Authorizer { return s.auth }
+
 // Subscribe registers fn for every committed change to the catalogue (see
 // meta.Store.Subscribe).
 func (s *Service) Subscribe(fn func(meta.Event)) (cancel func()) { return s.store.Subscribe(fn) }
@@ -123,26 +141,46 @@ type CreateSpec struct {
 	DiskFormat      string
 	ContainerFormat string
 	Visibility      string // empty: "shared", Glance's default
-	Protected       bool
-	OSHidden        bool
-	MinDisk         int64
-	MinRAM          int64
-	Tags            []string
-	Properties      map[string]string
+	// Owner is the project that owns the image; empty: the caller's.
+	// Only admins may give an image to another project (add_image).
+	Owner      string
+	Protected  bool
+	OSHidden   bool
+	MinDisk    int64
+	MinRAM     int64
+	Tags       []string
+	Properties map[string]string
 }
 
-// Create registers a new image in status queued, owned by p's project.
+// Create registers a new image in status queued, owned by spec.Owner or
+// p's project, if add_image (and, for a public or community image,
+// publicize_image or communitize_image) allows.
 func (s *Service) Create(ctx context.Context, p Principal, spec CreateSpec) (*meta.Image, error) {
-	if p.ReadOnly {
-		return nil, fmt.Errorf("%w: readers cannot create images", ErrForbidden)
-	}
 	id := spec.ID
 	if id == "" {
 		id = NewID()
 	} else if !ValidID(id) {
 		return nil, fmt.Errorf("%w: id %q is not a UUID", ErrInvalid, id)
 	}
-	img := &meta.Image{ID: id, Status: meta.Queued, Owner: p.Project, Visibility: "shared"}
+	owner := p.Project
+	if spec.Owner != "" {
+		var err error
+		if owner, err = ownerValue(spec.Owner); err != nil {
+			return nil, err
+		}
+	}
+	visibility := spec.Visibility
+	if visibility == "" {
+		visibility = "shared"
+	}
+	target := newImageTarget(owner, visibility)
+	if !s.auth.Allowed(p, policy.AddImage, target) {
+		if owner != p.Project {
+			return nil, fmt.Errorf("%w: You are not permitted to create images owned by '%s'.", ErrForbidden, owner)
+		}
+		return nil, Forbidden(policy.AddImage)
+	}
+	img := &meta.Image{ID: id, Status: meta.Queued, Owner: owner, Visibility: "shared"}
 	ops := []Op{
 		{Op: "add", Key: "name", Value: spec.Name},
 		{Op: "add", Key: "protected", Value: spec.Protected},
@@ -165,15 +203,16 @@ func (s *Service) Create(ctx context.Context, p Principal, spec CreateSpec) (*me
 	for k, v := range spec.Properties {
 		ops = append(ops, Op{Op: "add", Key: k, Value: v})
 	}
+	may := s.auth.grants(p, target)
 	for _, op := range ops {
-		if err := apply(img, op, p.Admin); err != nil {
+		if err := apply(img, op, may); err != nil {
 			return nil, err
 		}
 	}
 	if s.quota.Images > 0 {
 		s.quotaMu.Lock()
 		defer s.quotaMu.Unlock()
-		if err := s.checkCreate(p.Project); err != nil {
+		if err := s.checkCreate(owner); err != nil {
 			return nil, err
 		}
 	}
@@ -190,7 +229,7 @@ func (s *Service) Get(ctx context.Context, p Principal, id string) (*meta.Image,
 	if err != nil {
 		return nil, err
 	}
-	if !CanSee(p, img) {
+	if !s.auth.CanSee(p, img) {
 		return nil, fmt.Errorf("image %s: %w", id, ErrNotFound)
 	}
 	return img, nil
@@ -203,48 +242,37 @@ func (s *Service) GetMany(ctx context.Context, p Principal, ids []string) ([]*me
 	if err != nil {
 		return nil, err
 	}
+	v := s.auth.viewer(p)
 	for i, img := range imgs {
-		if img != nil && !CanSee(p, img) {
+		if img != nil && !v.sees(img) {
 			imgs[i] = nil
 		}
 	}
 	return imgs, nil
 }
 
-// CanSee reports whether p may see img: admins see everything, others their
-// own project's images and public or community ones (Glance's default
-// policy; private images of other projects are not found).
-func CanSee(p Principal, img *meta.Image) bool {
-	return p.Admin || img.Owner == p.Project || img.Visibility == "public" || img.Visibility == "community"
-}
-
-func canModify(p Principal, img *meta.Image) error {
-	if p.ReadOnly || !(p.Admin || img.Owner == p.Project) {
-		return fmt.Errorf("%w: only admins or the owner may change image %s", ErrForbidden, img.ID)
-	}
-	return nil
-}
-
 // modify runs fn on image id inside one registry update, once p is known
-// to see the image (else ErrNotFound) and to be allowed to change it
-// (admins and the owner; else ErrForbidden).
-func (s *Service) modify(ctx context.Context, p Principal, id string, fn func(*meta.Image) error) (*meta.Image, error) {
+// to see the image (else ErrNotFound) and rule allows p to change it (else
+// ErrForbidden).
+func (s *Service) modify(ctx context.Context, p Principal, id, rule string, fn func(*meta.Image) error) (*meta.Image, error) {
 	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
+		if !s.auth.CanSee(p, img) {
 			return ErrNotFound
 		}
-		if err := canModify(p, img); err != nil {
+		if err := s.auth.mayDo(p, rule, img); err != nil {
 			return err
 		}
 		return fn(img)
 	})
 }
 
-// Update applies ops to image id atomically: all of them or none.
+// Update applies ops to image id atomically: all of them or none
+// (modify_image; the owner is not among the properties it changes).
 func (s *Service) Update(ctx context.Context, p Principal, id string, ops []Op) (*meta.Image, error) {
-	return s.modify(ctx, p, id, func(img *meta.Image) error {
+	return s.modify(ctx, p, id, policy.ModifyImage, func(img *meta.Image) error {
+		may := s.auth.grants(p, ImageTarget(p, img))
 		for _, op := range ops {
-			if err := apply(img, op, p.Admin); err != nil {
+			if err := apply(img, op, may); err != nil {
 				return err
 			}
 		}
@@ -257,25 +285,20 @@ func (s *Service) Rename(ctx context.Context, p Principal, id, name string) (*me
 	return s.Update(ctx, p, id, []Op{{Op: "replace", Key: "name", Value: name}})
 }
 
-// Deactivate stops consumption of an active image (admins only, as in
-// Glance). Deactivating a deactivated image succeeds.
+// Deactivate stops consumption of an active image (the rule deactivate:
+// admins and the owner's members by default). Deactivating a deactivated
+// image succeeds.
 func (s *Service) Deactivate(ctx context.Context, p Principal, id string) (*meta.Image, error) {
-	return s.setStatus(ctx, p, id, meta.Active, meta.Deactivated)
+	return s.setStatus(ctx, p, id, policy.Deactivate, meta.Active, meta.Deactivated)
 }
 
-// Reactivate makes a deactivated image active again (admins only).
+// Reactivate makes a deactivated image active again (the rule reactivate).
 func (s *Service) Reactivate(ctx context.Context, p Principal, id string) (*meta.Image, error) {
-	return s.setStatus(ctx, p, id, meta.Deactivated, meta.Active)
+	return s.setStatus(ctx, p, id, policy.Reactivate, meta.Deactivated, meta.Active)
 }
 
-func (s *Service) setStatus(ctx context.Context, p Principal, id string, from, to meta.Status) (*meta.Image, error) {
-	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
-			return ErrNotFound
-		}
-		if !p.Admin {
-			return fmt.Errorf("%w: only admins may change image %s to %s", ErrForbidden, id, to)
-		}
+func (s *Service) setStatus(ctx context.Context, p Principal, id, rule string, from, to meta.Status) (*meta.Image, error) {
+	return s.modify(ctx, p, id, rule, func(img *meta.Image) error {
 		if img.Status != from && img.Status != to {
 			return fmt.Errorf("%w: image %s is %s, not %s", ErrConflict, id, img.Status, from)
 		}
@@ -291,7 +314,7 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := deletable(p, img); err != nil {
+	if err := s.deletable(p, img); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -303,7 +326,7 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 	// The record goes first: if we crash before the content is gone, the
 	// content is an orphan that Recover removes, never a record pointing at
 	// nothing.
-	old, err := s.store.Delete(ctx, id, func(img *meta.Image) error { return deletable(p, img) })
+	old, err := s.store.Delete(ctx, id, func(img *meta.Image) error { return s.deletable(p, img) })
 	if err != nil {
 		return err
 	}
@@ -316,13 +339,13 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 	return nil
 }
 
-// deletable says whether p may delete img: it must see it, be allowed to
-// change it, and the image must not be protected.
-func deletable(p Principal, img *meta.Image) error {
-	if !CanSee(p, img) {
+// deletable says whether p may delete img: it must see it, delete_image
+// must allow, and the image must not be protected.
+func (s *Service) deletable(p Principal, img *meta.Image) error {
+	if !s.auth.CanSee(p, img) {
 		return fmt.Errorf("image %s: %w", img.ID, ErrNotFound)
 	}
-	if err := canModify(p, img); err != nil {
+	if err := s.auth.mayDo(p, policy.DeleteImage, img); err != nil {
 		return err
 	}
 	if img.Protected {
@@ -333,24 +356,29 @@ func deletable(p Principal, img *meta.Image) error {
 
 // OpenOptions say what a face allows when opening content.
 type OpenOptions struct {
-	// AllowDeactivated lets the caller read a deactivated image (REST
-	// admins). The mount never sets it.
-	AllowDeactivated bool
+	// AdminsReadDeactivated lets admins read a deactivated image (REST, as
+	// Glance: others get ErrForbidden). The mount never sets it:
+	// deactivated content is unreadable there, whoever mounts it.
+	AdminsReadDeactivated bool
 }
 
-// Open gives random access to the content of image id. Images without
-// content to read (queued, killed, still being written) read as empty.
+// Open gives random access to the content of image id, if download_image
+// allows. Images without content to read (queued, killed, still being
+// written) read as empty.
 func (s *Service) Open(ctx context.Context, p Principal, id string, opts OpenOptions) (backend.Reader, *meta.Image, error) {
 	img, err := s.Get(ctx, p, id)
 	if err != nil {
 		return nil, nil, err
 	}
+	if img.Status == meta.Deactivated && !(opts.AdminsReadDeactivated && s.auth.IsAdmin(p)) {
+		// Glance's code rule, not a policy: checked before download_image.
+		return nil, nil, fmt.Errorf("%w: The requested image has been deactivated. Image data download is forbidden.", ErrForbidden)
+	}
+	if err := s.auth.mayDo(p, policy.DownloadImage, img); err != nil {
+		return nil, nil, err
+	}
 	switch img.Status {
-	case meta.Active:
-	case meta.Deactivated:
-		if !opts.AllowDeactivated {
-			return nil, nil, fmt.Errorf("%w: image %s is deactivated", ErrForbidden, id)
-		}
+	case meta.Active, meta.Deactivated:
 	default:
 		// Queued, killed or in flight: no content to read (yet).
 		return emptyReader{}, img, nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/convert"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 )
 
@@ -61,9 +62,9 @@ func (s *Service) BeginUpload(ctx context.Context, p Principal, id string) (*Upl
 	if s.quota.Uploading > 0 || s.quota.Bytes > 0 {
 		// Checked before the image leaves queued: an upload refused for
 		// quota changes nothing, as in Glance.
-		img, err = s.withUploadQuota(ctx, p, id, &stored, func() (*meta.Image, error) { return s.modify(ctx, p, id, begin) })
+		img, err = s.withUploadQuota(ctx, p, id, &stored, func() (*meta.Image, error) { return s.modify(ctx, p, id, policy.UploadImage, begin) })
 	} else {
-		img, err = s.modify(ctx, p, id, begin)
+		img, err = s.modify(ctx, p, id, policy.UploadImage, begin)
 	}
 	if err != nil {
 		return nil, err
