@@ -31,6 +31,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend/swift"
 	"github.com/glimpse-project/glimpse/fs"
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 	"github.com/glimpse-project/glimpse/meta/kv"
 )
@@ -52,9 +53,13 @@ type serveOptions struct {
 	logLevel     string
 	logFormat    string
 	authTokens   string
-	allowPrivate bool
-	timeouts     api.Timeouts
-	quota        lifecycle.Quota
+	policyFile   string
+	// requireFormatMatch refuses content that contradicts the declared
+	// disk_format (Glance's [image_format] require_image_format_match).
+	requireFormatMatch bool
+	allowPrivate       bool
+	timeouts           api.Timeouts
+	quota              lifecycle.Quota
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -96,6 +101,8 @@ Examples:
 			&cli.DurationFlag{Name: "idle-timeout", Category: "REST listener", Usage: "longest a kept-alive REST connection may wait for its next request", Value: api.DefaultTimeouts.Idle, Destination: &o.timeouts.Idle, EnvVars: []string{"GLIMPSE_IDLE_TIMEOUT"}},
 			&cli.DurationFlag{Name: "body-stall-timeout", Category: "REST listener", Usage: "longest a REST client may send no body bytes before its request (and upload) fails", Value: api.DefaultTimeouts.BodyStall, Destination: &o.timeouts.BodyStall, EnvVars: []string{"GLIMPSE_BODY_STALL_TIMEOUT"}},
 			&cli.StringFlag{Name: "auth-tokens", Category: "REST listener", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
+			&cli.StringFlag{Name: "policy-file", Category: "REST listener", Usage: "Glance-style policy.yaml (or .json) overriding Glance's default rules; an unknown rule name is an error", TakesFile: true, Destination: &o.policyFile, EnvVars: []string{"GLIMPSE_POLICY_FILE"}},
+			&cli.BoolFlag{Name: "require-image-format-match", Category: "Limits", Usage: "refuse uploads whose content is not the declared disk_format (false: accept them, recording the detected format in glimpse.detected_format; unsafe content is refused either way)", Value: true, Destination: &o.requireFormatMatch, EnvVars: []string{"GLIMPSE_REQUIRE_IMAGE_FORMAT_MATCH"}},
 			&cli.BoolFlag{Name: "web-download-allow-private", Category: "REST listener", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
 			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount (default: the daemon's)", Value: os.Getgid(), Destination: &o.gid},
@@ -154,6 +161,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.mount == "" && o.listen == "" {
 		return errors.New("nothing to serve: both --mount and --listen are empty")
 	}
+	// The policy is read before anything opens: a bad file stops the start.
+	var pol *policy.Enforcer
+	if o.policyFile != "" {
+		if pol, err = policy.LoadFile(o.policyFile); err != nil {
+			return fmt.Errorf("--policy-file: %w", err)
+		}
+		log.Info("policy file loaded", "file", o.policyFile, "overridden", pol.Overridden())
+	}
 	data, err := filepath.Abs(o.data)
 	if err != nil {
 		return err
@@ -195,7 +210,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	locations := metered.Wrap(web, "http", storeMetrics)
 	defer locations.Close()
-	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Quota: o.quota, Logger: log, Metrics: lifecycle.NewMetrics(reg)})
+	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Quota: o.quota, Logger: log, Metrics: lifecycle.NewMetrics(reg), Policy: pol, AllowFormatMismatch: !o.requireFormatMatch})
 	reg.MustRegister(svc.CatalogueCollector())
 	if err := svc.Recover(ctx); err != nil {
 		return err
