@@ -34,6 +34,9 @@ func (s *Server) imageView(img *meta.Image, p lifecycle.Principal) map[string]an
 	if img.Error != "" {
 		v["glimpse.error"] = img.Error
 	}
+	if img.DetectedFormat != "" {
+		v["glimpse.detected_format"] = img.DetectedFormat
+	}
 	nullable := func(s string) any {
 		if s == "" {
 			return nil

@@ -115,22 +115,17 @@ func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc m
 		if err := s.canAddLocation(p, img, via); err != nil {
 			return err
 		}
-		if !report.Matches(img.DiskFormat) {
-			return fmt.Errorf("%w: content at %s is %s, but the image declares disk_format %s", convert.ErrUnsafe, loc.URL, report.DiskFormat(), img.DiskFormat)
-		}
-		if img.DiskFormat == "" {
-			img.DiskFormat = report.DiskFormat()
+		if err := s.acceptFormat(img, report, "content at "+loc.URL); err != nil {
+			return err
 		}
 		if img.ContainerFormat == "" {
 			img.ContainerFormat = "bare"
 		}
-		vsize := report.VirtualSize
 		img.Status = meta.Active
 		if vd != nil {
 			img.Status = meta.Importing // until verified
 		}
 		img.Size = &size
-		img.VirtualSize = &vsize
 		img.Locations = []meta.Location{loc}
 		img.StoreKey = ""
 		img.Checksum, img.OSHashAlgo, img.OSHashValue = "", "", ""

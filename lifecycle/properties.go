@@ -99,6 +99,9 @@ func Properties(img *meta.Image) []Property {
 	if img.Error != "" {
 		add(glimpsePrefix+"error", img.Error)
 	}
+	if img.DetectedFormat != "" {
+		add(glimpsePrefix+"detected_format", img.DetectedFormat)
+	}
 	for k, v := range img.Properties {
 		add(k, v)
 	}

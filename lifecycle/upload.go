@@ -301,7 +301,6 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 		return nil, err
 	}
 	size := u.size
-	vsize := report.VirtualSize
 	checksum, osHash := u.hash.sums()
 	if u.quotaStored >= 0 {
 		u.s.quotaMu.Lock()
@@ -311,18 +310,14 @@ func (u *Upload) commitLocked(ctx context.Context) (*meta.Image, error) {
 		}
 	}
 	return u.s.store.Update(ctx, u.id, func(img *meta.Image) error {
-		if !report.Matches(img.DiskFormat) {
-			return fmt.Errorf("%w: content is %s, but the image declares disk_format %s", convert.ErrUnsafe, report.DiskFormat(), img.DiskFormat)
-		}
-		if img.DiskFormat == "" {
-			img.DiskFormat = report.DiskFormat()
+		if err := u.s.acceptFormat(img, report, "content"); err != nil {
+			return err
 		}
 		if img.ContainerFormat == "" {
 			img.ContainerFormat = "bare"
 		}
 		img.Status = meta.Active
 		img.Size = &size
-		img.VirtualSize = &vsize
 		img.Checksum = checksum
 		img.OSHashAlgo = HashAlgo
 		img.OSHashValue = osHash
@@ -406,4 +401,32 @@ func markKilled(img *meta.Image, reason string) {
 	img.Size, img.VirtualSize = nil, nil
 	img.Checksum, img.OSHashAlgo, img.OSHashValue, img.StoreKey = "", "", "", ""
 	img.Locations, img.HashPending = nil, false
+	img.DetectedFormat = ""
+}
+
+// acceptFormat records what inspection found in img: the detected
+// disk_format when none was declared, and the virtual size. Content that
+// contradicts the declared disk_format is refused (ErrUnsafe), unless the
+// Service allows mismatches (Glance's require_image_format_match =
+// false): then the detected format is kept in DetectedFormat and, as in
+// Glance, the virtual size stays unknown, since the content is no disk of
+// the declared format. Unsafe content never gets here: inspection refused
+// it whatever was declared. what names the content in the error.
+func (s *Service) acceptFormat(img *meta.Image, report convert.Report, what string) error {
+	img.DetectedFormat = ""
+	if !report.Matches(img.DiskFormat) {
+		if !s.allowFormatMismatch {
+			return fmt.Errorf("%w: %s is %s, but the image declares disk_format %s", convert.ErrUnsafe, what, report.DiskFormat(), img.DiskFormat)
+		}
+		img.DetectedFormat = report.DiskFormat()
+		img.VirtualSize = nil
+		s.log.Info("content accepted though it is not its declared format", "image", img.ID, "disk_format", img.DiskFormat, "detected", img.DetectedFormat)
+		return nil
+	}
+	if img.DiskFormat == "" {
+		img.DiskFormat = report.DiskFormat()
+	}
+	vsize := report.VirtualSize
+	img.VirtualSize = &vsize
+	return nil
 }

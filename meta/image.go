@@ -34,6 +34,10 @@ type Image struct {
 	StoreKey string `json:"store_key,omitempty"`
 	// Error says why the image was killed.
 	Error string `json:"error,omitempty"`
+	// DetectedFormat is the disk format the content was found to be when
+	// it contradicts the declared disk_format and was accepted all the
+	// same (require-image-format-match off); empty otherwise.
+	DetectedFormat string `json:"detected_format,omitempty"`
 	// Locations are URLs where the image's content stays (Glance's
 	// locations); an image with locations owns no content in the store.
 	Locations []Location `json:"locations,omitempty"`
