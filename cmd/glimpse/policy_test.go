@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
 	"errors"
 	"os"
 	"os/exec"
@@ -16,25 +18,25 @@ func TestServePolicyAndFormatSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.policyFile != "" || !o.requireFormatMatch {
-		t.Errorf("defaults: policy file %q, require format match %v; want none and true", o.policyFile, o.requireFormatMatch)
+	if o.policyFile != "" || o.allowFormatMismatch {
+		t.Errorf("defaults: policy file %q, require format match %v; want none and true", o.policyFile, !o.allowFormatMismatch)
 	}
 	if o, err = parseServe(t, "--policy-file", "/etc/glimpse/policy.yaml", "--require-image-format-match=false"); err != nil {
 		t.Fatal(err)
 	}
-	if o.policyFile != "/etc/glimpse/policy.yaml" || o.requireFormatMatch {
-		t.Errorf("flags: %q %v", o.policyFile, o.requireFormatMatch)
+	if o.policyFile != "/etc/glimpse/policy.yaml" || !o.allowFormatMismatch {
+		t.Errorf("flags: %q %v", o.policyFile, !o.allowFormatMismatch)
 	}
 	t.Setenv("GLIMPSE_POLICY_FILE", "/from/env.yaml")
 	t.Setenv("GLIMPSE_REQUIRE_IMAGE_FORMAT_MATCH", "false")
-	if o, err = parseServe(t); err != nil || o.policyFile != "/from/env.yaml" || o.requireFormatMatch {
-		t.Errorf("environment: %q %v %v", o.policyFile, o.requireFormatMatch, err)
+	if o, err = parseServe(t); err != nil || o.policyFile != "/from/env.yaml" || !o.allowFormatMismatch {
+		t.Errorf("environment: %q %v %v", o.policyFile, !o.allowFormatMismatch, err)
 	}
 	os.Unsetenv("GLIMPSE_POLICY_FILE")
 	os.Unsetenv("GLIMPSE_REQUIRE_IMAGE_FORMAT_MATCH")
 	cfg := writeConfig(t, "policy-file: /from/file.yaml\nrequire-image-format-match: false\n")
-	if o, err = parseServe(t, "--config", cfg); err != nil || o.policyFile != "/from/file.yaml" || o.requireFormatMatch {
-		t.Errorf("config file: %q %v %v", o.policyFile, o.requireFormatMatch, err)
+	if o, err = parseServe(t, "--config", cfg); err != nil || o.policyFile != "/from/file.yaml" || !o.allowFormatMismatch {
+		t.Errorf("config file: %q %v %v", o.policyFile, !o.allowFormatMismatch, err)
 	}
 }
 
@@ -73,5 +75,81 @@ func TestServeRefusesBadPolicyFile(t *testing.T) {
 		if _, err := os.Stat(data); !os.IsNotExist(err) {
 			t.Errorf("%s: the data directory was created before the policy was checked (%v)", c.file, err)
 		}
+	}
+}
+
+// Glance's default policy through the real glance CLI: an admin sets and
+// changes an image's owner; a member of the owning project may not change
+// the owner but may deactivate and reactivate, and may not download while
+// the image is deactivated.
+func TestGlanceCLIPolicy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.json")
+	os.WriteFile(tokens, []byte(`{"tokens": {"adm": {"project": "admin", "roles": ["admin"]}, "mem": {"project": "p1", "roles": ["member"]}}}`), 0o600)
+	url := serveInProcess(t, serveOptions{authTokens: tokens})
+	admin, member := newGlanceCLI(t, url, "adm"), newGlanceCLI(t, url, "mem")
+	src := filepath.Join(dir, "disk.raw")
+	data := make([]byte, 64<<10)
+	rand.Read(data)
+	os.WriteFile(src, data, 0o644)
+
+	out := admin.must("image-create", "--name", "for-p1", "--owner", "p1", "--disk-format", "raw", "--container-format", "bare", "--file", src)
+	id := field(t, out, "id")
+	if field(t, out, "owner") != "p1" || field(t, out, "status") != "active" {
+		t.Fatalf("admin image-create --owner p1:\n%s", out)
+	}
+	if out := admin.must("image-update", "--owner", "p2", id); field(t, out, "owner") != "p2" {
+		t.Fatalf("admin image-update --owner p2:\n%s", out)
+	}
+	if _, _, ok := member.run("image-show", id); ok {
+		t.Fatal("p1 still sees the image it gave away")
+	}
+	admin.must("image-update", "--owner", "p1", id)
+
+	out, errs, ok := member.run("image-update", "--owner", "p2", id)
+	if ok || !strings.Contains(out+errs, "403") {
+		t.Fatalf("member image-update --owner: ok=%v\n%s%s", ok, out, errs)
+	}
+	out, errs, ok = member.run("image-create", "--name", "x", "--owner", "p2", "--disk-format", "raw", "--container-format", "bare")
+	if ok || !strings.Contains(out+errs, "403") {
+		t.Fatalf("member image-create --owner p2: ok=%v\n%s%s", ok, out, errs)
+	}
+
+	member.must("image-deactivate", id)
+	if out := member.must("image-show", id); field(t, out, "status") != "deactivated" {
+		t.Fatalf("after the member's image-deactivate:\n%s", out)
+	}
+	out, errs, ok = member.run("image-download", "--file", filepath.Join(dir, "no.raw"), id)
+	if ok || !strings.Contains(out+errs, "403") {
+		t.Fatalf("member downloading a deactivated image: ok=%v\n%s%s", ok, out, errs)
+	}
+	dst := filepath.Join(dir, "out.raw")
+	admin.must("image-download", "--file", dst, id)
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+		t.Fatal("admin's download of the deactivated image differs")
+	}
+	member.must("image-reactivate", id)
+	member.must("image-download", "--file", dst, id)
+}
+
+// Random bytes declared vhd, as Tempest uploads them, through the glance
+// CLI: refused by default, accepted with --require-image-format-match=false.
+func TestGlanceCLIFormatMatch(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "random.vhd")
+	data := make([]byte, 4096)
+	rand.Read(data)
+	os.WriteFile(src, data, 0o644)
+	strict := newGlanceCLI(t, serveInProcess(t, serveOptions{}), "T")
+	out, errs, ok := strict.run("image-create", "--name", "r", "--disk-format", "vhd", "--container-format", "bare", "--file", src)
+	if ok || !strings.Contains(out+errs, "415") {
+		t.Fatalf("random bytes declared vhd, format match required: ok=%v\n%s%s", ok, out, errs)
+	}
+	lax := newGlanceCLI(t, serveInProcess(t, serveOptions{allowFormatMismatch: true}), "T")
+	out = lax.must("image-create", "--name", "r", "--disk-format", "vhd", "--container-format", "bare", "--file", src)
+	if field(t, out, "status") != "active" || field(t, out, "disk_format") != "vhd" || field(t, out, "glimpse.detected_format") != "raw" {
+		t.Fatalf("random bytes declared vhd, mismatch allowed:\n%s", out)
 	}
 }

@@ -54,12 +54,14 @@ type serveOptions struct {
 	logFormat    string
 	authTokens   string
 	policyFile   string
-	// requireFormatMatch refuses content that contradicts the declared
-	// disk_format (Glance's [image_format] require_image_format_match).
-	requireFormatMatch bool
-	allowPrivate       bool
-	timeouts           api.Timeouts
-	quota              lifecycle.Quota
+	// allowFormatMismatch accepts content that contradicts the declared
+	// disk_format: --require-image-format-match=false (Glance's
+	// [image_format] require_image_format_match). Negated so that the
+	// zero options keep the safe default.
+	allowFormatMismatch bool
+	allowPrivate        bool
+	timeouts            api.Timeouts
+	quota               lifecycle.Quota
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -102,7 +104,7 @@ Examples:
 			&cli.DurationFlag{Name: "body-stall-timeout", Category: "REST listener", Usage: "longest a REST client may send no body bytes before its request (and upload) fails", Value: api.DefaultTimeouts.BodyStall, Destination: &o.timeouts.BodyStall, EnvVars: []string{"GLIMPSE_BODY_STALL_TIMEOUT"}},
 			&cli.StringFlag{Name: "auth-tokens", Category: "REST listener", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
 			&cli.StringFlag{Name: "policy-file", Category: "REST listener", Usage: "Glance-style policy.yaml (or .json) overriding Glance's default rules; an unknown rule name is an error", TakesFile: true, Destination: &o.policyFile, EnvVars: []string{"GLIMPSE_POLICY_FILE"}},
-			&cli.BoolFlag{Name: "require-image-format-match", Category: "Limits", Usage: "refuse uploads whose content is not the declared disk_format (false: accept them, recording the detected format in glimpse.detected_format; unsafe content is refused either way)", Value: true, Destination: &o.requireFormatMatch, EnvVars: []string{"GLIMPSE_REQUIRE_IMAGE_FORMAT_MATCH"}},
+			&cli.BoolFlag{Name: "require-image-format-match", Category: "Limits", Usage: "refuse uploads whose content is not the declared disk_format (false: accept them, recording the detected format in glimpse.detected_format; unsafe content is refused either way)", Value: true, EnvVars: []string{"GLIMPSE_REQUIRE_IMAGE_FORMAT_MATCH"}},
 			&cli.BoolFlag{Name: "web-download-allow-private", Category: "REST listener", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
 			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount (default: the daemon's)", Value: os.Getgid(), Destination: &o.gid},
@@ -121,6 +123,7 @@ Examples:
 			if err := applyConfigFile(c); err != nil {
 				return err
 			}
+			o.allowFormatMismatch = !c.Bool("require-image-format-match")
 			return run(c.Context, o)
 		},
 	}
@@ -210,7 +213,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	locations := metered.Wrap(web, "http", storeMetrics)
 	defer locations.Close()
-	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Quota: o.quota, Logger: log, Metrics: lifecycle.NewMetrics(reg), Policy: pol, AllowFormatMismatch: !o.requireFormatMatch})
+	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Quota: o.quota, Logger: log, Metrics: lifecycle.NewMetrics(reg), Policy: pol, AllowFormatMismatch: o.allowFormatMismatch})
 	reg.MustRegister(svc.CatalogueCollector())
 	if err := svc.Recover(ctx); err != nil {
 		return err
