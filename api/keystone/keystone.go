@@ -49,6 +49,11 @@ const DefaultCacheTime = 300 * time.Second
 // DefaultTimeout bounds one request to Keystone.
 const DefaultTimeout = 10 * time.Second
 
+// maxAsking bounds the validations in flight at once: a flood of distinct
+// forged tokens queues here (and answers 503 after the timeout) instead of
+// passing its whole weight on to Keystone.
+const maxAsking = 16
+
 // maxCached bounds the cache: a client sending many forged tokens must not
 // grow the daemon without end.
 const maxCached = 100_000
@@ -75,7 +80,8 @@ type Validator struct {
 	mu       sync.Mutex
 	cache    map[[sha256.Size]byte]entry
 	inflight map[[sha256.Size]byte]*call
-	renewAt  time.Time // when the service token should be replaced
+	renewAt  time.Time     // when the service token should be replaced
+	asking   chan struct{} // one slot per validation in flight (maxAsking)
 }
 
 // entry is a cached answer: a principal, or ErrInvalidToken /
@@ -109,7 +115,7 @@ func New(ctx context.Context, cfg Config) (*Validator, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	v := &Validator{cfg: cfg, log: cfg.Logger, cache: map[[sha256.Size]byte]entry{}, inflight: map[[sha256.Size]byte]*call{}}
+	v := &Validator{cfg: cfg, log: cfg.Logger, cache: map[[sha256.Size]byte]entry{}, inflight: map[[sha256.Size]byte]*call{}, asking: make(chan struct{}, maxAsking)}
 	if v.log == nil {
 		v.log = slog.New(slog.DiscardHandler)
 	}
@@ -232,6 +238,12 @@ type tokenBody struct {
 func (v *Validator) validate(ctx context.Context, token string) entry {
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
+	select {
+	case v.asking <- struct{}{}:
+		defer func() { <-v.asking }()
+	case <-ctx.Done():
+		return entry{err: fmt.Errorf("%d validations with Keystone %s already waiting: %w", maxAsking, v.cfg.URL, ErrUnavailable)}
+	}
 	if err := v.renew(ctx); err != nil {
 		return entry{err: err}
 	}

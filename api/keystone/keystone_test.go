@@ -274,3 +274,33 @@ func TestWrongServicePassword(t *testing.T) {
 		t.Fatalf("wrong service password: %v", err)
 	}
 }
+
+// TestFlood: many distinct bad tokens at once reach Keystone a bounded
+// number at a time, and each is still answered.
+func TestFlood(t *testing.T) {
+	url := ks.Need(t)
+	t.Parallel()
+	proxy := keystonetest.NewProxy(t, url)
+	v := validator(t, proxy.URL(), 0, 0)
+	proxy.SetDelay(200 * time.Millisecond) // so that they overlap
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 100 {
+		wg.Go(func() {
+			if _, err := v.Authenticate(context.Background(), fmt.Sprintf("forged-%d", i)); !errors.Is(err, keystone.ErrInvalidToken) {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a forged token in a flood: %v", err)
+	}
+	if n := proxy.MaxInflight(); n > 16 {
+		t.Errorf("%d validations at once reached Keystone", n)
+	}
+	if n := proxy.Validations(); n != 100 {
+		t.Errorf("%d validations for 100 distinct tokens", n)
+	}
+}

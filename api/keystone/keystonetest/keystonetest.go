@@ -234,6 +234,8 @@ type Proxy struct {
 	counts map[string]int // "METHOD /path" and "METHOD /path STATUS" -> requests
 	delay  time.Duration
 	srv    *http.Server
+	// in flight now, and the most at once
+	inflight, maxInflight int
 }
 
 // NewProxy starts a proxy to the Keystone at keystoneURL (its v3 URL),
@@ -268,7 +270,14 @@ func (p *Proxy) serve(ln net.Listener) {
 		p.mu.Lock()
 		p.counts[r.Method+" "+r.URL.Path]++
 		delay := p.delay
+		p.inflight++
+		p.maxInflight = max(p.maxInflight, p.inflight)
 		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			p.inflight--
+			p.mu.Unlock()
+		}()
 		if delay > 0 {
 			select {
 			case <-time.After(delay):
@@ -298,6 +307,13 @@ func (p *Proxy) Count(methodPath string) int {
 // Validations is how many token validations (GET /v3/auth/tokens) went
 // through.
 func (p *Proxy) Validations() int { return p.Count("GET /v3/auth/tokens") }
+
+// MaxInflight is the most requests the proxy had in flight at once.
+func (p *Proxy) MaxInflight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.maxInflight
+}
 
 // SetDelay makes every request wait d before it goes on to Keystone.
 func (p *Proxy) SetDelay(d time.Duration) {
