@@ -5,6 +5,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/glimpse-project/glimpse/api/keystone"
 	"github.com/glimpse-project/glimpse/lifecycle"
 )
 
@@ -23,6 +25,9 @@ type Options struct {
 	// and roles ({"tokens": {"TOKEN": {"project": "p1", "roles":
 	// ["member"]}}}). Empty: every request acts as admin.
 	AuthTokens string
+	// Keystone, when its URL is set, validates every X-Auth-Token with
+	// Keystone instead (exclusive with AuthTokens).
+	Keystone keystone.Config
 	// WebDownloadAllowPrivate lets web-download imports fetch from
 	// loopback, private and link-local addresses.
 	WebDownloadAllowPrivate bool
@@ -35,15 +40,18 @@ type Options struct {
 
 // Server is the REST listener's handler.
 type Server struct {
-	svc     *lifecycle.Service
-	log     *slog.Logger
-	mux     *http.ServeMux
-	auth    *tokens // nil: no authentication, everyone is admin
-	opts    Options
-	metrics *Metrics
-	rules   map[string]propRule // the image schema's rules for custom properties
-	ready   atomic.Bool         // set once the whole daemon serves
-	closed  chan struct{}
+	svc  *lifecycle.Service
+	log  *slog.Logger
+	mux  *http.ServeMux
+	auth authenticator // nil: no authentication, everyone is admin
+	// wwwAuthenticate goes with every 401 under Keystone auth, as
+	// keystonemiddleware sends it: where to get a token.
+	wwwAuthenticate string
+	opts            Options
+	metrics         *Metrics
+	rules           map[string]propRule // the image schema's rules for custom properties
+	ready           atomic.Bool         // set once the whole daemon serves
+	closed          chan struct{}
 }
 
 // New returns the REST handler for svc.
@@ -55,12 +63,13 @@ func New(svc *lifecycle.Service, opts Options) (*Server, error) {
 	if s.metrics = opts.Metrics; s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}
-	if opts.AuthTokens != "" {
-		t, err := loadTokens(opts.AuthTokens)
-		if err != nil {
-			return nil, fmt.Errorf("--auth-tokens: %w", err)
-		}
-		s.auth = t
+	auth, err := newAuthenticator(context.Background(), opts)
+	if err != nil {
+		return nil, err
+	}
+	s.auth = auth
+	if opts.Keystone.URL != "" {
+		s.wwwAuthenticate = fmt.Sprintf("Keystone uri=%q", opts.Keystone.URL)
 	}
 	s.routes()
 	return s, nil

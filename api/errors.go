@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/glimpse-project/glimpse/api/keystone"
 	"github.com/glimpse-project/glimpse/convert"
 	"github.com/glimpse-project/glimpse/lifecycle"
 )
@@ -32,6 +33,16 @@ func statusOf(err error) int {
 	switch {
 	case errors.As(err, &he):
 		return he.status
+	case errors.Is(err, keystone.ErrInvalidToken):
+		return http.StatusUnauthorized
+	case errors.Is(err, keystone.ErrNotProjectScoped):
+		// Glance's image rules are all scope_types=['project']: oslo.policy
+		// refuses other scopes (InvalidScope), which Glance answers 403.
+		return http.StatusForbidden
+	case errors.Is(err, keystone.ErrTokenTooLong):
+		return http.StatusBadRequest
+	case errors.Is(err, keystone.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, lifecycle.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, lifecycle.ErrForbidden),
@@ -72,13 +83,32 @@ func statusOf(err error) int {
 // plain text otherwise.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
-	msg := err.Error()
+	msg := publicMessage(err, status)
+	if status == http.StatusUnauthorized && s.wwwAuthenticate != "" {
+		w.Header().Set("WWW-Authenticate", s.wwwAuthenticate)
+	}
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	} else {
 		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	writeErrorBody(w, r, status, msg)
+}
+
+// publicMessage is what the client is told of err: the error itself,
+// except for Keystone's answers, which are told as Glance and
+// keystonemiddleware tell them (the details, such as the Keystone URL or a
+// user id, are for the log).
+func publicMessage(err error, status int) string {
+	switch {
+	case errors.Is(err, keystone.ErrInvalidToken):
+		return errUnauthorized.Error()
+	case errors.Is(err, keystone.ErrNotProjectScoped):
+		return "You are not authorized to complete this action: the token is not scoped to a project."
+	case errors.Is(err, keystone.ErrUnavailable):
+		return "The Keystone service is temporarily unavailable."
+	}
+	return err.Error()
 }
 
 func writeErrorBody(w http.ResponseWriter, r *http.Request, status int, msg string) {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -114,5 +115,29 @@ func TestServeFlagsHaveEnvAndCategory(t *testing.T) {
 		if cat, ok := f.(cli.CategorizableFlag); !ok || cat.GetCategory() == "" {
 			t.Errorf("--%s has no help category", name)
 		}
+	}
+}
+
+// The Keystone settings come from flags, GLIMPSE_KEYSTONE_* and the file
+// like every other, with keystonemiddleware's defaults.
+func TestServeKeystoneSettings(t *testing.T) {
+	cfg := writeConfig(t, `
+keystone-url: http://keystone.example:5000/v3
+keystone-user: glimpse
+keystone-project: service
+keystone-token-cache-time: 1m
+`)
+	t.Setenv("GLIMPSE_KEYSTONE_PASSWORD", "from-env")
+	o, err := parseServe(t, "--config", cfg, "--keystone-project", "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := o.keystone
+	if k.URL != "http://keystone.example:5000/v3" || k.User != "glimpse" || k.Password != "from-env" ||
+		k.Project != "svc" || k.Domain != "Default" || k.Cache != time.Minute || k.Timeout != 10*time.Second {
+		t.Errorf("keystone settings: %+v", k)
+	}
+	if o, _ := parseServe(t); o.keystone.Cache != 5*time.Minute {
+		t.Errorf("default token cache time %v, want keystonemiddleware's 300 s", o.keystone.Cache)
 	}
 }

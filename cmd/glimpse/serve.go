@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/glimpse-project/glimpse/api"
+	"github.com/glimpse-project/glimpse/api/keystone"
 	"github.com/glimpse-project/glimpse/backend"
 	httpstore "github.com/glimpse-project/glimpse/backend/http"
 	"github.com/glimpse-project/glimpse/backend/local"
@@ -62,6 +63,7 @@ type serveOptions struct {
 	allowPrivate        bool
 	timeouts            api.Timeouts
 	quota               lifecycle.Quota
+	keystone            keystone.Config
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -105,6 +107,13 @@ Examples:
 			&cli.StringFlag{Name: "auth-tokens", Category: "REST listener", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
 			&cli.StringFlag{Name: "policy-file", Category: "REST listener", Usage: "Glance-style policy.yaml (or .json) overriding Glance's default rules; an unknown rule name is an error", TakesFile: true, Destination: &o.policyFile, EnvVars: []string{"GLIMPSE_POLICY_FILE"}},
 			&cli.BoolFlag{Name: "require-image-format-match", Category: "Limits", Usage: "refuse uploads whose content is not the declared disk_format (false: accept them, recording the detected format in glimpse.detected_format; unsafe content is refused either way)", Value: true, EnvVars: []string{"GLIMPSE_REQUIRE_IMAGE_FORMAT_MATCH"}},
+			&cli.StringFlag{Name: "keystone-url", Category: "Keystone auth", Usage: "validate every REST X-Auth-Token with this Keystone (identity v3 URL, e.g. http://keystone:5000/v3); excludes --auth-tokens", Destination: &o.keystone.URL},
+			&cli.StringFlag{Name: "keystone-user", Category: "Keystone auth", Usage: "glimpse's service user, which validates the tokens (it needs Keystone's service or admin role)", Destination: &o.keystone.User},
+			&cli.StringFlag{Name: "keystone-password", Category: "Keystone auth", Usage: "the service user's password", Destination: &o.keystone.Password},
+			&cli.StringFlag{Name: "keystone-project", Category: "Keystone auth", Usage: "the service user's project", Destination: &o.keystone.Project},
+			&cli.StringFlag{Name: "keystone-domain", Category: "Keystone auth", Usage: "domain of the service user and its project", Value: "Default", Destination: &o.keystone.Domain},
+			&cli.DurationFlag{Name: "keystone-token-cache-time", Category: "Keystone auth", Usage: "keep a validated token's answer this long, or until the token expires if sooner (keystonemiddleware's token_cache_time)", Value: keystone.DefaultCacheTime, Destination: &o.keystone.Cache},
+			&cli.DurationFlag{Name: "keystone-timeout", Category: "Keystone auth", Usage: "longest a request to Keystone may take; a token that could not be validated gets 503", Value: keystone.DefaultTimeout, Destination: &o.keystone.Timeout},
 			&cli.BoolFlag{Name: "web-download-allow-private", Category: "REST listener", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
 			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount (default: the daemon's)", Value: os.Getgid(), Destination: &o.gid},
@@ -221,7 +230,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
+	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
 	if err != nil {
 		return err
 	}
