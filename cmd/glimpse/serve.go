@@ -97,8 +97,8 @@ Examples:
 			&cli.DurationFlag{Name: "body-stall-timeout", Category: "REST listener", Usage: "longest a REST client may send no body bytes before its request (and upload) fails", Value: api.DefaultTimeouts.BodyStall, Destination: &o.timeouts.BodyStall, EnvVars: []string{"GLIMPSE_BODY_STALL_TIMEOUT"}},
 			&cli.StringFlag{Name: "auth-tokens", Category: "REST listener", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
 			&cli.BoolFlag{Name: "web-download-allow-private", Category: "REST listener", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
-			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
-			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount (default: the daemon's)", Value: os.Getgid(), Destination: &o.gid},
+			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount", Value: os.Getuid(), DefaultText: "the daemon's uid", Destination: &o.uid},
+			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount", Value: os.Getgid(), DefaultText: "the daemon's gid", Destination: &o.gid},
 			&cli.StringFlag{Name: "tls-cert", Category: "REST listener", Usage: "serve REST over TLS with this certificate (PEM)", Destination: &o.tlsCert, EnvVars: []string{"GLIMPSE_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Category: "REST listener", Usage: "the TLS certificate's private key (PEM)", Destination: &o.tlsKey, EnvVars: []string{"GLIMPSE_TLS_KEY"}},
 			&cli.BoolFlag{Name: "allow-other", Category: "Mount", Usage: "let other users use the mount (with default_permissions)", Destination: &o.allowOther},
@@ -109,7 +109,7 @@ Examples:
 		}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("serve takes no arguments (got %q)", c.Args().First())
+				return usagef(c, "serve takes no arguments (got %q)", c.Args().First())
 			}
 			if err := applyConfigFile(c); err != nil {
 				return err
@@ -183,6 +183,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	defer be.Close()
 	if o.mount != "" {
 		if err := checkMountOverlap(o.mount, data, storeDir); err != nil {
+			return err
+		}
+		if err := checkMountPoint(o.mount, os.Geteuid()); err != nil {
 			return err
 		}
 	}
