@@ -61,8 +61,8 @@ type ListQuery struct {
 }
 
 // List returns a page of the images p may see that match q, and whether
-// the page is full (so a further page may exist). Killed images are never
-// listed.
+// the page is full (so a further page may exist). Killed images are listed
+// as Glance lists them (a failed upload can be found and deleted).
 func (s *Service) List(ctx context.Context, p Principal, q ListQuery) ([]*meta.Image, bool, error) {
 	for _, f := range q.Filters {
 		if err := checkFilter(f); err != nil {
@@ -81,7 +81,7 @@ func (s *Service) List(ctx context.Context, p Principal, q ListQuery) ([]*meta.I
 			markerSeen = true
 			marker = img
 		}
-		if img.Status == meta.Killed || !q.matches(p, img) {
+		if !q.matches(p, img) {
 			return nil
 		}
 		all = append(all, img)
