@@ -5,6 +5,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,11 +32,15 @@ type Options struct {
 	// Timeouts: only BodyStall is the handler's; NewHTTPServer takes the
 	// others.
 	Timeouts Timeouts
+	// TaskTimeToLive: how long a settled task of the tasks API is kept
+	// (Glance's task_time_to_live); 0: 48 hours.
+	TaskTimeToLive time.Duration
 }
 
 // Server is the REST listener's handler.
 type Server struct {
 	svc     *lifecycle.Service
+	tasks   *lifecycle.Tasks // Glance's tasks API (tasks.go)
 	log     *slog.Logger
 	mux     *http.ServeMux
 	auth    *tokens // nil: no authentication, everyone is admin
@@ -62,6 +67,10 @@ func New(svc *lifecycle.Service, opts Options) (*Server, error) {
 		}
 		s.auth = t
 	}
+	s.tasks = lifecycle.NewTasks(svc, lifecycle.TasksConfig{TimeToLive: opts.TaskTimeToLive, Fetch: s.fetchInto, Logger: s.log})
+	if err := s.tasks.Recover(context.Background()); err != nil {
+		return nil, err
+	}
 	s.routes()
 	return s, nil
 }
@@ -77,6 +86,7 @@ func (s *Server) Close() {
 	default:
 		close(s.closed)
 	}
+	s.tasks.Close()
 }
 
 // versionAlias matches the version prefixes Glance rewrites to /v2.
