@@ -282,7 +282,7 @@ func (s *Server) patchImage(w http.ResponseWriter, r *http.Request, p lifecycle.
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != patchV21 && mt != patchV20 {
 		w.Header().Set("Accept-Patch", patchV20+", "+patchV21)
-		return errorf(http.StatusUnsupportedMediaType, "Unsupported Content-Type %q: use %s.", mt, patchV21)
+		return errorf(http.StatusUnsupportedMediaType, "The request media type %s is not supported by this server: use %s.", mt, patchV21)
 	}
 	var raw []map[string]any
 	if err := readJSON(r, &raw); err != nil {

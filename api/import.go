@@ -81,10 +81,10 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p lifecycle
 func (s *Server) checkURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return nil, errorf(http.StatusBadRequest, "Invalid URI for web-download: %q", raw)
+		return nil, errorf(http.StatusBadRequest, "URI for web-download does not pass filtering: %s", raw)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, errorf(http.StatusBadRequest, "URI scheme %q is not allowed for web-download (http, https).", u.Scheme)
+		return nil, errorf(http.StatusBadRequest, "URI for web-download does not pass filtering: %s (the scheme %s is not allowed: http or https)", raw, u.Scheme)
 	}
 	if u.User != nil {
 		return nil, errorf(http.StatusBadRequest, "URI for web-download must not carry credentials.")

@@ -186,12 +186,12 @@ func checkFilter(f Filter) error {
 			}
 		case f.Key == "created_at" || f.Key == "updated_at":
 			if _, err := parseFilterTime(f.Values[0]); err != nil {
-				return fmt.Errorf("%w: bad %q query filter format; use ISO 8601 date-time notation", ErrInvalid, f.Key)
+				return fmt.Errorf("%w: bad %s query filter format. Use ISO 8601 DateTime notation.", ErrInvalid, f.Key)
 			}
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: unable to filter by unknown operator %q", ErrInvalid, f.Op)
+	return fmt.Errorf("%w: unable to filter by unknown operator %s.", ErrInvalid, f.Op)
 }
 
 func (f Filter) matches(img *meta.Image) bool {
@@ -257,7 +257,7 @@ func parseFilterTime(s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%w: bad time %q", ErrInvalid, s)
+	return time.Time{}, fmt.Errorf("%w: bad time %s", ErrInvalid, s)
 }
 
 func compareKey(a, b *meta.Image, key string) int {

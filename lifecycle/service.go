@@ -140,7 +140,7 @@ func (s *Service) Create(ctx context.Context, p Principal, spec CreateSpec) (*me
 	if id == "" {
 		id = NewID()
 	} else if !ValidID(id) {
-		return nil, fmt.Errorf("%w: id %q is not a UUID", ErrInvalid, id)
+		return nil, fmt.Errorf("%w: id %s is not a UUID", ErrInvalid, id)
 	}
 	img := &meta.Image{ID: id, Status: meta.Queued, Owner: p.Project, Visibility: "shared"}
 	ops := []Op{

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -128,7 +129,7 @@ func errorMessage(raw []byte) string {
 	}
 	s := htmlHeading.ReplaceAllString(string(raw), " ")
 	s = htmlTag.ReplaceAllString(s, " ")
-	return cleanMessage(s)
+	return cleanMessage(html.UnescapeString(s))
 }
 
 func cleanMessage(s string) string {
