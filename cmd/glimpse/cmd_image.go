@@ -562,7 +562,12 @@ func imageTagUpdateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return printImage(c.App.Writer, img, c.Bool("json"))
+			if c.Bool("json") {
+				return printImage(c.App.Writer, img, true)
+			}
+			// glance prints the image's id and tags.
+			printTags(c.App.Writer, img)
+			return nil
 		},
 	}
 }
@@ -635,8 +640,33 @@ func displayValue(v any) string {
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
 	}
+	return pyJSON(v)
+}
+
+// pyJSON renders v as Python's json.dumps does, which glance's tables use
+// for lists and objects: ", " and ": " between items (keys sorted).
+func pyJSON(v any) string {
+	switch x := v.(type) {
+	case []any:
+		items := make([]string, len(x))
+		for i, e := range x {
+			items[i] = pyJSON(e)
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		items := make([]string, len(keys))
+		for i, k := range keys {
+			items[i] = pyJSON(k) + ": " + pyJSON(x[k])
+		}
+		return "{" + strings.Join(items, ", ") + "}"
+	}
 	b, _ := json.Marshal(v)
-	return strings.ReplaceAll(string(b), `","`, `", "`)
+	return string(b)
 }
 
 // table renders rows in glance's (prettytable) box style.

@@ -31,7 +31,7 @@ func newApp() *cli.App {
 			versionCommand(),
 			scrubCommand(),
 			gcCommand(),
-		}, imageCommands()...),
+		}, append(imageCommands(), glanceParityCommands()...)...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   onUsageError,
