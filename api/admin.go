@@ -57,7 +57,7 @@ func queryBool(r *http.Request, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, errorf(http.StatusBadRequest, "Invalid value for %s: %q (true or false).", name, v)
+		return false, errorf(http.StatusBadRequest, "Invalid value for %s: %s (true or false).", name, v)
 	}
 	return b, nil
 }

@@ -36,14 +36,18 @@ type Options struct {
 	// Timeouts: only BodyStall is the handler's; NewHTTPServer takes the
 	// others.
 	Timeouts Timeouts
+	// TaskTimeToLive: how long a settled task of the tasks API is kept
+	// (Glance's task_time_to_live); 0: 48 hours.
+	TaskTimeToLive time.Duration
 }
 
 // Server is the REST listener's handler.
 type Server struct {
-	svc  *lifecycle.Service
-	log  *slog.Logger
-	mux  *http.ServeMux
-	auth authenticator // nil: no authentication, everyone is admin
+	svc   *lifecycle.Service
+	tasks *lifecycle.Tasks // Glance's tasks API (tasks.go)
+	log   *slog.Logger
+	mux   *http.ServeMux
+	auth  authenticator // nil: no authentication, everyone is admin
 	// wwwAuthenticate goes with every 401 under Keystone auth, as
 	// keystonemiddleware sends it: where to get a token.
 	wwwAuthenticate string
@@ -71,6 +75,10 @@ func New(svc *lifecycle.Service, opts Options) (*Server, error) {
 	if opts.Keystone.URL != "" {
 		s.wwwAuthenticate = fmt.Sprintf("Keystone uri=%q", opts.Keystone.URL)
 	}
+	s.tasks = lifecycle.NewTasks(svc, lifecycle.TasksConfig{TimeToLive: opts.TaskTimeToLive, Fetch: s.fetchInto, Logger: s.log})
+	if err := s.tasks.Recover(context.Background()); err != nil {
+		return nil, err
+	}
 	s.routes()
 	return s, nil
 }
@@ -86,6 +94,7 @@ func (s *Server) Close() {
 	default:
 		close(s.closed)
 	}
+	s.tasks.Close()
 }
 
 // versionAlias matches the version prefixes Glance rewrites to /v2.

@@ -21,7 +21,7 @@ const copyBuffer = 1 << 20
 func requireOctetStream(r *http.Request) error {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "application/octet-stream" {
-		return errorf(http.StatusUnsupportedMediaType, "The request body must be application/octet-stream, not %q.", r.Header.Get("Content-Type"))
+		return errorf(http.StatusUnsupportedMediaType, "Invalid content type %s", r.Header.Get("Content-Type"))
 	}
 	return nil
 }

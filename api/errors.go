@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html"
 	"net/http"
 	"strings"
 
@@ -133,8 +132,34 @@ func writeErrorBody(w http.ResponseWriter, r *http.Request, status int, msg stri
 		h.Set("Content-Type", "text/html; charset=UTF-8")
 		w.WriteHeader(status)
 		fmt.Fprintf(w, "<html>\n <head>\n  <title>%s</title>\n </head>\n <body>\n  <h1>%s</h1>\n  %s<br /><br />\n\n\n\n </body>\n</html>",
-			title, title, html.EscapeString(msg))
+			title, title, webobEscape(msg))
 	}
+}
+
+// webobEscape escapes an error message for the HTML body as webob's
+// html_escape does (Python's html.escape with quotes, then non-ASCII as
+// numeric references), so the body is byte for byte what Glance sends.
+func webobEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '&':
+			b.WriteString("&amp;")
+		case r == '<':
+			b.WriteString("&lt;")
+		case r == '>':
+			b.WriteString("&gt;")
+		case r == '"':
+			b.WriteString("&quot;")
+		case r == '\'':
+			b.WriteString("&#x27;")
+		case r > 0x7f:
+			fmt.Fprintf(&b, "&#%d;", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // acceptKind picks the error body webob would: html, json or text.

@@ -135,7 +135,7 @@ func TestHostileREST(t *testing.T) {
 		{"tag of 256 bytes", "POST", "/v2/images", js, `{"tags": ["` + strings.Repeat("t", 256) + `"]}`, 400, "tag"},
 		{"129 tags", "POST", "/v2/images", js, `{"tags": ` + manyTags(129) + `}`, 413, "tags"},
 		// Patches.
-		{"patch as application/json", "PATCH", "/v2/images/" + id, js, `[]`, 415, "Unsupported Content-Type"},
+		{"patch as application/json", "PATCH", "/v2/images/" + id, js, `[]`, 415, "The request media type application/json is not supported by this server"},
 		{"patch nested 10k deep", "PATCH", "/v2/images/" + id, patchHdr, nested(10000), 400, "Expected list/dict"},
 		{"patch value nested 100k deep", "PATCH", "/v2/images/" + id, patchHdr, `[{"op": "add", "path": "/k", "value": ` + nested(100000) + `}]`, 400, "Malformed JSON"},
 		{"patch not a list", "PATCH", "/v2/images/" + id, patchHdr, `{"op": "add"}`, 400, "Expected list/dict"},

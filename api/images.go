@@ -135,6 +135,23 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, p lifecycle
 	if err := readJSON(r, &body); err != nil {
 		return err
 	}
+	spec, err := s.createSpec(body, p)
+	if err != nil {
+		return err
+	}
+	img, err := s.svc.Create(r.Context(), p, spec)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", baseURL(r)+"/v2/images/"+img.ID)
+	w.Header().Set("OpenStack-image-import-methods", strings.Join(importMethods, ","))
+	writeJSON(w, http.StatusCreated, s.imageView(img, p))
+	return nil
+}
+
+// createSpec is the new image a create body (or an import task's
+// image_properties) describes, checked as Glance's image schema checks it.
+func (s *Server) createSpec(body map[string]any, p lifecycle.Principal) (lifecycle.CreateSpec, error) {
 	spec := lifecycle.CreateSpec{Properties: map[string]string{}}
 	for k, v := range body {
 		var err error
@@ -181,20 +198,13 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, p lifecycle
 			}
 		}
 		if err != nil {
-			return err
+			return spec, err
 		}
 	}
 	if len(spec.Properties) > lifecycle.MaxProperties {
-		return errorf(http.StatusRequestEntityTooLarge, "Maximum number of image properties exceeded: %d > %d.", len(spec.Properties), lifecycle.MaxProperties)
+		return spec, errorf(http.StatusRequestEntityTooLarge, "Maximum number of image properties exceeded: %d > %d.", len(spec.Properties), lifecycle.MaxProperties)
 	}
-	img, err := s.svc.Create(r.Context(), p, spec)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", baseURL(r)+"/v2/images/"+img.ID)
-	w.Header().Set("OpenStack-image-import-methods", strings.Join(importMethods, ","))
-	writeJSON(w, http.StatusCreated, s.imageView(img, p))
-	return nil
+	return spec, nil
 }
 
 func invalidType(k, want string) error {
@@ -278,7 +288,7 @@ func (s *Server) patchImage(w http.ResponseWriter, r *http.Request, p lifecycle.
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != patchV21 && mt != patchV20 {
 		w.Header().Set("Accept-Patch", patchV20+", "+patchV21)
-		return errorf(http.StatusUnsupportedMediaType, "Unsupported Content-Type %q: use %s.", mt, patchV21)
+		return errorf(http.StatusUnsupportedMediaType, "The request media type %s is not supported by this server: use %s.", mt, patchV21)
 	}
 	var raw []map[string]any
 	if err := readJSON(r, &raw); err != nil {

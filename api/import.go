@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -80,10 +81,10 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p lifecycle
 func (s *Server) checkURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return nil, errorf(http.StatusBadRequest, "Invalid URI for web-download: %q", raw)
+		return nil, errorf(http.StatusBadRequest, "URI for web-download does not pass filtering: %s", raw)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, errorf(http.StatusBadRequest, "URI scheme %q is not allowed for web-download (http, https).", u.Scheme)
+		return nil, errorf(http.StatusBadRequest, "URI for web-download does not pass filtering: %s (the scheme %s is not allowed: http or https)", raw, u.Scheme)
 	}
 	if u.User != nil {
 		return nil, errorf(http.StatusBadRequest, "URI for web-download must not carry credentials.")
@@ -99,38 +100,49 @@ func (s *Server) httpClient() *http.Client {
 func (s *Server) webDownload(up *lifecycle.Upload, u *url.URL) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if err := s.fetchInto(ctx, up, u); err != nil {
+		s.log.Warn("web-download import failed", "image", up.ID(), "err", err)
+		return
+	}
+	s.log.Info("web-download import done", "image", up.ID(), "uri", u.Redacted())
+}
+
+// fetchInto copies the content at u into up and commits it: the
+// web-download import, also run by import tasks. Whatever fails, up is
+// settled (killed with the reason) and the error says why.
+func (s *Server) fetchInto(ctx context.Context, up *lifecycle.Upload, u *url.URL) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
 		select {
 		case <-s.closed:
 			cancel()
 		case <-up.Done():
+		case <-ctx.Done():
 		}
 	}()
-	fail := func(err error) {
-		up.Abort(context.Background(), fmt.Sprintf("web-download of %s failed: %v", u.Redacted(), err))
+	fail := func(err error) error {
+		reason := fmt.Sprintf("web-download of %s failed: %v", u.Redacted(), err)
+		up.Abort(context.Background(), reason)
+		return errors.New(reason)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
 	resp, err := s.httpClient().Do(req)
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		fail(fmt.Errorf("server answered %s", resp.Status))
-		return
+		return fail(fmt.Errorf("server answered %s", resp.Status))
 	}
 	if err := copyFull(up, resp.Body); err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
 	if _, err := up.Commit(context.Background()); err != nil {
-		s.log.Warn("web-download import refused", "image", up.ID(), "err", err)
-		return
+		return fmt.Errorf("image %s refused: %w", up.ID(), err)
 	}
-	s.log.Info("web-download import done", "image", up.ID(), "uri", u.Redacted())
+	return nil
 }

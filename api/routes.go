@@ -47,6 +47,13 @@ func (s *Server) routes() {
 	m.Handle("POST /v2/images/{id}/locations", s.api(s.addLocation))
 	m.Handle("GET /v2/images/{id}/locations", s.api(noBody(s.getLocations)))
 
+	m.Handle("GET /v2/schemas/task", s.api(s.schemaTask))
+	m.Handle("GET /v2/schemas/tasks", s.api(s.schemaTasks))
+	m.Handle("GET /v2/tasks", s.api(noBody(s.listTasksAPI)))
+	m.Handle("POST /v2/tasks", s.api(s.createTask))
+	m.Handle("GET /v2/tasks/{id}", s.api(noBody(s.showTask)))
+	m.Handle("DELETE /v2/tasks/{id}", s.api(noBody(s.deleteTask)))
+
 	m.Handle("GET /v2/info/import", s.api(noBody(s.infoImport)))
 	m.Handle("GET /v2/info/stores", s.api(noBody(s.infoStores)))
 	m.Handle("GET /v2/info/usage", s.api(noBody(s.infoUsage)))

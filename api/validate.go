@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // propRule is what the image schema says about one custom property
@@ -56,7 +57,17 @@ func (s *Server) checkProperty(key string, value any) error {
 		return errorf(http.StatusBadRequest, "Provided object does not match schema 'image': '%s' does not match '%s'", v, r.pattern)
 	}
 	if r.enum != nil && !slices.Contains(r.enum, v) {
-		return errorf(http.StatusBadRequest, "Provided object does not match schema 'image': '%s' is not one of %q", v, r.enum)
+		return errorf(http.StatusBadRequest, "Provided object does not match schema 'image': '%s' is not one of %s", v, pythonList(r.enum))
 	}
 	return nil
+}
+
+// pythonList renders list as Python's repr of a list of strings, as
+// Glance's jsonschema messages show an enum.
+func pythonList(list []string) string {
+	quoted := make([]string, len(list))
+	for i, s := range list {
+		quoted[i] = "'" + s + "'"
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }

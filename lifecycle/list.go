@@ -61,9 +61,9 @@ type ListQuery struct {
 }
 
 // List returns a page of the images p may see that match q, and whether
-// the page is full (so a further page may exist). Killed images are never
-// listed. get_images must let p list at all; then each image is one p may
-// see.
+// the page is full (so a further page may exist). Killed images are listed
+// as Glance lists them (a failed upload can be found and deleted).
+// get_images must let p list at all; then each image is one p may see.
 func (s *Service) List(ctx context.Context, p Principal, q ListQuery) ([]*meta.Image, bool, error) {
 	v := s.auth.viewer(p)
 	if v.listable != nil {
@@ -89,7 +89,7 @@ func (s *Service) List(ctx context.Context, p Principal, q ListQuery) ([]*meta.I
 			markerSeen = true
 			marker = img
 		}
-		if img.Status == meta.Killed || !q.matches(p, v.creds.IsAdmin, img) {
+		if !q.matches(p, v.creds.IsAdmin, img) {
 			return nil
 		}
 		all = append(all, img)
@@ -194,12 +194,12 @@ func checkFilter(f Filter) error {
 			}
 		case f.Key == "created_at" || f.Key == "updated_at":
 			if _, err := parseFilterTime(f.Values[0]); err != nil {
-				return fmt.Errorf("%w: bad %q query filter format; use ISO 8601 date-time notation", ErrInvalid, f.Key)
+				return fmt.Errorf("%w: bad %s query filter format. Use ISO 8601 DateTime notation.", ErrInvalid, f.Key)
 			}
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: unable to filter by unknown operator %q", ErrInvalid, f.Op)
+	return fmt.Errorf("%w: unable to filter by unknown operator %s.", ErrInvalid, f.Op)
 }
 
 func (f Filter) matches(img *meta.Image) bool {
@@ -265,7 +265,7 @@ func parseFilterTime(s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%w: bad time %q", ErrInvalid, s)
+	return time.Time{}, fmt.Errorf("%w: bad time %s", ErrInvalid, s)
 }
 
 func compareKey(a, b *meta.Image, key string) int {

@@ -112,3 +112,40 @@ func TestPatchSemantics(t *testing.T) {
 		t.Fatalf("remove tag: %v %v", got, err)
 	}
 }
+
+// Killed images are listed, as Glance lists them: unfiltered, and with
+// status=killed, so a failed upload can be found and deleted.
+func TestListShowsKilledImages(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t)
+	ok, err := s.Create(ctx, admin, lifecycle.CreateSpec{Name: "queued", DiskFormat: "raw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.Create(ctx, admin, lifecycle.CreateSpec{Name: "failed", DiskFormat: "raw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := s.BeginUpload(ctx, admin, img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Abort(ctx, "the writer went away")
+	if got, _ := s.Get(ctx, admin, img.ID); got.Status != meta.Killed {
+		t.Fatalf("aborted upload left the image %s", got.Status)
+	}
+	all, _, err := s.List(ctx, admin, lifecycle.ListQuery{Sort: []lifecycle.SortKey{{Key: "name"}}})
+	if err != nil || fmtList(names(all)) != "[failed queued]" {
+		t.Fatalf("unfiltered listing = %v, %v; want the killed image in it", names(all), err)
+	}
+	killed, _, err := s.List(ctx, admin, lifecycle.ListQuery{Filters: []lifecycle.Filter{{Key: "status", Op: "eq", Values: []string{"killed"}}}})
+	if err != nil || len(killed) != 1 || killed[0].ID != img.ID {
+		t.Fatalf("status=killed listing = %v, %v", names(killed), err)
+	}
+	if err := s.Delete(ctx, admin, img.ID); err != nil {
+		t.Fatalf("delete the killed image: %v", err)
+	}
+	if all, _, _ := s.List(ctx, admin, lifecycle.ListQuery{}); len(all) != 1 || all[0].ID != ok.ID {
+		t.Fatalf("after deleting the killed image: %v", names(all))
+	}
+}

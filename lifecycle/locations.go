@@ -53,13 +53,13 @@ func (vd *ValidationData) check() error {
 		return nil
 	}
 	if vd.Checksum != "" && !md5Hex.MatchString(vd.Checksum) {
-		return fmt.Errorf("%w: validation_data checksum %q is not an md5 in hex", ErrInvalid, vd.Checksum)
+		return fmt.Errorf("%w: checksum (%s) is not a valid md5 in hex", ErrInvalid, vd.Checksum)
 	}
 	if (vd.OSHashAlgo == "") != (vd.OSHashValue == "") {
 		return fmt.Errorf("%w: validation_data needs both os_hash_algo and os_hash_value", ErrInvalid)
 	}
 	if vd.OSHashAlgo != "" && vd.OSHashAlgo != HashAlgo {
-		return fmt.Errorf("%w: validation_data os_hash_algo %q: this cloud hashes with %s", ErrInvalid, vd.OSHashAlgo, HashAlgo)
+		return fmt.Errorf("%w: os_hash_algo must be %s, not %s", ErrInvalid, HashAlgo, vd.OSHashAlgo)
 	}
 	if vd.OSHashValue != "" && !sha512Hex.MatchString(vd.OSHashValue) {
 		return fmt.Errorf("%w: validation_data os_hash_value is not a %s in hex", ErrInvalid, HashAlgo)
@@ -74,7 +74,7 @@ func CheckLocationURL(raw string) error {
 		return fmt.Errorf("%w: location URL longer than %d characters", ErrInvalid, MaxLocationURLLength)
 	}
 	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
-		return fmt.Errorf("%w: location %q: only http and https URLs are taken", ErrInvalid, raw)
+		return fmt.Errorf("%w: the Store URI was malformed: %s (only http and https URLs are taken)", ErrInvalid, raw)
 	}
 	return nil
 }

@@ -132,13 +132,13 @@ func ParseText(key, text string) (any, error) {
 	case "protected", "os_hidden":
 		b, err := strconv.ParseBool(text)
 		if err != nil || (text != "true" && text != "false") {
-			return nil, fmt.Errorf("%w: %s must be true or false, not %q", ErrInvalid, key, text)
+			return nil, fmt.Errorf("%w: %s must be true or false, not %s", ErrInvalid, key, text)
 		}
 		return b, nil
 	case "min_disk", "min_ram":
 		n, err := strconv.ParseInt(text, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s must be a whole number, not %q", ErrInvalid, key, text)
+			return nil, fmt.Errorf("%w: %s must be a whole number, not %s", ErrInvalid, key, text)
 		}
 		return n, nil
 	case "tags":
@@ -178,7 +178,7 @@ func apply(img *meta.Image, op Op, may grants) error {
 		delete(img.Properties, key)
 		return nil
 	case op.Op != "replace" && op.Op != "add":
-		return fmt.Errorf("%w: unsupported operation %q", ErrInvalid, op.Op)
+		return fmt.Errorf("%w: invalid operation: `%s`", ErrInvalid, op.Op)
 	}
 	switch key {
 	case "name":

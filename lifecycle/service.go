@@ -160,7 +160,7 @@ func (s *Service) Create(ctx context.Context, p Principal, spec CreateSpec) (*me
 	if id == "" {
 		id = NewID()
 	} else if !ValidID(id) {
-		return nil, fmt.Errorf("%w: id %q is not a UUID", ErrInvalid, id)
+		return nil, fmt.Errorf("%w: id %s is not a UUID", ErrInvalid, id)
 	}
 	owner := p.Project
 	if spec.Owner != "" {

@@ -13,6 +13,8 @@ import (
 //	s/<status>/<id>                empty; every image, by status
 //	n/<status>/<name>\x00<id>      empty; images whose name can be a file
 //	                               name (see Listable), by status and name
+//	t/<id>                         a task record (Glance's tasks API), JSON
+//	                               of Task
 //
 // The name index sorts by name within a status, so the images sharing a
 // name are adjacent: a status directory is one prefix scan, and a name
@@ -24,6 +26,10 @@ var versionKey = []byte("v")
 func imageKey(id string) []byte { return []byte("i/" + id) }
 
 func imagePrefix() []byte { return []byte("i/") }
+
+func taskKey(id string) []byte { return []byte("t/" + id) }
+
+func taskPrefix() []byte { return []byte("t/") }
 
 func statusKey(s Status, id string) []byte { return []byte("s/" + string(s) + "/" + id) }
 

@@ -10,10 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -128,7 +131,7 @@ func errorMessage(raw []byte) string {
 	}
 	s := htmlHeading.ReplaceAllString(string(raw), " ")
 	s = htmlTag.ReplaceAllString(s, " ")
-	return cleanMessage(s)
+	return cleanMessage(html.UnescapeString(s))
 }
 
 func cleanMessage(s string) string {
@@ -327,8 +330,119 @@ func (c *Client) GC(ctx context.Context, dryRun bool, out any) error {
 // (JSON patch add /locations/-, as glance location-add sends it) and
 // returns the image after.
 func (c *Client) AddLocation(ctx context.Context, id, url string, metadata map[string]any) (Image, error) {
+	return c.AddLocationValidated(ctx, id, url, metadata, nil)
+}
+
+// AddLocationValidated is AddLocation with validation data (checksum,
+// os_hash_algo, os_hash_value) the content must match.
+func (c *Client) AddLocationValidated(ctx context.Context, id, url string, metadata map[string]any, validation map[string]string) (Image, error) {
 	if metadata == nil {
 		metadata = map[string]any{}
 	}
-	return c.Patch(ctx, id, []PatchOp{{Op: "add", Path: "/locations/-", Value: map[string]any{"url": url, "metadata": metadata}}})
+	value := map[string]any{"url": url, "metadata": metadata}
+	if len(validation) > 0 {
+		value["validation_data"] = validation
+	}
+	return c.Patch(ctx, id, []PatchOp{{Op: "add", Path: "/locations/-", Value: value}})
+}
+
+// locations returns image id and the URLs of its locations, in order.
+func (c *Client) locations(ctx context.Context, id string) (Image, []map[string]any, error) {
+	img, err := c.Get(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, ok := img["locations"].([]any)
+	if !ok {
+		return nil, nil, &Error{Status: http.StatusForbidden, Message: fmt.Sprintf("the locations of image %s are not shown to this caller", id)}
+	}
+	var locs []map[string]any
+	for _, l := range raw {
+		if m, ok := l.(map[string]any); ok {
+			locs = append(locs, m)
+		}
+	}
+	return img, locs, nil
+}
+
+// DeleteLocations removes the locations with the URLs from image id, as
+// glance location-delete does (one remove /locations/N per URL, highest
+// index first). A URL the image does not have is a 404 and removes
+// nothing.
+func (c *Client) DeleteLocations(ctx context.Context, id string, urls []string) error {
+	_, locs, err := c.locations(ctx, id)
+	if err != nil {
+		return err
+	}
+	var indices []int
+	for _, u := range urls {
+		i := slices.IndexFunc(locs, func(l map[string]any) bool { return l["url"] == u })
+		if i < 0 {
+			return &Error{Status: http.StatusNotFound, Message: fmt.Sprintf("Unknown URL(s): %s", u)}
+		}
+		if !slices.Contains(indices, i) {
+			indices = append(indices, i)
+		}
+	}
+	slices.Sort(indices)
+	slices.Reverse(indices)
+	ops := make([]PatchOp, 0, len(indices))
+	for _, i := range indices {
+		ops = append(ops, PatchOp{Op: "remove", Path: "/locations/" + strconv.Itoa(i)})
+	}
+	_, err = c.Patch(ctx, id, ops)
+	return err
+}
+
+// UpdateLocation sets the metadata of image id's location url, as glance
+// location-update does (replace /locations with the whole list).
+func (c *Client) UpdateLocation(ctx context.Context, id, url string, metadata map[string]any) (Image, error) {
+	img, locs, err := c.locations(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(locs, func(l map[string]any) bool { return l["url"] == url })
+	if i < 0 {
+		return nil, &Error{Status: http.StatusNotFound, Message: fmt.Sprintf("Unknown URL: %s, the URL must be one of existing locations of current image", url)}
+	}
+	if metadata == nil {
+		metadata = map[string]any{}
+	}
+	if reflect.DeepEqual(locs[i]["metadata"], metadata) {
+		return img, nil
+	}
+	value := make([]any, len(locs))
+	for j, l := range locs {
+		value[j] = map[string]any{"url": l["url"], "metadata": l["metadata"]}
+	}
+	value[i] = map[string]any{"url": url, "metadata": metadata}
+	return c.Patch(ctx, id, []PatchOp{{Op: "replace", Path: "/locations", Value: value}})
+}
+
+// Stage uploads the content of image id to its staging area (glance-direct,
+// first half), streaming r (size < 0: unknown, sent chunked).
+func (c *Client) Stage(ctx context.Context, id string, r io.Reader, size int64) error {
+	req, err := c.request(ctx, http.MethodPut, imagePath(id)+"/stage", r, "application/octet-stream")
+	if err != nil {
+		return err
+	}
+	if size >= 0 {
+		req.ContentLength = size
+	}
+	resp, err := c.do(req, http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Import starts the import of image id with method (glance-direct of what
+// was staged, or web-download of uri).
+func (c *Client) Import(ctx context.Context, id, method, uri string) error {
+	m := map[string]string{"name": method}
+	if uri != "" {
+		m["uri"] = uri
+	}
+	return c.jsonCall(ctx, http.MethodPost, imagePath(id)+"/import", "application/json", map[string]any{"method": m}, nil, http.StatusAccepted)
 }

@@ -19,11 +19,11 @@ func convertCommand() *cli.Command {
 			&cli.StringFlag{Name: "O", Usage: "output format: raw, qcow2, vmdk, vdi or vpc", Required: true},
 			&cli.StringFlag{Name: "o", Usage: "output options, comma-separated: subformat=monolithicSparse|streamOptimized|dynamic|fixed"},
 			&cli.BoolFlag{Name: "p", Usage: "show a progress bar (bytes, rate, ETA) on stderr when it is a terminal"},
-			&cli.IntFlag{Name: "m", Usage: "number of parallel copiers (default: one per CPU, at least 4)"},
+			&cli.IntFlag{Name: "m", Usage: "number of parallel copiers", DefaultText: "one per CPU, at least 4"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
-				return fmt.Errorf("convert needs IN and OUT")
+				return usagef(c, "convert needs IN and OUT")
 			}
 			in, out := c.Args().Get(0), c.Args().Get(1)
 			opts := convert.FileOptions{InFormat: c.String("f"), OutFormat: c.String("O")}

@@ -32,7 +32,7 @@ func gcCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("gc takes no arguments (got %q)", c.Args().First())
+				return usagef(c, "gc takes no arguments (got %q)", c.Args().First())
 			}
 			var rep lifecycle.GCReport
 			err := onTarget(c, func(ctx context.Context, svc *lifecycle.Service) (err error) {

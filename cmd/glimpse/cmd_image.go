@@ -27,7 +27,7 @@ import (
 // the command as glance takes them, with their environment variables.
 func globalConnectionFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "os-image-url", Usage: "image service endpoint", Value: "http://127.0.0.1:9292", EnvVars: []string{"OS_IMAGE_URL"}},
+		&cli.StringFlag{Name: "os-image-url", Usage: "image service endpoint", Value: defaultImageURL, EnvVars: []string{"OS_IMAGE_URL"}},
 		&cli.StringFlag{Name: "os-auth-token", Usage: "token sent as X-Auth-Token", EnvVars: []string{"OS_AUTH_TOKEN"}},
 	}
 }
@@ -42,20 +42,33 @@ func connectionFlags() []cli.Flag {
 	}
 }
 
+// defaultImageURL is the endpoint of a daemon on its default --listen.
+const defaultImageURL = "http://127.0.0.1:9292"
+
 // flagFromLineage reads a connection flag given after the command, else
-// the global one (given before it, from the environment, or its default).
+// the global one (given before it or from the environment). An empty
+// value counts as not given, as the glance CLI treats OS_IMAGE_URL="".
 func flagFromLineage(c *cli.Context, name string) string {
-	lineage := c.Lineage()
-	for _, ctx := range lineage[:len(lineage)-1] {
+	for _, ctx := range c.Lineage() {
 		if ctx.IsSet(name) {
-			return ctx.String(name)
+			if v := ctx.String(name); v != "" {
+				return v
+			}
 		}
 	}
-	return lineage[len(lineage)-1].String(name)
+	return ""
+}
+
+// endpoint is the image service the client commands talk to.
+func endpoint(c *cli.Context) string {
+	if u := flagFromLineage(c, "os-image-url"); u != "" {
+		return u
+	}
+	return defaultImageURL
 }
 
 func newClient(c *cli.Context) (*client.Client, error) {
-	return client.New(flagFromLineage(c, "os-image-url"), flagFromLineage(c, "os-auth-token"))
+	return client.New(endpoint(c), flagFromLineage(c, "os-auth-token"))
 }
 
 func jsonFlag() cli.Flag {
@@ -92,7 +105,7 @@ func imageFields(c *cli.Context) (map[string]any, error) {
 	}
 	if c.Bool("is-public") {
 		if v, ok := f["visibility"]; ok && v != "public" {
-			return nil, fmt.Errorf("--is-public contradicts --visibility %s", v)
+			return nil, usagef(c, "--is-public contradicts --visibility %s", v)
 		}
 		f["visibility"] = "public"
 	}
@@ -104,14 +117,14 @@ func imageFields(c *cli.Context) (map[string]any, error) {
 	if c.IsSet("protected") {
 		b, err := strconv.ParseBool(c.String("protected"))
 		if err != nil {
-			return nil, fmt.Errorf("--protected %q: want True or False", c.String("protected"))
+			return nil, usagef(c, "--protected %q: want True or False", c.String("protected"))
 		}
 		f["protected"] = b
 	}
 	for _, kv := range c.StringSlice("property") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("--property %q: want KEY=VALUE", kv)
+			return nil, usagef(c, "--property %q: want KEY=VALUE", kv)
 		}
 		f[k] = v
 	}
@@ -146,7 +159,7 @@ func imageCreateCommand() *cli.Command {
 			jsonFlag(), progressFlag()),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("image-create takes no arguments (got %q)", c.Args().First())
+				return usagef(c, "image-create takes no arguments (got %q)", c.Args().First())
 			}
 			fields, err := imageFields(c)
 			if err != nil {
@@ -281,7 +294,7 @@ func imageListCommand() *cli.Command {
 			jsonFlag()),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("image-list takes no arguments (got %q)", c.Args().First())
+				return usagef(c, "image-list takes no arguments (got %q)", c.Args().First())
 			}
 			q := url.Values{}
 			for _, k := range []string{"name", "status", "visibility", "owner", "disk-format", "container-format"} {
@@ -295,7 +308,7 @@ func imageListCommand() *cli.Command {
 			for _, kv := range c.StringSlice("property-filter") {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok {
-					return fmt.Errorf("--property-filter %q: want KEY=VALUE", kv)
+					return usagef(c, "--property-filter %q: want KEY=VALUE", kv)
 				}
 				q.Set(k, v)
 			}
@@ -337,7 +350,7 @@ func imageListCommand() *cli.Command {
 
 func oneImageArg(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
-		return "", fmt.Errorf("%s needs exactly one image id", c.Command.Name)
+		return "", usagef(c, "%s needs exactly one image id", c.Command.Name)
 	}
 	return c.Args().First(), nil
 }
@@ -505,7 +518,7 @@ func imageDeleteCommand() *cli.Command {
 		Flags:     connectionFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return errors.New("image-delete needs at least one image id")
+				return usagef(c, "image-delete needs at least one image id")
 			}
 			cl, err := newClient(c)
 			if err != nil {
@@ -535,7 +548,7 @@ func imageTagUpdateCommand() *cli.Command {
 		Flags:     append(connectionFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
-				return errors.New("image-tag-update needs IMAGE_ID and TAG")
+				return usagef(c, "image-tag-update needs IMAGE_ID and TAG")
 			}
 			cl, err := newClient(c)
 			if err != nil {
@@ -549,7 +562,12 @@ func imageTagUpdateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return printImage(c.App.Writer, img, c.Bool("json"))
+			if c.Bool("json") {
+				return printImage(c.App.Writer, img, true)
+			}
+			// glance prints the image's id and tags.
+			printTags(c.App.Writer, img)
+			return nil
 		},
 	}
 }
@@ -622,8 +640,33 @@ func displayValue(v any) string {
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
 	}
+	return pyJSON(v)
+}
+
+// pyJSON renders v as Python's json.dumps does, which glance's tables use
+// for lists and objects: ", " and ": " between items (keys sorted).
+func pyJSON(v any) string {
+	switch x := v.(type) {
+	case []any:
+		items := make([]string, len(x))
+		for i, e := range x {
+			items[i] = pyJSON(e)
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		items := make([]string, len(keys))
+		for i, k := range keys {
+			items[i] = pyJSON(k) + ": " + pyJSON(x[k])
+		}
+		return "{" + strings.Join(items, ", ") + "}"
+	}
 	b, _ := json.Marshal(v)
-	return strings.ReplaceAll(string(b), `","`, `", "`)
+	return string(b)
 }
 
 // table renders rows in glance's (prettytable) box style.

@@ -37,11 +37,11 @@ func infoCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return fmt.Errorf("info needs exactly one FILE")
+				return usagef(c, "info needs exactly one FILE")
 			}
 			out := c.String("output")
 			if out != "human" && out != "json" {
-				return fmt.Errorf("--output must be human or json, not %q", out)
+				return usagef(c, "--output must be human or json, not %q", out)
 			}
 			info, err := inspectFile(c.Args().First())
 			if err != nil {

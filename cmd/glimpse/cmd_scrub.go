@@ -52,7 +52,7 @@ func scrubCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("scrub takes no arguments (got %q)", c.Args().First())
+				return usagef(c, "scrub takes no arguments (got %q)", c.Args().First())
 			}
 			var rep lifecycle.CheckReport
 			err := onTarget(c, func(ctx context.Context, svc *lifecycle.Service) (err error) {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,13 +16,14 @@ import (
 )
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "glimpse",
 		Usage: "a virtual-machine image service with a filesystem face and a Glance v2 REST face",
-		// --version prints what `glimpse version` does.
-		Version: buildVersion(),
+		// --version prints what `glimpse version` does (urfave/cli's own
+		// flag would print "glimpse version ...").
+		HideVersion: true,
 		// The glance CLI's endpoint flags, also accepted before a command.
-		Flags: globalConnectionFlags(),
+		Flags: append(globalConnectionFlags(), &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version (as glimpse version)"}),
 		Commands: append([]*cli.Command{
 			serveCommand(),
 			infoCommand(),
@@ -29,16 +31,25 @@ func newApp() *cli.App {
 			versionCommand(),
 			scrubCommand(),
 			gcCommand(),
-		}, imageCommands()...),
+		}, append(imageCommands(), glanceParityCommands()...)...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   onUsageError,
+		Action:         unknownCommand,
 	}
+	setUsageErrors(app.Commands)
+	oneDefaultInHelp(app.Commands, app.Flags)
+	return app
 }
 
 func main() {
 	ctx := signalContext()
 	if err := newApp().RunContext(ctx, os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "glimpse: %v\n", err)
+		msg := err.Error()
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			msg += " (is glimpse serve running there? --os-image-url or OS_IMAGE_URL name the endpoint)"
+		}
+		fmt.Fprintf(os.Stderr, "glimpse: %s\n", msg)
 		os.Exit(exitCode(err))
 	}
 }
@@ -58,13 +69,4 @@ func signalContext() context.Context {
 		os.Exit(130)
 	}()
 	return ctx
-}
-
-// exitCode maps an error to the process exit status: 1 for every failure,
-// unless the error carries its own code (cli.Exit).
-func exitCode(err error) int {
-	if coder, ok := err.(cli.ExitCoder); ok && coder.ExitCode() != 0 {
-		return coder.ExitCode()
-	}
-	return 1
 }

@@ -115,8 +115,8 @@ Examples:
 			&cli.DurationFlag{Name: "keystone-token-cache-time", Category: "Keystone auth", Usage: "keep a validated token's answer this long, or until the token expires if sooner (keystonemiddleware's token_cache_time)", Value: keystone.DefaultCacheTime, Destination: &o.keystone.Cache},
 			&cli.DurationFlag{Name: "keystone-timeout", Category: "Keystone auth", Usage: "longest a request to Keystone may take; a token that could not be validated gets 503", Value: keystone.DefaultTimeout, Destination: &o.keystone.Timeout},
 			&cli.BoolFlag{Name: "web-download-allow-private", Category: "REST listener", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
-			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount (default: the daemon's)", Value: os.Getuid(), Destination: &o.uid},
-			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount (default: the daemon's)", Value: os.Getgid(), Destination: &o.gid},
+			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount", Value: os.Getuid(), DefaultText: "the daemon's uid", Destination: &o.uid},
+			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount", Value: os.Getgid(), DefaultText: "the daemon's gid", Destination: &o.gid},
 			&cli.StringFlag{Name: "tls-cert", Category: "REST listener", Usage: "serve REST over TLS with this certificate (PEM)", Destination: &o.tlsCert, EnvVars: []string{"GLIMPSE_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Category: "REST listener", Usage: "the TLS certificate's private key (PEM)", Destination: &o.tlsKey, EnvVars: []string{"GLIMPSE_TLS_KEY"}},
 			&cli.BoolFlag{Name: "allow-other", Category: "Mount", Usage: "let other users use the mount (with default_permissions)", Destination: &o.allowOther},
@@ -127,7 +127,7 @@ Examples:
 		}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("serve takes no arguments (got %q)", c.Args().First())
+				return usagef(c, "serve takes no arguments (got %q)", c.Args().First())
 			}
 			if err := applyConfigFile(c); err != nil {
 				return err
@@ -210,6 +210,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	defer be.Close()
 	if o.mount != "" {
 		if err := checkMountOverlap(o.mount, data, storeDir); err != nil {
+			return err
+		}
+		if err := checkMountPoint(o.mount, os.Geteuid()); err != nil {
 			return err
 		}
 	}

@@ -46,10 +46,15 @@ func versionCommand() *cli.Command {
 		Usage: "print the version, the VCS revision, the Go version and whether RBD support is built in",
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("version takes no arguments")
+				return usagef(c, "version takes no arguments")
 			}
-			_, err := fmt.Fprintln(c.App.Writer, "glimpse", buildVersion())
-			return err
+			return printVersion(c)
 		},
 	}
+}
+
+// printVersion is what both `glimpse version` and `glimpse --version` print.
+func printVersion(c *cli.Context) error {
+	_, err := fmt.Fprintln(c.App.Writer, "glimpse", buildVersion())
+	return err
 }
