@@ -496,7 +496,10 @@ func (s *Service) DeleteNamespace(p lifecycle.Principal, name string) error {
 	})
 }
 
-// Contents kinds DeleteContents empties.
+// Kind is a kind of record a namespace holds.
+type Kind = meta.MetadefKind
+
+// The kinds DeleteContents empties.
 const (
 	Objects    = meta.MetadefObject
 	Properties = meta.MetadefProperty
