@@ -18,7 +18,7 @@ var (
 	glance = "/etc/glance/metadefs" // Debian's glance-common
 )
 
-func newService(t *testing.T) *metadefs.Service {
+func newService(t testing.TB) *metadefs.Service {
 	t.Helper()
 	db, err := kv.OpenBadger("", slog.New(slog.DiscardHandler))
 	if err != nil {
