@@ -206,3 +206,44 @@ func TestDecodeRefusals(t *testing.T) {
 		t.Errorf("object property without a type: %v", err)
 	}
 }
+
+// TestConcurrentCreates: racing creates of one namespace, and of one tag,
+// end with exactly one winner each; the others are duplicates.
+func TestConcurrentCreates(t *testing.T) {
+	s := newService(t)
+	const n = 16
+	errs := make(chan error, 2*n)
+	for range n {
+		go func() {
+			_, err := s.CreateNamespace(admin, metadefs.Detail{Namespace: metadefs.Namespace{Namespace: "race"}})
+			errs <- err
+		}()
+	}
+	won := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, metadefs.ErrDuplicate):
+			t.Fatalf("racing create: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d racing creates of one namespace succeeded", won)
+	}
+	for range n {
+		go func() { _, err := s.CreateTag(admin, "race", "t"); errs <- err }()
+	}
+	won = 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, metadefs.ErrDuplicate):
+			t.Fatalf("racing tag create: %v", err)
+		}
+	}
+	if tags, _ := s.ListTags(admin, "race"); won != 1 || len(tags) != 1 {
+		t.Fatalf("%d racing tag creates succeeded, %d tags", won, len(tags))
+	}
+}
