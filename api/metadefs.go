@@ -205,9 +205,14 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request, p lifecy
 		o.Limit = n
 	}
 	o.Limit = min(o.Limit, metadefLimitMax)
+	empty := o.Limit == 0 // an empty page, as Glance's query gives
+	o.Limit = max(o.Limit, 1)
 	list, err := s.md.ListNamespaces(p, o)
 	if err != nil {
 		return err
+	}
+	if empty {
+		list = nil
 	}
 	out := struct {
 		Namespaces []namespaceOut `json:"namespaces"`

@@ -161,6 +161,10 @@ func TestMetadefsNamespaces(t *testing.T) {
 	e.want(e.as("admin", "GET", ns+"?visibility=shared", ""), 400, "bad visibility")
 	e.want(e.as("admin", "GET", ns+"?sort_dir=up", ""), 400, "bad sort dir")
 	e.want(e.as("admin", "GET", ns+"?limit=-1", ""), 400, "negative limit")
+	e.want(e.as("admin", "GET", ns+"?limit=x", ""), 400, "limit not a number")
+	if got := list("admin", "?limit=0"); len(got) != 0 {
+		t.Errorf("limit=0 lists %v", got)
+	}
 	e.want(e.as("admin", "GET", ns+"?marker=nope", ""), 404, "unknown marker")
 
 	// Protected: 403 until updated; PUT replaces (protected and
