@@ -310,3 +310,83 @@ func TestMetadefsErrorBodies(t *testing.T) {
 	}
 	e.want(e.as("nobody", "GET", ns, ""), 401, "unknown token")
 }
+
+// TestMetadefsTempestSequences replays what Tempest's metadefs tests
+// (tempest.api.image.v2.admin.test_images_metadefs_*) send and check, on
+// Glance's own definitions.
+func TestMetadefsTempestSequences(t *testing.T) {
+	e := newMetadefsEnv(t)
+	files, err := metadefs.DefinitionFiles("/etc/glance/metadefs")
+	if err != nil {
+		t.Fatalf("%v (scripts/install-deps installs glance-common)", err)
+	}
+	for _, f := range files {
+		raw, _ := os.ReadFile(f)
+		e.want(e.as("admin", "POST", ns, string(raw)), 201, f)
+	}
+	r := e.want(e.as("admin", "GET", "/v2/metadefs/resource_types", ""), 200, "list_resource_types")
+	var rts struct {
+		ResourceTypes []struct{ Name string } `json:"resource_types"`
+	}
+	json.Unmarshal(r.body, &rts)
+	if len(rts.ResourceTypes) == 0 {
+		t.Fatalf("no resource types after loading: %s", r.body)
+	}
+	rt := rts.ResourceTypes[0].Name
+
+	// test_basic_metadata_definition_namespaces
+	e.want(e.as("admin", "POST", ns, `{"namespace": "tempest-ns", "visibility": "public", "description": "Tempest", "display_name": "tempest-ns", "resource_type_associations": [{"name": "`+rt+`"}], "protected": true}`), 201, "create_namespace")
+	if r := e.want(e.as("admin", "GET", ns, ""), 200, "list_namespaces"); !strings.Contains(string(r.body), `"namespace":"tempest-ns"`) {
+		t.Errorf("tempest-ns not in the first page: %s", r.body)
+	}
+	if b := e.want(e.as("admin", "GET", ns+"/tempest-ns", ""), 200, "show").json(t); b["visibility"] != "public" {
+		t.Errorf("show: %v", b)
+	}
+	e.want(e.as("admin", "DELETE", ns+"/tempest-ns", ""), 403, "delete protected")
+	b := e.want(e.as("admin", "PUT", ns+"/tempest-ns", `{"namespace": "tempest-ns", "description": "Tempest", "visibility": "private", "display_name": "tempest-ns", "protected": false}`), 200, "update").json(t)
+	if b["visibility"] != "private" || b["protected"] != false {
+		t.Errorf("update: %v", b)
+	}
+	e.want(e.as("admin", "DELETE", ns+"/tempest-ns", ""), 204, "delete")
+	e.want(e.as("admin", "GET", ns+"/tempest-ns", ""), 404, "wait_for_resource_deletion")
+
+	// test_basic_meta_def_namespace_property: the resource type's name as
+	// a property name, colons and all.
+	e.want(e.as("admin", "POST", ns, `{"namespace": "tempest-p", "visibility": "public", "description": "Tempest", "protected": false, "display_name": "tempest-p"}`), 201, "create_namespace")
+	e.want(e.as("admin", "POST", ns+"/tempest-p/resource_types", `{"name": "`+rt+`"}`), 201, "create_resource_type_association")
+	enum := `["xen", "qemu", "kvm", "lxc", "uml", "vmware", "hyperv"]`
+	if b := e.want(e.as("admin", "POST", ns+"/tempest-p/properties", `{"title": "prop", "name": "`+rt+`", "type": "string", "enum": `+enum+`}`), 201, "create_namespace_property").json(t); b["title"] != "prop" {
+		t.Errorf("property: %v", b)
+	}
+	if b := e.want(e.as("admin", "GET", ns+"/tempest-p/properties/"+rt, ""), 200, "show_namespace_properties").json(t); b["name"] != rt {
+		t.Errorf("show property: %v", b)
+	}
+	if b := e.want(e.as("admin", "PUT", ns+"/tempest-p/properties/"+rt, `{"title": "prop2", "type": "string", "enum": `+enum+`, "name": "`+rt+`"}`), 200, "update_namespace_properties").json(t); b["title"] != "prop2" {
+		t.Errorf("update property: %v", b)
+	}
+	e.want(e.as("admin", "DELETE", ns+"/tempest-p/properties/"+rt, ""), 204, "delete_namespace_property")
+	if r := e.want(e.as("admin", "GET", ns+"/tempest-p/properties", ""), 200, "list"); string(r.body) != "{\"properties\":{}}\n" {
+		t.Errorf("properties after delete: %s", r.body)
+	}
+	// test_basic_meta_def_resource_type_association (on its own namespace)
+	e.want(e.as("admin", "POST", ns, `{"namespace": "tempest-r", "visibility": "public"}`), 201, "create_namespace")
+	if b := e.want(e.as("admin", "POST", ns+"/tempest-r/resource_types", `{"name": "`+rt+`"}`), 201, "associate").json(t); b["name"] != rt {
+		t.Errorf("association: %v", b)
+	}
+	e.want(e.as("admin", "DELETE", ns+"/tempest-r/resource_types/"+rt, ""), 204, "delete_resource_type_association")
+	// test_create_list_delete_namespace_tags
+	e.want(e.as("admin", "POST", ns+"/tempest-r/tags", `{"tags": [{"name": "sample-tag1"}, {"name": "sample-tag2"}, {"name": "sample-tag3"}]}`), 201, "create_namespace_tags")
+	if b := e.want(e.as("admin", "GET", ns+"/tempest-r/tags", ""), 200, "list").json(t); len(b["tags"].([]any)) != 3 {
+		t.Errorf("tags: %v", b)
+	}
+	e.want(e.as("admin", "DELETE", ns+"/tempest-r/tags", ""), 204, "delete_namespace_tags")
+	if r := e.want(e.as("admin", "GET", ns+"/tempest-r/tags", ""), 200, "list"); string(r.body) != "{\"tags\":[]}\n" {
+		t.Errorf("tags after delete: %s", r.body)
+	}
+	// test_create_update_delete_meta_namespace_objects
+	e.want(e.as("admin", "POST", ns+"/tempest-r/objects", `{"name": "obj"}`), 201, "create_namespace_object")
+	if b := e.want(e.as("admin", "PUT", ns+"/tempest-r/objects/obj", `{"name": "obj2"}`), 200, "update_namespace_object").json(t); b["name"] != "obj2" {
+		t.Errorf("object: %v", b)
+	}
+	e.want(e.as("admin", "DELETE", ns+"/tempest-r/objects/obj2", ""), 204, "delete_namespace_object")
+}
