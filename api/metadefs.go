@@ -354,11 +354,37 @@ func (s *Server) deleteAssociation(w http.ResponseWriter, r *http.Request, p lif
 	return nil
 }
 
+// recordPage reads the paging parameters of an object or tag listing;
+// limitOK is the deserializer's own check (objects refuse 0, tags take it
+// as no limit).
+func recordPage(r *http.Request, limitOK func(int) bool) (metadefs.Page, error) {
+	q := r.URL.Query()
+	pg := metadefs.Page{Marker: q.Get("marker"), SortKey: q.Get("sort_key"), SortDir: q.Get("sort_dir")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return pg, errorf(http.StatusBadRequest, "limit param must be an integer")
+		}
+		if !limitOK(n) {
+			return pg, errorf(http.StatusBadRequest, "limit param must be positive")
+		}
+		pg.Limit = n
+	}
+	if v := q.Get("visibility"); v != "" && v != "public" && v != "private" && v != "shared" {
+		return pg, errorf(http.StatusBadRequest, "Invalid visibility value: %s", v)
+	}
+	return pg, nil
+}
+
 // Objects.
 
 func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	ns := r.PathValue("namespace")
-	list, err := s.md.ListObjects(p, ns)
+	pg, err := recordPage(r, func(n int) bool { return n > 0 })
+	if err != nil {
+		return err
+	}
+	list, err := s.md.ListObjects(p, ns, pg)
 	if err != nil {
 		return err
 	}
@@ -493,7 +519,11 @@ func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request, p lifecy
 // Tags.
 
 func (s *Server) listTags(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	list, err := s.md.ListTags(p, r.PathValue("namespace"))
+	pg, err := recordPage(r, func(n int) bool { return n >= 0 })
+	if err != nil {
+		return err
+	}
+	list, err := s.md.ListTags(p, r.PathValue("namespace"), pg)
 	if err != nil {
 		return err
 	}

@@ -268,6 +268,32 @@ func TestMetadefsObjectsPropertiesTags(t *testing.T) {
 	e.want(e.as("p2", "DELETE", tg+"/renamed", ""), 403, "member deletes tag")
 	e.want(e.as("admin", "DELETE", tg+"/renamed", ""), 204, "delete tag")
 	e.want(e.as("admin", "POST", tg, `{"tags": [{"name": "x", "bogus": 1}]}`), 400, "bad bulk body")
+
+	// Paging, as Glance's tag and object lists take it.
+	e.want(e.as("admin", "POST", tg, `{"tags": [{"name": "c"}, {"name": "a"}, {"name": "b"}]}`), 201, "tags to page")
+	names := func(query string) string {
+		r := e.want(e.as("p2", "GET", tg+query, ""), 200, "tags "+query)
+		var l struct{ Tags []struct{ Name string } }
+		json.Unmarshal(r.body, &l)
+		var out []string
+		for _, t := range l.Tags {
+			out = append(out, t.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names("?sort_key=name&sort_dir=asc&limit=2"); got != "a,b" {
+		t.Errorf("first page %s", got)
+	}
+	if got := names("?sort_key=name&sort_dir=asc&marker=b"); got != "c" {
+		t.Errorf("after marker %s", got)
+	}
+	if got := names("?sort_key=name"); got != "c,b,a" {
+		t.Errorf("default direction %s, want newest/last first", got)
+	}
+	e.want(e.as("p2", "GET", tg+"?marker=zzz", ""), 404, "unknown marker")
+	e.want(e.as("p2", "GET", tg+"?sort_dir=sideways", ""), 400, "bad sort dir")
+	e.want(e.as("p2", "GET", tg+"?sort_key=color", ""), 400, "bad sort key")
+	e.want(e.as("p2", "GET", o+"?limit=0", ""), 400, "objects limit 0")
 }
 
 func TestMetadefsResourceTypes(t *testing.T) {

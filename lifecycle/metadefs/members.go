@@ -125,16 +125,73 @@ func writable(tx kv.Txn, p lifecycle.Principal, ns string, rule func(lifecycle.P
 	return n, nil
 }
 
+// Page selects and orders a listing of a namespace's objects or tags, as
+// Glance's query parameters do: sorted by created_at (default),
+// updated_at or name, newest first unless SortDir is asc; Marker is the
+// name the page starts after; Limit 0 is no limit.
+type Page struct {
+	Marker  string
+	Limit   int
+	SortKey string
+	SortDir string
+}
+
+func page[T any, P recordPtr[T]](list []T, pg Page, k meta.MetadefKind, ns string) ([]T, error) {
+	key := pg.SortKey
+	if key == "" {
+		key = "created_at"
+	}
+	if key != "created_at" && key != "updated_at" && key != "name" {
+		return nil, refuse(lifecycle.ErrInvalid, "Invalid sort key: %s. It must be one of the following: created_at, updated_at, name.", key)
+	}
+	desc := pg.SortDir == "" || pg.SortDir == "desc"
+	if !desc && pg.SortDir != "asc" {
+		return nil, refuse(lifecycle.ErrInvalid, "Invalid sort direction: %s", pg.SortDir)
+	}
+	slices.SortStableFunc(list, func(a, b T) int {
+		pa, pb := P(&a), P(&b)
+		c := 0
+		switch key {
+		case "created_at":
+			c = pa.created().Compare(pb.created())
+		case "updated_at":
+			c = pa.updated().Compare(pb.updated())
+		}
+		if c == 0 {
+			c = strings.Compare(pa.recordName(), pb.recordName())
+		}
+		if desc {
+			c = -c
+		}
+		return c
+	})
+	if pg.Marker != "" {
+		i := slices.IndexFunc(list, func(v T) bool { return P(&v).recordName() == pg.Marker })
+		if i < 0 {
+			return nil, recordNotFound(k, ns, pg.Marker)
+		}
+		list = list[i+1:]
+	}
+	if pg.Limit > 0 && len(list) > pg.Limit {
+		list = list[:pg.Limit]
+	}
+	return list, nil
+}
+
 // Objects.
 
-func (s *Service) ListObjects(p lifecycle.Principal, ns string) ([]Object, error) {
+func (s *Service) ListObjects(p lifecycle.Principal, ns string, pg Page) ([]Object, error) {
 	var out []Object
 	err := s.db.View(func(tx kv.Txn) error {
 		if _, err := readable(tx, p, ns, getMetadefObjects); err != nil {
 			return err
 		}
 		var err error
-		out, err = listRecords[Object](tx, meta.MetadefObject, ns)
+		all, err := listRecords[Object](tx, meta.MetadefObject, ns)
+		if err != nil {
+			return err
+		}
+		out, err = page(all, pg, meta.MetadefObject, ns)
 		return err
 	})
 	return out, err
@@ -298,14 +355,18 @@ func (s *Service) DeleteProperty(p lifecycle.Principal, ns, name string) error {
 
 // Tags.
 
-func (s *Service) ListTags(p lifecycle.Principal, ns string) ([]Tag, error) {
+func (s *Service) ListTags(p lifecycle.Principal, ns string, pg Page) ([]Tag, error) {
 	var out []Tag
 	err := s.db.View(func(tx kv.Txn) error {
 		if _, err := readable(tx, p, ns, getMetadefTags); err != nil {
 			return err
 		}
 		var err error
-		out, err = listRecords[Tag](tx, meta.MetadefTag, ns)
+		all, err := listRecords[Tag](tx, meta.MetadefTag, ns)
+		if err != nil {
+			return err
+		}
+		out, err = page(all, pg, meta.MetadefTag, ns)
 		return err
 	})
 	return out, err

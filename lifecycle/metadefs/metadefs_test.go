@@ -99,7 +99,7 @@ func TestVisibilityAndPolicy(t *testing.T) {
 	if _, err := s.GetNamespace(other, "priv"); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("another project sees a private namespace: %v", err)
 	}
-	if _, err := s.ListObjects(other, "priv"); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := s.ListObjects(other, "priv", metadefs.Page{}); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("another project lists a private namespace's objects: %v", err)
 	}
 	if _, err := s.GetNamespace(other, "pub"); err != nil {
@@ -171,13 +171,13 @@ func TestTagsAppend(t *testing.T) {
 	if _, err := s.CreateTags(admin, "ns", []string{"a", "b"}, true); err != nil {
 		t.Fatal(err)
 	}
-	if tags, _ := s.ListTags(admin, "ns"); len(tags) != 3 {
+	if tags, _ := s.ListTags(admin, "ns", metadefs.Page{}); len(tags) != 3 {
 		t.Fatalf("append kept %v, want old, a, b", tags)
 	}
 	if _, err := s.CreateTags(admin, "ns", []string{"c"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if tags, _ := s.ListTags(admin, "ns"); len(tags) != 1 || tags[0].Name != "c" {
+	if tags, _ := s.ListTags(admin, "ns", metadefs.Page{}); len(tags) != 1 || tags[0].Name != "c" {
 		t.Fatalf("replace left %v, want c", tags)
 	}
 	if _, err := s.CreateTags(admin, "ns", []string{"c"}, true); !errors.Is(err, metadefs.ErrDuplicate) {
@@ -243,7 +243,7 @@ func TestConcurrentCreates(t *testing.T) {
 			t.Fatalf("racing tag create: %v", err)
 		}
 	}
-	if tags, _ := s.ListTags(admin, "race"); won != 1 || len(tags) != 1 {
+	if tags, _ := s.ListTags(admin, "race", metadefs.Page{}); won != 1 || len(tags) != 1 {
 		t.Fatalf("%d racing tag creates succeeded, %d tags", won, len(tags))
 	}
 }

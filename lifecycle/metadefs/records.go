@@ -113,6 +113,7 @@ type record interface {
 	recordName() string
 	stamp(created, updated time.Time)
 	created() time.Time
+	updated() time.Time
 }
 
 func (m *Property) recordName() string    { return m.Name }
@@ -129,6 +130,11 @@ func (m *Property) created() time.Time    { return m.CreatedAt }
 func (m *Object) created() time.Time      { return m.CreatedAt }
 func (m *Tag) created() time.Time         { return m.CreatedAt }
 func (m *Association) created() time.Time { return m.CreatedAt }
+
+func (m *Property) updated() time.Time    { return m.UpdatedAt }
+func (m *Object) updated() time.Time      { return m.UpdatedAt }
+func (m *Tag) updated() time.Time         { return m.UpdatedAt }
+func (m *Association) updated() time.Time { return m.UpdatedAt }
 
 // recordPtr is a pointer to a record type T.
 type recordPtr[T any] interface {
