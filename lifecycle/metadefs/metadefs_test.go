@@ -2,9 +2,12 @@ package metadefs_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/lifecycle/metadefs"
@@ -245,5 +248,28 @@ func TestConcurrentCreates(t *testing.T) {
 	}
 	if tags, _ := s.ListTags(admin, "race", metadefs.Page{}); won != 1 || len(tags) != 1 {
 		t.Fatalf("%d racing tag creates succeeded, %d tags", won, len(tags))
+	}
+}
+
+// TestHugeBodies: a body of a million items is checked in one pass, and a
+// duplicate among them is still found.
+func TestHugeBodies(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"namespace": "big", "objects": [{"name": "o", "required": [`)
+	for i := range 1000000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"r%d"`, i)
+	}
+	start := time.Now()
+	if _, err := metadefs.DecodeNamespace([]byte(b.String() + `]}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metadefs.DecodeNamespace([]byte(b.String() + `,"r7"]}]}`)); !errors.Is(err, lifecycle.ErrInvalid) {
+		t.Fatalf("a repeated required name: %v", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("two million-item bodies took %v", took)
 	}
 }

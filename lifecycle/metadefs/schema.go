@@ -189,12 +189,15 @@ func check(root, s map[string]any, v any) string {
 			return fmt.Sprintf("%s is too short", repr(x))
 		}
 		if u, _ := s["uniqueItems"].(bool); u {
-			for i := range x {
-				for j := i + 1; j < len(x); j++ {
-					if equalJSON(x[i], x[j]) {
-						return fmt.Sprintf("%s has non-unique elements", repr(x))
-					}
+			// One pass over canonical forms: a body may hold millions
+			// of items, and pairwise comparison would be quadratic.
+			seen := make(map[string]bool, len(x))
+			for _, e := range x {
+				c := canonical(e)
+				if seen[c] {
+					return fmt.Sprintf("%s has non-unique elements", repr(x))
 				}
+				seen[c] = true
 			}
 		}
 		if items, ok := s["items"].(map[string]any); ok {
@@ -253,10 +256,13 @@ func number(v any) (float64, bool) {
 	return f, ok
 }
 
-func equalJSON(a, b any) bool {
-	ra, _ := json.Marshal(normal(a))
-	rb, _ := json.Marshal(normal(b))
-	return bytes.Equal(ra, rb)
+func equalJSON(a, b any) bool { return canonical(a) == canonical(b) }
+
+// canonical is v's JSON with numbers as float64 and object keys sorted
+// (encoding/json sorts map keys).
+func canonical(v any) string {
+	raw, _ := json.Marshal(normal(v))
+	return string(raw)
 }
 
 // normal makes numbers from the schema (float64) and from a body
