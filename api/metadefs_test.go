@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -185,6 +186,13 @@ func TestMetadefsNamespaces(t *testing.T) {
 		e.want(e.as("admin", "POST", ns, bad), 400, "bad body "+bad[:min(len(bad), 30)])
 	}
 	e.want(e.as("admin", "POST", ns, ""), 400, "no body")
+	var many strings.Builder
+	many.WriteString(`{"namespace": "huge", "tags": [{"name": "t0"}`)
+	for i := 1; i < 3000; i++ {
+		fmt.Fprintf(&many, `, {"name": "t%d"}`, i)
+	}
+	e.want(e.as("admin", "POST", ns, many.String()+`]}`), 413, "3000 tags")
+	e.want(e.as("admin", "GET", ns+"/huge", ""), 404, "refused namespace")
 	if got := list("admin", ""); len(got) != 1 {
 		t.Errorf("after bad input: %v", got)
 	}

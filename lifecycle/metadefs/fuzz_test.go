@@ -36,7 +36,7 @@ func FuzzDecodeNamespace(f *testing.F) {
 		}
 		created, err := s.CreateNamespace(admin, d)
 		if err != nil {
-			if !errors.Is(err, lifecycle.ErrInvalid) && !errors.Is(err, metadefs.ErrDuplicate) {
+			if !errors.Is(err, lifecycle.ErrInvalid) && !errors.Is(err, metadefs.ErrDuplicate) && !errors.Is(err, lifecycle.ErrTooLarge) {
 				t.Fatalf("create refused with %v", err)
 			}
 			return

@@ -72,7 +72,7 @@ func listRecords[T any, P recordPtr[T]](tx kv.Txn, k meta.MetadefKind, ns string
 	return out, err
 }
 
-func insertRecord(tx kv.Txn, k meta.MetadefKind, ns string, r record, now time.Time) error {
+func insertRecord(tx kv.Txn, rm *room, k meta.MetadefKind, ns string, r record, now time.Time) error {
 	key := meta.MetadefMemberKey(k, ns, r.recordName())
 	if _, err := tx.Get(key); err == nil {
 		return refuse(ErrDuplicate, kindTexts[k].duplicate, r.recordName(), ns)
@@ -80,12 +80,12 @@ func insertRecord(tx kv.Txn, k meta.MetadefKind, ns string, r record, now time.T
 		return err
 	}
 	r.stamp(now, now)
-	return putJSON(tx, key, r)
+	return rm.put(tx, ns, key, r, 1)
 }
 
 // replaceRecord stores r in place of the record old (renaming it when
 // r's name differs), keeping its creation time.
-func replaceRecord(tx kv.Txn, k meta.MetadefKind, ns, old string, r record, created, now time.Time) error {
+func replaceRecord(tx kv.Txn, rm *room, k meta.MetadefKind, ns, old string, r record, created, now time.Time) error {
 	if r.recordName() != old {
 		if _, err := tx.Get(meta.MetadefMemberKey(k, ns, r.recordName())); err == nil {
 			return refuse(ErrDuplicate, kindTexts[k].duplicate, r.recordName(), ns)
@@ -97,7 +97,7 @@ func replaceRecord(tx kv.Txn, k meta.MetadefKind, ns, old string, r record, crea
 		}
 	}
 	r.stamp(created, now)
-	return putJSON(tx, meta.MetadefMemberKey(k, ns, r.recordName()), r)
+	return rm.put(tx, ns, meta.MetadefMemberKey(k, ns, r.recordName()), r, 0)
 }
 
 // readable opens a read of the namespace's records: the namespace must be
@@ -218,7 +218,11 @@ func (s *Service) CreateObject(p lifecycle.Principal, ns string, o Object) (*Obj
 		if _, err := writable(tx, p, ns, addMetadefObject); err != nil {
 			return err
 		}
-		return insertRecord(tx, meta.MetadefObject, ns, &o, s.now())
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return insertRecord(tx, rm, meta.MetadefObject, ns, &o, s.now())
 	})
 	if err != nil {
 		return nil, err
@@ -238,7 +242,11 @@ func (s *Service) UpdateObject(p lifecycle.Principal, ns, name string, o Object)
 		if err != nil {
 			return err
 		}
-		return replaceRecord(tx, meta.MetadefObject, ns, name, &o, old.CreatedAt, s.now())
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return replaceRecord(tx, rm, meta.MetadefObject, ns, name, &o, old.CreatedAt, s.now())
 	})
 	if err != nil {
 		return nil, err
@@ -321,7 +329,11 @@ func (s *Service) CreateProperty(p lifecycle.Principal, ns string, pr Property) 
 		if _, err := writable(tx, p, ns, addMetadefProperty); err != nil {
 			return err
 		}
-		return insertRecord(tx, meta.MetadefProperty, ns, &pr, s.now())
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return insertRecord(tx, rm, meta.MetadefProperty, ns, &pr, s.now())
 	})
 	if err != nil {
 		return nil, err
@@ -341,7 +353,11 @@ func (s *Service) UpdateProperty(p lifecycle.Principal, ns, name string, pr Prop
 		if err != nil {
 			return err
 		}
-		return replaceRecord(tx, meta.MetadefProperty, ns, name, &pr, old.CreatedAt, s.now())
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return replaceRecord(tx, rm, meta.MetadefProperty, ns, name, &pr, old.CreatedAt, s.now())
 	})
 	if err != nil {
 		return nil, err
@@ -394,7 +410,11 @@ func (s *Service) CreateTag(p lifecycle.Principal, ns, name string) (*Tag, error
 		if _, err := writable(tx, p, ns, addMetadefTag); err != nil {
 			return err
 		}
-		return insertRecord(tx, meta.MetadefTag, ns, &t, s.now())
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return insertRecord(tx, rm, meta.MetadefTag, ns, &t, s.now())
 	})
 	if err != nil {
 		return nil, err
@@ -417,6 +437,14 @@ func (s *Service) CreateTags(p lifecycle.Principal, ns string, names []string, a
 		if _, err := writable(tx, p, ns, addMetadefTags); err != nil {
 			return err
 		}
+		var except meta.MetadefKind // the tags are replaced: their room is free
+		if !appending {
+			except = meta.MetadefTag
+		}
+		rm, err := roomOf(tx, ns, except)
+		if err != nil {
+			return err
+		}
 		if !appending {
 			if err := deleteAll(tx, meta.MetadefTag, ns); err != nil {
 				return err
@@ -425,7 +453,7 @@ func (s *Service) CreateTags(p lifecycle.Principal, ns string, names []string, a
 		now := s.now()
 		for _, n := range names {
 			t := Tag{Name: n}
-			if err := insertRecord(tx, meta.MetadefTag, ns, &t, now); err != nil {
+			if err := insertRecord(tx, rm, meta.MetadefTag, ns, &t, now); err != nil {
 				return err
 			}
 			out = append(out, t)
@@ -448,7 +476,11 @@ func (s *Service) UpdateTag(p lifecycle.Principal, ns, name, newName string) (*T
 		if err != nil {
 			return err
 		}
-		return replaceRecord(tx, meta.MetadefTag, ns, name, &t, old.CreatedAt, s.now())
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return replaceRecord(tx, rm, meta.MetadefTag, ns, name, &t, old.CreatedAt, s.now())
 	})
 	if err != nil {
 		return nil, err
@@ -524,7 +556,11 @@ func (s *Service) Associate(p lifecycle.Principal, ns string, a Association) (*A
 		if err := ensureResourceType(tx, a.Name, false, now); err != nil {
 			return err
 		}
-		return insertRecord(tx, meta.MetadefAssociation, ns, &a, now)
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return insertRecord(tx, rm, meta.MetadefAssociation, ns, &a, now)
 	})
 	if err != nil {
 		return nil, err

@@ -273,3 +273,55 @@ func TestHugeBodies(t *testing.T) {
 		t.Fatalf("two million-item bodies took %v", took)
 	}
 }
+
+// TestFullNamespace: a namespace grows to its bound, is refused past it
+// (nothing written), and can still be renamed and deleted, each one
+// registry transaction.
+func TestFullNamespace(t *testing.T) {
+	db, err := kv.OpenBadger(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := metadefs.New(db)
+	mustCreate(t, s, `{"namespace": "full"}`)
+	long := strings.Repeat("x", 60)
+	total := 0
+	for batch := 0; ; batch++ {
+		var names []string
+		for i := range 100 {
+			names = append(names, fmt.Sprintf("%s-%d-%d", long, batch, i))
+		}
+		_, err := s.CreateTags(admin, "full", names, true)
+		if errors.Is(err, lifecycle.ErrTooLarge) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d tags: %v", total, err)
+		}
+		total += len(names)
+		if batch > 100 {
+			t.Fatal("no bound on a namespace's size")
+		}
+	}
+	for i := 0; ; i++ { // then one by one up to the bound
+		if _, err := s.CreateTag(admin, "full", fmt.Sprintf("%s-single-%d", long, i)); errors.Is(err, lifecycle.ErrTooLarge) {
+			break
+		} else if err != nil || i > 100 {
+			t.Fatalf("single tag %d: %v", i, err)
+		}
+		total++
+	}
+	if tags, _ := s.ListTags(admin, "full", metadefs.Page{}); len(tags) != total || total < 1000 {
+		t.Fatalf("%d tags kept, %d accepted", len(tags), total)
+	}
+	if _, err := s.UpdateNamespace(admin, "full", metadefs.Namespace{Namespace: "renamed"}); err != nil {
+		t.Fatalf("rename of a full namespace: %v", err)
+	}
+	if tags, _ := s.ListTags(admin, "renamed", metadefs.Page{}); len(tags) != total {
+		t.Fatalf("rename kept %d of %d tags", len(tags), total)
+	}
+	if err := s.DeleteNamespace(admin, "renamed"); err != nil {
+		t.Fatalf("delete of a full namespace: %v", err)
+	}
+}

@@ -328,7 +328,8 @@ func (s *Service) insertNamespace(tx kv.Txn, d Detail, seeded bool) (*Detail, er
 	}
 	ns := d.Namespace
 	ns.CreatedAt, ns.UpdatedAt = now, now
-	if err := putJSON(tx, key, &ns); err != nil {
+	rm := &room{}
+	if err := rm.put(tx, ns.Namespace, key, &ns, 0); err != nil {
 		return nil, err
 	}
 	out := &Detail{Namespace: ns}
@@ -337,28 +338,28 @@ func (s *Service) insertNamespace(tx kv.Txn, d Detail, seeded bool) (*Detail, er
 		if err := ensureResourceType(tx, a.Name, seeded, now); err != nil {
 			return nil, err
 		}
-		if err := insertRecord(tx, meta.MetadefAssociation, ns.Namespace, &a, now); err != nil {
+		if err := insertRecord(tx, rm, meta.MetadefAssociation, ns.Namespace, &a, now); err != nil {
 			return nil, err
 		}
 		out.Associations = append(out.Associations, a)
 	}
 	for _, o := range d.Objects {
 		o := o
-		if err := insertRecord(tx, meta.MetadefObject, ns.Namespace, &o, now); err != nil {
+		if err := insertRecord(tx, rm, meta.MetadefObject, ns.Namespace, &o, now); err != nil {
 			return nil, err
 		}
 		out.Objects = append(out.Objects, o)
 	}
 	for _, pr := range d.Properties {
 		pr := pr
-		if err := insertRecord(tx, meta.MetadefProperty, ns.Namespace, &pr, now); err != nil {
+		if err := insertRecord(tx, rm, meta.MetadefProperty, ns.Namespace, &pr, now); err != nil {
 			return nil, err
 		}
 		out.Properties = append(out.Properties, pr)
 	}
 	for _, t := range d.Tags {
 		t := t
-		if err := insertRecord(tx, meta.MetadefTag, ns.Namespace, &t, now); err != nil {
+		if err := insertRecord(tx, rm, meta.MetadefTag, ns.Namespace, &t, now); err != nil {
 			return nil, err
 		}
 		out.Tags = append(out.Tags, t)
