@@ -16,6 +16,7 @@ import (
 
 	"github.com/glimpse-project/glimpse/api/keystone"
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/metadefs"
 )
 
 // Options configure the listener.
@@ -33,6 +34,9 @@ type Options struct {
 	WebDownloadAllowPrivate bool
 	// Metrics counts requests and downloads; nil: unregistered metrics.
 	Metrics *Metrics
+	// Metadefs is the metadata definitions catalogue served under
+	// /v2/metadefs; nil: those routes are not served.
+	Metadefs *metadefs.Service
 	// Timeouts: only BodyStall is the handler's; NewHTTPServer takes the
 	// others.
 	Timeouts Timeouts
@@ -44,7 +48,8 @@ type Options struct {
 // Server is the REST listener's handler.
 type Server struct {
 	svc   *lifecycle.Service
-	tasks *lifecycle.Tasks // Glance's tasks API (tasks.go)
+	tasks *lifecycle.Tasks  // Glance's tasks API (tasks.go)
+	md    *metadefs.Service // nil: no metadefs API
 	log   *slog.Logger
 	mux   *http.ServeMux
 	auth  authenticator // nil: no authentication, everyone is admin
@@ -60,7 +65,7 @@ type Server struct {
 
 // New returns the REST handler for svc.
 func New(svc *lifecycle.Service, opts Options) (*Server, error) {
-	s := &Server{svc: svc, log: opts.Logger, mux: http.NewServeMux(), opts: opts, closed: make(chan struct{}), rules: schemaRules()}
+	s := &Server{svc: svc, log: opts.Logger, mux: http.NewServeMux(), md: opts.Metadefs, opts: opts, closed: make(chan struct{}), rules: schemaRules()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

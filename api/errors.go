@@ -10,6 +10,7 @@ import (
 	"github.com/glimpse-project/glimpse/api/keystone"
 	"github.com/glimpse-project/glimpse/convert"
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/metadefs"
 )
 
 // httpError is an error that already knows its status: request-decoding
@@ -62,6 +63,7 @@ func statusOf(err error) int {
 		// Content at an HTTP location that does not answer is the same.
 		return http.StatusServiceUnavailable
 	case errors.Is(err, lifecycle.ErrConflict),
+		errors.Is(err, metadefs.ErrDuplicate),
 		errors.Is(err, lifecycle.ErrNoProperty),
 		errors.Is(err, lifecycle.ErrUploadClosed):
 		return http.StatusConflict

@@ -59,6 +59,7 @@ func (s *Server) routes() {
 	m.Handle("GET /v2/info/usage", s.api(noBody(s.infoUsage)))
 
 	s.adminRoutes()
+	s.metadefRoutes()
 }
 
 // api authenticates the request and writes the handler's error.

@@ -16,9 +16,20 @@ import (
 //	t/<id>                         a task record (Glance's tasks API), JSON
 //	                               of Task
 //
+//	md/ns/<namespace>              a metadefs namespace, JSON (package
+//	                               lifecycle/metadefs)
+//	md/ob/<namespace>\x00<name>    an object of the namespace, JSON
+//	md/pr/<namespace>\x00<name>    a property of the namespace, JSON
+//	md/tg/<namespace>\x00<name>    a tag of the namespace, JSON
+//	md/as/<namespace>\x00<type>    the namespace's association with a
+//	                               resource type, JSON
+//	md/rt/<type>                   a resource type, JSON
+//
 // The name index sorts by name within a status, so the images sharing a
 // name are adjacent: a status directory is one prefix scan, and a name
-// lookup is one shorter one.
+// lookup is one shorter one. A metadefs namespace's contents share the
+// prefix of their kind and namespace (namespace names cannot hold NUL), so
+// listing or deleting them is one prefix scan.
 const schemaVersion = "1"
 
 var versionKey = []byte("v")
@@ -62,3 +73,27 @@ func splitNameKey(prefix, key []byte) (name, id string) {
 func Listable(name string) bool {
 	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
+
+// MetadefNamespaceKey is the key of the metadefs namespace ns; with ns ""
+// it is the prefix of every namespace's key.
+func MetadefNamespaceKey(ns string) []byte { return []byte("md/ns/" + ns) }
+
+// MetadefKind names the kinds of record a metadefs namespace holds.
+type MetadefKind string
+
+const (
+	MetadefObject      MetadefKind = "ob"
+	MetadefProperty    MetadefKind = "pr"
+	MetadefTag         MetadefKind = "tg"
+	MetadefAssociation MetadefKind = "as"
+)
+
+// MetadefMemberKey is the key of the record of kind k named name in the
+// namespace ns; with name "" it is the prefix of all of them.
+func MetadefMemberKey(k MetadefKind, ns, name string) []byte {
+	return []byte("md/" + string(k) + "/" + ns + "\x00" + name)
+}
+
+// MetadefResourceTypeKey is the key of the resource type name; with name ""
+// it is the prefix of every resource type's key.
+func MetadefResourceTypeKey(name string) []byte { return []byte("md/rt/" + name) }

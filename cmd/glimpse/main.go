@@ -31,6 +31,7 @@ func newApp() *cli.App {
 			versionCommand(),
 			scrubCommand(),
 			gcCommand(),
+			metadefsCommand(),
 		}, append(imageCommands(), glanceParityCommands()...)...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -32,6 +32,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend/swift"
 	"github.com/glimpse-project/glimpse/fs"
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/metadefs"
 	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 	"github.com/glimpse-project/glimpse/meta/kv"
@@ -233,7 +234,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
+	rest, err := api.New(svc, api.Options{Metadefs: metadefs.New(db), Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
 	if err != nil {
 		return err
 	}
