@@ -55,6 +55,7 @@ type serveOptions struct {
 	allowPrivate bool
 	timeouts     api.Timeouts
 	quota        lifecycle.Quota
+	taskTTL      time.Duration
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -96,6 +97,7 @@ Examples:
 			&cli.DurationFlag{Name: "idle-timeout", Category: "REST listener", Usage: "longest a kept-alive REST connection may wait for its next request", Value: api.DefaultTimeouts.Idle, Destination: &o.timeouts.Idle, EnvVars: []string{"GLIMPSE_IDLE_TIMEOUT"}},
 			&cli.DurationFlag{Name: "body-stall-timeout", Category: "REST listener", Usage: "longest a REST client may send no body bytes before its request (and upload) fails", Value: api.DefaultTimeouts.BodyStall, Destination: &o.timeouts.BodyStall, EnvVars: []string{"GLIMPSE_BODY_STALL_TIMEOUT"}},
 			&cli.StringFlag{Name: "auth-tokens", Category: "REST listener", Usage: "JSON file mapping REST tokens to a project and roles (default: no auth, every request is admin)", Destination: &o.authTokens, EnvVars: []string{"GLIMPSE_AUTH_TOKENS"}},
+			&cli.DurationFlag{Name: "task-time-to-live", Category: "REST listener", Usage: "how long a settled task of the tasks API is kept (Glance's task_time_to_live)", Value: lifecycle.DefaultTaskTimeToLive, Destination: &o.taskTTL, EnvVars: []string{"GLIMPSE_TASK_TIME_TO_LIVE"}},
 			&cli.BoolFlag{Name: "web-download-allow-private", Category: "REST listener", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount", Value: os.Getuid(), DefaultText: "the daemon's uid", Destination: &o.uid},
 			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount", Value: os.Getgid(), DefaultText: "the daemon's gid", Destination: &o.gid},
@@ -206,7 +208,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
+	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts, TaskTimeToLive: o.taskTTL})
 	if err != nil {
 		return err
 	}
