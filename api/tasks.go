@@ -70,10 +70,14 @@ func taskView(t *meta.Task, stub bool) map[string]any {
 	return v
 }
 
-// taskNotFound gives ErrNotFound Glance's message.
-func taskNotFound(id string, err error) error {
-	if errors.Is(err, lifecycle.ErrNotFound) {
+// taskError gives the tasks API's refusals Glance's messages: a task not
+// found (id), and the access rule's refusal.
+func taskError(id string, err error) error {
+	switch {
+	case errors.Is(err, lifecycle.ErrNotFound):
 		return errorf(http.StatusNotFound, "Could not find task %s", id)
+	case errors.Is(err, lifecycle.ErrForbidden):
+		return errorf(http.StatusForbidden, "You are not authorized to complete tasks_api_access action.")
 	}
 	return err
 }
@@ -82,7 +86,7 @@ func taskNotFound(id string, err error) error {
 func (s *Server) createTask(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	// As Glance, the access rule is checked before the body is read.
 	if err := lifecycle.TasksAPIAccess(p); err != nil {
-		return err
+		return taskError("", err)
 	}
 	var body map[string]any
 	if err := readJSON(r, &body); err != nil {
@@ -140,7 +144,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request, p lifecycle.
 	}
 	task, err := s.tasks.CreateImport(r.Context(), p, input, job, w.Header().Get("X-Openstack-Request-Id"))
 	if err != nil {
-		return err
+		return taskError("", err)
 	}
 	w.Header().Set("Location", "/v2/tasks/"+task.ID)
 	writeJSON(w, http.StatusCreated, taskView(task, false))
@@ -177,7 +181,7 @@ func (s *Server) showTask(w http.ResponseWriter, r *http.Request, p lifecycle.Pr
 	id := r.PathValue("id")
 	task, err := s.tasks.Get(r.Context(), p, id)
 	if err != nil {
-		return taskNotFound(id, err)
+		return taskError(id, err)
 	}
 	writeJSON(w, http.StatusOK, taskView(task, false))
 	return nil
@@ -186,7 +190,7 @@ func (s *Server) showTask(w http.ResponseWriter, r *http.Request, p lifecycle.Pr
 // deleteTask is DELETE /v2/tasks/{id}: refused, as Glance refuses it.
 func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	if err := lifecycle.TasksAPIAccess(p); err != nil {
-		return err
+		return taskError("", err)
 	}
 	w.Header().Set("Allow", "GET")
 	return errorf(http.StatusMethodNotAllowed, "This operation is currently not permitted on Glance Tasks. They are auto deleted after reaching the time based on their expires_at property.")
@@ -197,7 +201,7 @@ func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request, p lifecycle.
 // next link when a page is full.
 func (s *Server) listTasksAPI(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	if err := lifecycle.TasksAPIAccess(p); err != nil {
-		return err
+		return taskError("", err)
 	}
 	v := r.URL.Query()
 	q := lifecycle.TaskQuery{SortKey: "created_at", Desc: true, Limit: defaultLimit,
@@ -238,7 +242,7 @@ func (s *Server) listTasksAPI(w http.ResponseWriter, r *http.Request, p lifecycl
 	if q.Limit > 0 { // limit=0 lists nothing, as in Glance
 		var err error
 		if tasks, full, err = s.tasks.List(r.Context(), p, q); err != nil {
-			return err
+			return taskError("", err)
 		}
 	}
 	views := make([]map[string]any, 0, len(tasks))

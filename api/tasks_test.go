@@ -155,8 +155,8 @@ func TestTasksAdminOnly(t *testing.T) {
 		e.do("GET", "/v2/tasks/00000000-0000-0000-0000-000000000000", member, nil),
 		e.createTask(member, importTaskBody("http://example.com/x", `{}`)),
 	} {
-		if r.status != 403 {
-			t.Errorf("member: %d %s, want 403", r.status, r.body)
+		if r.status != 403 || !strings.Contains(string(r.body), "You are not authorized to complete tasks_api_access action.") {
+			t.Errorf("member: %d %s, want 403 with Glance's message", r.status, r.body)
 		}
 	}
 	if r := e.do("GET", "/v2/tasks", map[string]string{"X-Auth-Token": "adm"}, nil); r.status != 200 {

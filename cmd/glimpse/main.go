@@ -32,11 +32,13 @@ func newApp() *cli.App {
 			scrubCommand(),
 			gcCommand(),
 			metadefsCommand(),
+			helpCommand(),
 		}, append(imageCommands(), glanceParityCommands()...)...),
 		// Errors are printed once, by main, as one readable line.
-		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError:   onUsageError,
-		Action:         unknownCommand,
+		ExitErrHandler:  func(*cli.Context, error) {},
+		OnUsageError:    onUsageError,
+		HideHelpCommand: true,
+		Action:          unknownCommand,
 	}
 	setUsageErrors(app.Commands)
 	oneDefaultInHelp(app.Commands, app.Flags)

@@ -65,6 +65,7 @@ type serveOptions struct {
 	timeouts            api.Timeouts
 	quota               lifecycle.Quota
 	keystone            keystone.Config
+	taskTTL             time.Duration
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -115,6 +116,7 @@ Examples:
 			&cli.StringFlag{Name: "keystone-domain", Category: "Keystone auth", Usage: "domain of the service user and its project", Value: "Default", Destination: &o.keystone.Domain},
 			&cli.DurationFlag{Name: "keystone-token-cache-time", Category: "Keystone auth", Usage: "keep a validated token's answer this long, or until the token expires if sooner (keystonemiddleware's token_cache_time)", Value: keystone.DefaultCacheTime, Destination: &o.keystone.Cache},
 			&cli.DurationFlag{Name: "keystone-timeout", Category: "Keystone auth", Usage: "longest a request to Keystone may take; a token that could not be validated gets 503", Value: keystone.DefaultTimeout, Destination: &o.keystone.Timeout},
+			&cli.DurationFlag{Name: "task-time-to-live", Category: "REST listener", Usage: "how long a settled task of the tasks API is kept (Glance's task_time_to_live)", Value: lifecycle.DefaultTaskTimeToLive, Destination: &o.taskTTL, EnvVars: []string{"GLIMPSE_TASK_TIME_TO_LIVE"}},
 			&cli.BoolFlag{Name: "web-download-allow-private", Category: "REST listener", Usage: "let web-download imports and HTTP locations reach loopback, private and link-local addresses", Destination: &o.allowPrivate},
 			&cli.IntFlag{Name: "uid", Category: "Mount", Usage: "owner of the files in the mount", Value: os.Getuid(), DefaultText: "the daemon's uid", Destination: &o.uid},
 			&cli.IntFlag{Name: "gid", Category: "Mount", Usage: "group of the files in the mount", Value: os.Getgid(), DefaultText: "the daemon's gid", Destination: &o.gid},
@@ -234,7 +236,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Metadefs: metadefs.New(db), Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
+	rest, err := api.New(svc, api.Options{Metadefs: metadefs.New(db), Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts, TaskTimeToLive: o.taskTTL})
 	if err != nil {
 		return err
 	}

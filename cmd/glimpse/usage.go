@@ -91,6 +91,29 @@ func unknownCommand(c *cli.Context) error {
 	return &usageError{command: c.App.Name, msg: msg}
 }
 
+// helpCommand replaces urfave/cli's, which answers an unknown command
+// with "No help topic" and exit 3.
+func helpCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "help",
+		Aliases:   []string{"h"},
+		Usage:     "show the commands, or one command's help",
+		ArgsUsage: "[COMMAND]",
+		Action: func(c *cli.Context) error {
+			switch {
+			case c.NArg() == 0:
+				return cli.ShowAppHelp(c)
+			case c.NArg() > 1:
+				return usagef(c, "help takes one command")
+			case c.App.Command(c.Args().First()) == nil:
+				return unknownCommand(c)
+			}
+			// The app's context, whose command lists them all.
+			return cli.ShowCommandHelp(c.Lineage()[1], c.Args().First())
+		},
+	}
+}
+
 // closest is the candidate nearest to s by edit distance, if it is near
 // enough to be a typo (at most a third of its length, and 3, away).
 func closest(s string, candidates []string) string {

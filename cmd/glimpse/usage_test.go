@@ -50,6 +50,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"image-create", "--min-ram", "abc"}, `glimpse: invalid value "abc" for flag --min-ram; see 'glimpse image-create --help'`},
 		{[]string{"image-lst"}, `glimpse: unknown command "image-lst" (did you mean "image-list"?); see 'glimpse --help'`},
 		{[]string{"frobnicate"}, `glimpse: unknown command "frobnicate"; see 'glimpse --help'`},
+		{[]string{"help", "image-lst"}, `glimpse: unknown command "image-lst" (did you mean "image-list"?); see 'glimpse --help'`},
 		{[]string{"image-show"}, "glimpse: image-show needs exactly one image id; see 'glimpse image-show --help'"},
 		{[]string{"--bogus", "image-list"}, "glimpse: unknown flag --bogus; see 'glimpse --help'"},
 	} {
