@@ -34,7 +34,7 @@ func newMetadefsEnv(t *testing.T) mdEnv {
 		t.Fatal(err)
 	}
 	lt := lifecycletest.New(t, lifecycle.Config{})
-	s, err := api.New(lt.Service, api.Options{AuthTokens: tokens, Metadefs: metadefs.New(db)})
+	s, err := api.New(lt.Service, api.Options{AuthTokens: tokens, Metadefs: metadefs.New(db, lt.Service.Authorizer())})
 	if err != nil {
 		t.Fatal(err)
 	}

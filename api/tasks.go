@@ -85,7 +85,7 @@ func taskError(id string, err error) error {
 // createTask is POST /v2/tasks.
 func (s *Server) createTask(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	// As Glance, the access rule is checked before the body is read.
-	if err := lifecycle.TasksAPIAccess(p); err != nil {
+	if err := s.tasks.APIAccess(p); err != nil {
 		return taskError("", err)
 	}
 	var body map[string]any
@@ -189,7 +189,7 @@ func (s *Server) showTask(w http.ResponseWriter, r *http.Request, p lifecycle.Pr
 
 // deleteTask is DELETE /v2/tasks/{id}: refused, as Glance refuses it.
 func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := lifecycle.TasksAPIAccess(p); err != nil {
+	if err := s.tasks.APIAccess(p); err != nil {
 		return taskError("", err)
 	}
 	w.Header().Set("Allow", "GET")
@@ -200,7 +200,7 @@ func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request, p lifecycle.
 // and sort_dir (created_at desc by default), limit/marker paging with a
 // next link when a page is full.
 func (s *Server) listTasksAPI(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := lifecycle.TasksAPIAccess(p); err != nil {
+	if err := s.tasks.APIAccess(p); err != nil {
 		return taskError("", err)
 	}
 	v := r.URL.Query()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 )
 
@@ -90,15 +91,26 @@ func (t *Tasks) Close() {
 	t.wg.Wait()
 }
 
-// TasksAPIAccess is Glance's "tasks_api_access" rule (default
-// "role:admin"), checked by every call of the tasks API. Glance's
-// get_task, get_tasks and add_task rules default to "rule:default"
-// (anyone), so this one decides.
-func TasksAPIAccess(p Principal) error {
-	if !p.Admin {
-		return fmt.Errorf("%w: the tasks API is for admins (tasks_api_access)", ErrForbidden)
+// APIAccess is Glance's "tasks_api_access" rule (default "role:admin"),
+// checked by every call of the tasks API before anything else. Glance's
+// get_task, get_tasks and add_task rules (default "rule:default", anyone)
+// are checked after it by each call.
+func (t *Tasks) APIAccess(p Principal) error {
+	return t.authorize(p, policy.TasksAPIAccess)
+}
+
+// authorize checks rule for p, the task's owner being p's project as
+// Glance's task target has it.
+func (t *Tasks) authorize(p Principal, rule string) error {
+	return t.svc.auth.Authorize(p, rule, policy.Target{"project_id": p.Project, "owner": p.Project})
+}
+
+// authorizeAll checks tasks_api_access and then rule.
+func (t *Tasks) authorizeAll(p Principal, rule string) error {
+	if err := t.APIAccess(p); err != nil {
+		return err
 	}
-	return nil
+	return t.authorize(p, rule)
 }
 
 // ImportTask is what an import task does: create an image from Image and
@@ -115,7 +127,7 @@ type ImportTask struct {
 // CreateImport records a new import task for p (input as the caller gave
 // it) and starts it; it returns the task as created (pending).
 func (t *Tasks) CreateImport(ctx context.Context, p Principal, input map[string]any, job ImportTask, requestID string) (*meta.Task, error) {
-	if err := TasksAPIAccess(p); err != nil {
+	if err := t.authorizeAll(p, policy.AddTask); err != nil {
 		return nil, err
 	}
 	task, err := t.store.CreateTask(&meta.Task{
@@ -209,17 +221,17 @@ func expired(task *meta.Task, now time.Time) bool {
 }
 
 // visibleTask: admins see every task, others their project's.
-func visibleTask(p Principal, task *meta.Task) bool {
-	return p.Admin || task.Owner == p.Project
+func (t *Tasks) visibleTask(p Principal, task *meta.Task) bool {
+	return t.svc.auth.IsAdmin(p) || task.Owner == p.Project
 }
 
 // Get returns task id. A task past its time to live is gone (and removed).
 func (t *Tasks) Get(ctx context.Context, p Principal, id string) (*meta.Task, error) {
-	if err := TasksAPIAccess(p); err != nil {
+	if err := t.authorizeAll(p, policy.GetTask); err != nil {
 		return nil, err
 	}
 	task, err := t.store.GetTask(id)
-	if errors.Is(err, meta.ErrTaskNotFound) || (err == nil && !visibleTask(p, task)) {
+	if errors.Is(err, meta.ErrTaskNotFound) || (err == nil && !t.visibleTask(p, task)) {
 		return nil, fmt.Errorf("%w: could not find task %s", ErrNotFound, id)
 	}
 	if err != nil {
@@ -244,7 +256,7 @@ type TaskQuery struct {
 // List returns a page of the tasks p may see that match q, and whether the
 // page is full (so a further page may exist). Expired tasks are removed.
 func (t *Tasks) List(ctx context.Context, p Principal, q TaskQuery) ([]*meta.Task, bool, error) {
-	if err := TasksAPIAccess(p); err != nil {
+	if err := t.authorizeAll(p, policy.GetTasks); err != nil {
 		return nil, false, err
 	}
 	key := q.SortKey
@@ -262,7 +274,7 @@ func (t *Tasks) List(ctx context.Context, p Principal, q TaskQuery) ([]*meta.Tas
 			gone = append(gone, task)
 			return nil
 		}
-		if !visibleTask(p, task) {
+		if !t.visibleTask(p, task) {
 			return nil
 		}
 		if task.ID == q.Marker {

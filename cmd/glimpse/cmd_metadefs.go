@@ -57,7 +57,7 @@ func metadefsCommand() *cli.Command {
 						return fmt.Errorf("metadefs load: %w", err)
 					}
 					defer db.Close()
-					md := metadefs.New(db)
+					md := metadefs.New(db, nil)
 					load = func(_ context.Context, raw []byte) (string, bool, error) { return md.Load(dataOwner(), raw) }
 				} else {
 					cl, err := newClient(c)

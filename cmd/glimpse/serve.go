@@ -236,7 +236,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Metadefs: metadefs.New(db), Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts, TaskTimeToLive: o.taskTTL})
+	rest, err := api.New(svc, api.Options{Metadefs: metadefs.New(db, svc.Authorizer()), Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts, TaskTimeToLive: o.taskTTL})
 	if err != nil {
 		return err
 	}

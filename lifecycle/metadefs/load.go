@@ -3,6 +3,7 @@ package metadefs
 import (
 	"errors"
 	"fmt"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"os"
 	"path/filepath"
 	"sort"
@@ -48,7 +49,7 @@ func (s *Service) Load(p lifecycle.Principal, raw []byte) (namespace string, loa
 	if err != nil {
 		return "", false, err
 	}
-	if err := addMetadefNamespace(p); err != nil {
+	if err := s.authorize(p, policy.AddMetadefNamespace, nil); err != nil {
 		return d.Namespace.Namespace, false, err
 	}
 	if d.Owner == "" {

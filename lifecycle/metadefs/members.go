@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"slices"
 	"strings"
 	"time"
@@ -102,24 +103,24 @@ func replaceRecord(tx kv.Txn, rm *room, k meta.MetadefKind, ns, old string, r re
 
 // readable opens a read of the namespace's records: the namespace must be
 // visible and the rule must allow it.
-func readable(tx kv.Txn, p lifecycle.Principal, ns string, rule func(lifecycle.Principal, *Namespace) bool) (*Namespace, error) {
-	n, err := visibleNamespace(tx, p, ns)
+func (s *Service) readable(tx kv.Txn, p lifecycle.Principal, ns string, rule string) (*Namespace, error) {
+	n, err := s.visibleNamespace(tx, p, ns)
 	if err != nil {
 		return nil, err
 	}
-	if !rule(p, n) {
-		return nil, refuse(lifecycle.ErrForbidden, "You are not authorized to complete this action.")
+	if err := s.authorize(p, rule, n); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
 
 // writable opens a change to the namespace's records.
-func writable(tx kv.Txn, p lifecycle.Principal, ns string, rule func(lifecycle.Principal, *Namespace) error) (*Namespace, error) {
-	n, err := visibleNamespace(tx, p, ns)
+func (s *Service) writable(tx kv.Txn, p lifecycle.Principal, ns string, rule string) (*Namespace, error) {
+	n, err := s.visibleNamespace(tx, p, ns)
 	if err != nil {
 		return nil, err
 	}
-	if err := rule(p, n); err != nil {
+	if err := s.authorize(p, rule, n); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -183,7 +184,7 @@ func page[T any, P recordPtr[T]](list []T, pg Page, k meta.MetadefKind, ns strin
 func (s *Service) ListObjects(p lifecycle.Principal, ns string, pg Page) ([]Object, error) {
 	var out []Object
 	err := s.db.View(func(tx kv.Txn) error {
-		if _, err := readable(tx, p, ns, getMetadefObjects); err != nil {
+		if _, err := s.readable(tx, p, ns, policy.GetMetadefObjects); err != nil {
 			return err
 		}
 		var err error
@@ -200,7 +201,7 @@ func (s *Service) ListObjects(p lifecycle.Principal, ns string, pg Page) ([]Obje
 func (s *Service) GetObject(p lifecycle.Principal, ns, name string) (*Object, error) {
 	var out *Object
 	err := s.db.View(func(tx kv.Txn) error {
-		if _, err := readable(tx, p, ns, getMetadefObject); err != nil {
+		if _, err := s.readable(tx, p, ns, policy.GetMetadefObject); err != nil {
 			return err
 		}
 		var err error
@@ -215,7 +216,7 @@ func (s *Service) CreateObject(p lifecycle.Principal, ns string, o Object) (*Obj
 		return nil, err
 	}
 	err := s.db.Update(func(tx kv.Txn) error {
-		if _, err := writable(tx, p, ns, addMetadefObject); err != nil {
+		if _, err := s.writable(tx, p, ns, policy.AddMetadefObject); err != nil {
 			return err
 		}
 		rm, err := roomOf(tx, ns, "")
@@ -235,7 +236,7 @@ func (s *Service) UpdateObject(p lifecycle.Principal, ns, name string, o Object)
 		return nil, err
 	}
 	err := s.db.Update(func(tx kv.Txn) error {
-		if _, err := writable(tx, p, ns, modifyMetadefObject); err != nil {
+		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefObject); err != nil {
 			return err
 		}
 		old, err := getRecord[Object](tx, meta.MetadefObject, ns, name)
@@ -255,12 +256,12 @@ func (s *Service) UpdateObject(p lifecycle.Principal, ns, name string, o Object)
 }
 
 func (s *Service) DeleteObject(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefObject, ns, name, deleteMetadefObject)
+	return s.deleteRecord(p, meta.MetadefObject, ns, name, policy.DeleteMetadefObject)
 }
 
-func (s *Service) deleteRecord(p lifecycle.Principal, k meta.MetadefKind, ns, name string, rule func(lifecycle.Principal, *Namespace) error) error {
+func (s *Service) deleteRecord(p lifecycle.Principal, k meta.MetadefKind, ns, name string, rule string) error {
 	return s.db.Update(func(tx kv.Txn) error {
-		n, err := writable(tx, p, ns, rule)
+		n, err := s.writable(tx, p, ns, rule)
 		if err != nil {
 			return err
 		}
@@ -282,7 +283,7 @@ func (s *Service) deleteRecord(p lifecycle.Principal, k meta.MetadefKind, ns, na
 func (s *Service) ListProperties(p lifecycle.Principal, ns string) ([]Property, error) {
 	var out []Property
 	err := s.db.View(func(tx kv.Txn) error {
-		if _, err := readable(tx, p, ns, getMetadefProperties); err != nil {
+		if _, err := s.readable(tx, p, ns, policy.GetMetadefProperties); err != nil {
 			return err
 		}
 		var err error
@@ -298,12 +299,12 @@ func (s *Service) ListProperties(p lifecycle.Principal, ns string) ([]Property, 
 func (s *Service) GetProperty(p lifecycle.Principal, ns, name, resourceType string) (*Property, error) {
 	var out *Property
 	err := s.db.View(func(tx kv.Txn) error {
-		n, err := readable(tx, p, ns, getMetadefProperty)
+		n, err := s.readable(tx, p, ns, policy.GetMetadefProperty)
 		if err != nil {
 			return err
 		}
 		if resourceType != "" {
-			if !getMetadefResourceType(p, n) {
+			if !s.allowed(p, policy.GetMetadefResourceType, n) {
 				return refuse(lifecycle.ErrForbidden, "You are not authorized to complete this action.")
 			}
 			a, err := getRecord[Association](tx, meta.MetadefAssociation, ns, resourceType)
@@ -326,7 +327,7 @@ func (s *Service) CreateProperty(p lifecycle.Principal, ns string, pr Property) 
 		return nil, err
 	}
 	err := s.db.Update(func(tx kv.Txn) error {
-		if _, err := writable(tx, p, ns, addMetadefProperty); err != nil {
+		if _, err := s.writable(tx, p, ns, policy.AddMetadefProperty); err != nil {
 			return err
 		}
 		rm, err := roomOf(tx, ns, "")
@@ -346,7 +347,7 @@ func (s *Service) UpdateProperty(p lifecycle.Principal, ns, name string, pr Prop
 		return nil, err
 	}
 	err := s.db.Update(func(tx kv.Txn) error {
-		if _, err := writable(tx, p, ns, modifyMetadefProperty); err != nil {
+		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefProperty); err != nil {
 			return err
 		}
 		old, err := getRecord[Property](tx, meta.MetadefProperty, ns, name)
@@ -366,7 +367,7 @@ func (s *Service) UpdateProperty(p lifecycle.Principal, ns, name string, pr Prop
 }
 
 func (s *Service) DeleteProperty(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefProperty, ns, name, removeMetadefProperty)
+	return s.deleteRecord(p, meta.MetadefProperty, ns, name, policy.RemoveMetadefProperty)
 }
 
 // Tags.
@@ -374,7 +375,7 @@ func (s *Service) DeleteProperty(p lifecycle.Principal, ns, name string) error {
 func (s *Service) ListTags(p lifecycle.Principal, ns string, pg Page) ([]Tag, error) {
 	var out []Tag
 	err := s.db.View(func(tx kv.Txn) error {
-		if _, err := readable(tx, p, ns, getMetadefTags); err != nil {
+		if _, err := s.readable(tx, p, ns, policy.GetMetadefTags); err != nil {
 			return err
 		}
 		var err error
@@ -391,7 +392,7 @@ func (s *Service) ListTags(p lifecycle.Principal, ns string, pg Page) ([]Tag, er
 func (s *Service) GetTag(p lifecycle.Principal, ns, name string) (*Tag, error) {
 	var out *Tag
 	err := s.db.View(func(tx kv.Txn) error {
-		if _, err := readable(tx, p, ns, getMetadefTag); err != nil {
+		if _, err := s.readable(tx, p, ns, policy.GetMetadefTag); err != nil {
 			return err
 		}
 		var err error
@@ -407,7 +408,7 @@ func (s *Service) CreateTag(p lifecycle.Principal, ns, name string) (*Tag, error
 	}
 	t := Tag{Name: name}
 	err := s.db.Update(func(tx kv.Txn) error {
-		if _, err := writable(tx, p, ns, addMetadefTag); err != nil {
+		if _, err := s.writable(tx, p, ns, policy.AddMetadefTag); err != nil {
 			return err
 		}
 		rm, err := roomOf(tx, ns, "")
@@ -434,7 +435,7 @@ func (s *Service) CreateTags(p lifecycle.Principal, ns string, names []string, a
 	var out []Tag
 	err := s.db.Update(func(tx kv.Txn) error {
 		out = nil
-		if _, err := writable(tx, p, ns, addMetadefTags); err != nil {
+		if _, err := s.writable(tx, p, ns, policy.AddMetadefTags); err != nil {
 			return err
 		}
 		var except meta.MetadefKind // the tags are replaced: their room is free
@@ -469,7 +470,7 @@ func (s *Service) UpdateTag(p lifecycle.Principal, ns, name, newName string) (*T
 	}
 	t := Tag{Name: newName}
 	err := s.db.Update(func(tx kv.Txn) error {
-		if _, err := writable(tx, p, ns, modifyMetadefTag); err != nil {
+		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefTag); err != nil {
 			return err
 		}
 		old, err := getRecord[Tag](tx, meta.MetadefTag, ns, name)
@@ -489,14 +490,14 @@ func (s *Service) UpdateTag(p lifecycle.Principal, ns, name, newName string) (*T
 }
 
 func (s *Service) DeleteTag(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefTag, ns, name, deleteMetadefTag)
+	return s.deleteRecord(p, meta.MetadefTag, ns, name, policy.DeleteMetadefTag)
 }
 
 // Resource types and associations.
 
 // ListResourceTypes returns every resource type, oldest first.
 func (s *Service) ListResourceTypes(p lifecycle.Principal) ([]ResourceType, error) {
-	if !listMetadefResourceTypes(p, nil) {
+	if !s.allowed(p, policy.ListMetadefResourceTypes, nil) {
 		return nil, refuse(lifecycle.ErrForbidden, "You are not authorized to complete this action.")
 	}
 	var out []ResourceType
@@ -528,12 +529,12 @@ func ensureResourceType(tx kv.Txn, name string, seeded bool, now time.Time) erro
 func (s *Service) ListAssociations(p lifecycle.Principal, ns string) ([]Association, error) {
 	var out []Association
 	err := s.db.View(func(tx kv.Txn) error {
-		n, err := readable(tx, p, ns, listMetadefResourceTypes)
+		n, err := s.readable(tx, p, ns, policy.ListMetadefResourceTypes)
 		if err != nil {
 			return err
 		}
 		all, err := listRecords[Association](tx, meta.MetadefAssociation, ns)
-		if !getMetadefResourceType(p, n) {
+		if !s.allowed(p, policy.GetMetadefResourceType, n) {
 			all = nil
 		}
 		out = all
@@ -549,7 +550,7 @@ func (s *Service) Associate(p lifecycle.Principal, ns string, a Association) (*A
 		return nil, err
 	}
 	err := s.db.Update(func(tx kv.Txn) error {
-		if _, err := writable(tx, p, ns, addMetadefResourceTypeAssociation); err != nil {
+		if _, err := s.writable(tx, p, ns, policy.AddMetadefResourceTypeAssociation); err != nil {
 			return err
 		}
 		now := s.now()
@@ -569,7 +570,7 @@ func (s *Service) Associate(p lifecycle.Principal, ns string, a Association) (*A
 }
 
 func (s *Service) Dissociate(p lifecycle.Principal, ns, resourceType string) error {
-	err := s.deleteRecord(p, meta.MetadefAssociation, ns, resourceType, removeMetadefResourceTypeAssociation)
+	err := s.deleteRecord(p, meta.MetadefAssociation, ns, resourceType, policy.RemoveMetadefResourceTypeAssociation)
 	if errors.Is(err, lifecycle.ErrNotFound) && !errors.Is(err, errNamespaceNotFound) {
 		return refuse(lifecycle.ErrNotFound, "Failed to find resource type %s to delete", resourceType)
 	}

@@ -28,7 +28,7 @@ func newService(t testing.TB) *metadefs.Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return metadefs.New(db)
+	return metadefs.New(db, nil)
 }
 
 func mustCreate(t *testing.T, s *metadefs.Service, body string) *metadefs.Detail {
@@ -283,7 +283,7 @@ func TestFullNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	s := metadefs.New(db)
+	s := metadefs.New(db, nil)
 	mustCreate(t, s, `{"namespace": "full"}`)
 	long := strings.Repeat("x", 60)
 	total := 0

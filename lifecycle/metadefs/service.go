@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"slices"
 	"strings"
 	"time"
@@ -17,13 +18,18 @@ import (
 // Service is the metadefs catalogue on a registry's key-value store. It is
 // safe for concurrent use; every call is one transaction.
 type Service struct {
-	db  kv.KV
-	now func() time.Time
+	db   kv.KV
+	auth *lifecycle.Authorizer // decides every request by Glance's metadef rules
+	now  func() time.Time
 }
 
-// New returns the catalogue kept in db (the registry's store).
-func New(db kv.KV) *Service {
-	return &Service{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }}
+// New returns the catalogue kept in db (the registry's store), its
+// requests decided by auth (nil: Glance's default policy).
+func New(db kv.KV, auth *lifecycle.Authorizer) *Service {
+	if auth == nil {
+		auth = lifecycle.NewAuthorizer(nil)
+	}
+	return &Service{db: db, auth: auth, now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }}
 }
 
 // Limits of Glance's schemas.
@@ -98,12 +104,12 @@ func readNamespace(tx kv.Txn, name string) (*Namespace, error) {
 
 // visibleNamespace returns the namespace when get_metadef_namespace lets
 // p see it; one it may not see is not found, as in Glance.
-func visibleNamespace(tx kv.Txn, p lifecycle.Principal, name string) (*Namespace, error) {
+func (s *Service) visibleNamespace(tx kv.Txn, p lifecycle.Principal, name string) (*Namespace, error) {
 	ns, err := readNamespace(tx, name)
 	if err != nil {
 		return nil, err
 	}
-	if !getMetadefNamespace(p, ns) {
+	if !s.allowed(p, policy.GetMetadefNamespace, ns) {
 		return nil, namespaceNotFound(name)
 	}
 	return ns, nil
@@ -151,7 +157,7 @@ func sortValue(ns *Namespace, key string) string {
 // ListNamespaces returns the namespaces p may see, each with its resource
 // type associations.
 func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail, error) {
-	if err := getMetadefNamespaces(p); err != nil {
+	if err := s.authorize(p, policy.GetMetadefNamespaces, nil); err != nil {
 		return nil, err
 	}
 	if o.SortKey == "" {
@@ -178,7 +184,7 @@ func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail
 			if err := json.Unmarshal(value, &ns); err != nil {
 				return fmt.Errorf("metadefs record %q: %w", key, err)
 			}
-			if getMetadefNamespace(p, &ns) && (o.Visibility == "" || ns.Visibility == o.Visibility) {
+			if s.allowed(p, policy.GetMetadefNamespace, &ns) && (o.Visibility == "" || ns.Visibility == o.Visibility) {
 				all = append(all, &ns)
 			}
 			return nil
@@ -219,7 +225,7 @@ func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail
 			if len(o.ResourceTypes) > 0 && !slices.ContainsFunc(assocs, func(a Association) bool { return slices.Contains(o.ResourceTypes, a.Name) }) {
 				continue
 			}
-			if !listMetadefResourceTypes(p, ns) {
+			if !s.allowed(p, policy.ListMetadefResourceTypes, ns) {
 				assocs = nil
 			}
 			out = append(out, Detail{Namespace: *ns, Contents: Contents{Associations: assocs}})
@@ -233,26 +239,26 @@ func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail
 // duplicate anywhere leaves nothing behind. Owner defaults to p's project,
 // visibility to private.
 func (s *Service) CreateNamespace(p lifecycle.Principal, d Detail) (*Detail, error) {
-	if err := addMetadefNamespace(p); err != nil {
+	if err := s.authorize(p, policy.AddMetadefNamespace, nil); err != nil {
 		return nil, err
 	}
 	if len(d.Associations) > 0 {
-		if err := addMetadefResourceTypeAssociation(p, &d.Namespace); err != nil {
+		if err := s.authorize(p, policy.AddMetadefResourceTypeAssociation, &d.Namespace); err != nil {
 			return nil, err
 		}
 	}
 	if len(d.Objects) > 0 {
-		if err := addMetadefObject(p, &d.Namespace); err != nil {
+		if err := s.authorize(p, policy.AddMetadefObject, &d.Namespace); err != nil {
 			return nil, err
 		}
 	}
 	if len(d.Properties) > 0 {
-		if err := addMetadefProperty(p, &d.Namespace); err != nil {
+		if err := s.authorize(p, policy.AddMetadefProperty, &d.Namespace); err != nil {
 			return nil, err
 		}
 	}
 	if len(d.Tags) > 0 {
-		if err := addMetadefTag(p, &d.Namespace); err != nil {
+		if err := s.authorize(p, policy.AddMetadefTag, &d.Namespace); err != nil {
 			return nil, err
 		}
 	}
@@ -371,27 +377,27 @@ func (s *Service) insertNamespace(tx kv.Txn, d Detail, seeded bool) (*Detail, er
 func (s *Service) GetNamespace(p lifecycle.Principal, name string) (*Detail, error) {
 	var out *Detail
 	err := s.db.View(func(tx kv.Txn) error {
-		ns, err := visibleNamespace(tx, p, name)
+		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
 		}
 		d := &Detail{Namespace: *ns}
-		if listMetadefResourceTypes(p, ns) {
+		if s.allowed(p, policy.ListMetadefResourceTypes, ns) {
 			if d.Associations, err = listRecords[Association](tx, meta.MetadefAssociation, name); err != nil {
 				return err
 			}
 		}
-		if getMetadefObjects(p, ns) {
+		if s.allowed(p, policy.GetMetadefObjects, ns) {
 			if d.Objects, err = listRecords[Object](tx, meta.MetadefObject, name); err != nil {
 				return err
 			}
 		}
-		if getMetadefProperties(p, ns) {
+		if s.allowed(p, policy.GetMetadefProperties, ns) {
 			if d.Properties, err = listRecords[Property](tx, meta.MetadefProperty, name); err != nil {
 				return err
 			}
 		}
-		if getMetadefTags(p, ns) {
+		if s.allowed(p, policy.GetMetadefTags, ns) {
 			if d.Tags, err = listRecords[Tag](tx, meta.MetadefTag, name); err != nil {
 				return err
 			}
@@ -408,11 +414,11 @@ func (s *Service) GetNamespace(p lifecycle.Principal, name string) (*Detail, err
 func (s *Service) UpdateNamespace(p lifecycle.Principal, name string, u Namespace) (*Namespace, error) {
 	var out *Namespace
 	err := s.db.Update(func(tx kv.Txn) error {
-		ns, err := visibleNamespace(tx, p, name)
+		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
 		}
-		if err := modifyMetadefNamespace(p, ns); err != nil {
+		if err := s.authorize(p, policy.ModifyMetadefNamespace, ns); err != nil {
 			return err
 		}
 		if u.Visibility == "" {
@@ -478,11 +484,11 @@ func moveContents(tx kv.Txn, from, to string) error {
 // one is refused.
 func (s *Service) DeleteNamespace(p lifecycle.Principal, name string) error {
 	return s.db.Update(func(tx kv.Txn) error {
-		ns, err := visibleNamespace(tx, p, name)
+		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
 		}
-		if err := deleteMetadefNamespace(p, ns); err != nil {
+		if err := s.authorize(p, policy.DeleteMetadefNamespace, ns); err != nil {
 			return err
 		}
 		if ns.Protected {
@@ -512,15 +518,15 @@ const (
 // right to delete the namespace, which must not be protected.
 func (s *Service) DeleteContents(p lifecycle.Principal, name string, k meta.MetadefKind) error {
 	return s.db.Update(func(tx kv.Txn) error {
-		ns, err := visibleNamespace(tx, p, name)
+		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
 		}
-		if err := deleteMetadefNamespace(p, ns); err != nil {
+		if err := s.authorize(p, policy.DeleteMetadefNamespace, ns); err != nil {
 			return err
 		}
 		if k == meta.MetadefTag {
-			if err := deleteMetadefTags(p, ns); err != nil {
+			if err := s.authorize(p, policy.DeleteMetadefTags, ns); err != nil {
 				return err
 			}
 		}
