@@ -152,6 +152,7 @@ func TestHostileREST(t *testing.T) {
 		{"patch remove owner", "PATCH", "/v2/images/" + id, patchHdr, `[{"op": "remove", "path": "/owner"}]`, 403, "owner"},
 		{"create with owner of 300 bytes", "POST", "/v2/images", js, `{"name": "x", "owner": "` + strings.Repeat("p", 300) + `"}`, 400, "owner"},
 		{"create with owner a number", "POST", "/v2/images", js, `{"name": "x", "owner": 7}`, 400, "owner"},
+		{"create with owner empty", "POST", "/v2/images", js, `{"name": "x", "owner": ""}`, 400, "owner"},
 		{"patch path /glimpse.error", "PATCH", "/v2/images/" + id, patchHdr, `[{"op": "add", "path": "/glimpse.error", "value": "x"}]`, 403, "glimpse.error"},
 		{"patch path /os_glance_x", "PATCH", "/v2/images/" + id, patchHdr, `[{"op": "add", "path": "/os_glance_x", "value": "x"}]`, 403, "os_glance_x"},
 		{"patch path /tags/0", "PATCH", "/v2/images/" + id, patchHdr, `[{"op": "add", "path": "/tags/0", "value": "x"}]`, 400, "JSON pointer"},

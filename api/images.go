@@ -164,8 +164,8 @@ func (s *Server) createSpec(body map[string]any, p lifecycle.Principal) (lifecyc
 			// Admins may give the image to another project; the lifecycle
 			// decides (add_image). null: the caller's project.
 			if v != nil {
-				if spec.Owner, err = str(k, v, false); err == nil && len(spec.Owner) > 255 {
-					err = errorf(http.StatusBadRequest, "Provided object does not match schema 'image': owner is too long (at most 255 characters)")
+				if spec.Owner, err = str(k, v, false); err == nil && spec.Owner == "" {
+					err = errorf(http.StatusBadRequest, "Provided object does not match schema 'image': owner must be a project id, not empty")
 				}
 			}
 		case k == "id":

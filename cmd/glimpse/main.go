@@ -32,6 +32,7 @@ func newApp() *cli.App {
 			scrubCommand(),
 			gcCommand(),
 			metadefsCommand(),
+			policyCommand(),
 			helpCommand(),
 		}, append(imageCommands(), glanceParityCommands()...)...),
 		// Errors are printed once, by main, as one readable line.

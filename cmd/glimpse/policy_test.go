@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 )
 
 // --policy-file, its variable and its config-file key all reach serve, as
@@ -151,5 +153,38 @@ func TestGlanceCLIFormatMatch(t *testing.T) {
 	out = lax.must("image-create", "--name", "r", "--disk-format", "vhd", "--container-format", "bare", "--file", src)
 	if field(t, out, "status") != "active" || field(t, out, "disk_format") != "vhd" || field(t, out, "glimpse.detected_format") != "raw" {
 		t.Fatalf("random bytes declared vhd, mismatch allowed:\n%s", out)
+	}
+}
+
+// glimpse policy prints a policy file that loads back as the same rules.
+func TestPolicyCommandPrintsALoadableFile(t *testing.T) {
+	dir := t.TempDir()
+	over := filepath.Join(dir, "over.yaml")
+	os.WriteFile(over, []byte(`"delete_image": "!"`+"\n"), 0o600)
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "policy", "--policy-file", over)
+	cmd.Env = append(os.Environ(), "GLIMPSE_RUN_MAIN=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("glimpse policy: %v", err)
+	}
+	printed := filepath.Join(dir, "printed.yaml")
+	os.WriteFile(printed, out, 0o600)
+	e, err := policy.LoadFile(printed)
+	if err != nil {
+		t.Fatalf("the printed policy does not load: %v", err)
+	}
+	for _, r := range policy.Defaults {
+		got, _ := e.CheckString(r.Name)
+		want := r.Check
+		if r.Name == policy.DeleteImage {
+			want = "!"
+		}
+		if got != want {
+			t.Errorf("%s: printed %q, want %q", r.Name, got, want)
+		}
+	}
+	if !strings.Contains(string(out), `"delete_image": "!"  # overridden`) {
+		t.Errorf("the override is not marked:\n%s", out)
 	}
 }

@@ -304,3 +304,16 @@ delete_image: '!'
 		t.Error("a missing policy file loads")
 	}
 }
+
+// BenchmarkAllowedGetImage: the costliest default, decided for a caller
+// that is not admin (every branch of the or is tried).
+func BenchmarkAllowedGetImage(b *testing.B) {
+	e := NewDefault()
+	c := e.Credentials("p2", "u", []string{"member", "reader"})
+	b.ReportAllocs()
+	for b.Loop() {
+		if !e.Allowed(GetImage, c, sharedP3) {
+			b.Fatal("denied")
+		}
+	}
+}
