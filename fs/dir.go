@@ -17,12 +17,7 @@ import (
 // created: ids are assigned.
 type idsDir struct {
 	gofs.Inode
-	root *Root
-}
-
-func (d *idsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.root.dirAttr(&out.Attr)
-	return 0
+	fixedDir
 }
 
 func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -37,7 +32,7 @@ func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	var entries []fuse.DirEntry
+	entries := dotEntries(idsIno, rootIno)
 	err := d.root.svc.All(ctx, d.root.opts.Principal, func(img *meta.Image) error {
 		entries = append(entries, fuse.DirEntry{Name: img.ID, Mode: syscall.S_IFREG, Ino: imageIno(img.ID)})
 		return nil
@@ -60,10 +55,6 @@ func (d *idsDir) Create(ctx context.Context, name string, flags uint32, mode uin
 	return nil, nil, 0, syscall.EPERM
 }
 
-func (d *idsDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EPERM
-}
-
 // maxNameBytes is NAME_MAX: a longer name cannot be a file name.
 const maxNameBytes = 255
 
@@ -74,13 +65,8 @@ const renameNoReplace = 1
 // held by several images in the directory is shown, for each, as NAME@ID.
 type statusDir struct {
 	gofs.Inode
-	root   *Root
+	fixedDir
 	status meta.Status
-}
-
-func (d *statusDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.root.dirAttr(&out.Attr)
-	return 0
 }
 
 // resolve finds the image a name in this directory stands for: a path being
@@ -134,7 +120,7 @@ func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 	if errno != 0 {
 		return nil, errno
 	}
-	return gofs.NewListDirStream(entries), 0
+	return gofs.NewListDirStream(append(dotEntries(d.ino, rootIno), entries...)), 0
 }
 
 // list returns the directory's entries and, beside each, the image it
@@ -213,7 +199,9 @@ func (h *statusDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, sysca
 		if errno != 0 {
 			return nil, errno
 		}
-		h.entries, h.ids, h.listed = entries, ids, true
+		h.entries = append(dotEntries(h.dir.ino, rootIno), entries...)
+		h.ids = append([]string{"", ""}, ids...) // . and .. stand for no image
+		h.listed = true
 	}
 	if h.next >= len(h.entries) {
 		return nil, 0
@@ -313,10 +301,6 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 	d.root.mu.Unlock()
 	node := d.root.imageInode(ctx, &d.Inode, img, &out.Attr)
 	return node, h, 0, 0
-}
-
-func (d *statusDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EPERM
 }
 
 func (d *statusDir) Unlink(ctx context.Context, name string) syscall.Errno {

@@ -1,11 +1,7 @@
 package fs
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"os"
-	"strconv"
 	"sync"
 	"syscall"
 
@@ -146,16 +142,43 @@ func (h *writeHandle) read(ctx context.Context, dest []byte, off int64) (fuse.Re
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
+// flush answers a close(2) of a descriptor of the handle, or the kernel
+// closing it for a process that exits without closing it. The opener's
+// close settles the upload once data was written; the opener dying of a
+// signal before it closed the file kills it (a cp interrupted with Ctrl-C
+// must not leave a good-looking image of what it copied so far). Either
+// way the outcome shows in the mount by the time close returns.
 func (h *writeHandle) flush(ctx context.Context) syscall.Errno {
+	who := callerOf(ctx)
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	errno, settled := h.flushLocked(ctx, who)
+	h.mu.Unlock()
+	if settled {
+		h.root.showSettled(h.id, h.path, errno != 0)
+	}
+	return errno
+}
+
+func (h *writeHandle) flushLocked(ctx context.Context, who caller) (errno syscall.Errno, settled bool) {
 	if h.committed {
-		return h.commitErr
+		return h.commitErr, false
 	}
-	if !h.wrote || callerTgid(ctx) != h.opener {
-		return 0
+	if who.tgid != h.opener {
+		return 0, false // a child that inherited the descriptor
 	}
-	return h.commitLocked(ctx)
+	if who.killedBy != 0 {
+		h.root.log.Info("writer killed before it closed the file", "image", h.id, "pid", who.tgid, "signal", who.killedBy)
+		h.committed = true
+		if h.up == nil {
+			return 0, false // nothing was written: the image stays as it was
+		}
+		h.commitErr = toErrno(h.root.log, "flush", h.up.WriterKilled(ctx, who.killedBy))
+		return h.commitErr, true
+	}
+	if !h.wrote {
+		return 0, false
+	}
+	return h.commitLocked(ctx), true
 }
 
 func newWriteHandle(r *Root, id string, opener uint32) *writeHandle {
@@ -203,33 +226,4 @@ func (h *writeHandle) commitLocked(ctx context.Context) syscall.Errno {
 		}
 	}
 	return h.commitErr
-}
-
-// callerTgid is the thread group (process) of the FUSE request's caller:
-// the request carries a thread id, and a multithreaded writer may open and
-// close from different threads.
-func callerTgid(ctx context.Context) uint32 {
-	caller, ok := fuse.FromContext(ctx)
-	if !ok {
-		return 0
-	}
-	return tgidOf(caller.Pid)
-}
-
-func tgidOf(tid uint32) uint32 {
-	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
-	if err != nil {
-		return tid
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("Tgid:")); ok {
-			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 32)
-			if err == nil {
-				return uint32(n)
-			}
-		}
-	}
-	return tid
 }

@@ -306,7 +306,7 @@ func (n *imageNode) Setxattr(ctx context.Context, attr string, data []byte, flag
 func (n *imageNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	key, ok := strings.CutPrefix(attr, userPrefix)
 	if !ok {
-		return syscall.ENODATA
+		return syscall.EOPNOTSUPP // no ACLs or labels to remove, as for reading them
 	}
 	_, err := n.root.svc.Update(ctx, n.root.opts.Principal, n.id, []lifecycle.Op{{Op: "remove", Key: key}})
 	return toErrno(n.root.log, "removexattr", err)

@@ -48,6 +48,7 @@ type Options struct {
 // Root is the mount's root directory. It holds the mount's dependencies.
 type Root struct {
 	gofs.Inode
+	fixedDir
 	svc  *lifecycle.Service
 	opts Options
 	log  *slog.Logger
@@ -114,7 +115,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Root{
+	r := &Root{
 		started: time.Now(),
 		svc:     svc,
 		opts:    opts,
@@ -124,23 +125,42 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		live:    map[string]*imageNode{},
 		writers: map[string]int{},
 	}
+	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses))}
+	return r
 }
 
 // OnAdd builds the fixed directories.
 func (r *Root) OnAdd(ctx context.Context) {
-	r.ids = r.NewPersistentInode(ctx, &idsDir{root: r}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: idsIno})
+	r.ids = r.NewPersistentInode(ctx, &idsDir{fixedDir: fixedDir{root: r, ino: idsIno, nlink: 2}}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: idsIno})
 	r.AddChild("images", r.ids, false)
 	for i, st := range meta.Statuses {
-		d := r.NewPersistentInode(ctx, &statusDir{root: r, status: st}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(3 + i)})
+		ino := uint64(3 + i)
+		d := r.NewPersistentInode(ctx, &statusDir{fixedDir: fixedDir{root: r, ino: ino, nlink: 2}, status: st}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
 		r.AddChild(string(st), d, false)
 		r.status[st] = d
 	}
 }
 
-// Getattr implements gofs.NodeGetattrer for the root directory.
-func (r *Root) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	r.dirAttr(&out.Attr)
-	return 0
+// Readdir lists the fixed directories, with `.` and `..` (the root is its
+// own parent inside the mount).
+func (r *Root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries := dotEntries(rootIno, rootIno)
+	entries = append(entries, fuse.DirEntry{Name: "images", Mode: syscall.S_IFDIR, Ino: idsIno})
+	for i, st := range meta.Statuses {
+		entries = append(entries, fuse.DirEntry{Name: string(st), Mode: syscall.S_IFDIR, Ino: uint64(3 + i)})
+	}
+	return gofs.NewListDirStream(entries), 0
+}
+
+// Create, Unlink and Rename at the top: the layout is fixed.
+func (r *Root) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EPERM
+}
+
+func (r *Root) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EPERM }
+
+func (r *Root) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EPERM
 }
 
 // Statfs reports the filesystem holding the data directory.
@@ -156,7 +176,9 @@ func (r *Root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-func (r *Root) dirAttr(a *fuse.Attr) {
+func (r *Root) dirAttr(a *fuse.Attr, ino uint64, nlink uint32) {
+	a.Ino = ino
+	a.Nlink = nlink
 	a.Mode = syscall.S_IFDIR | 0o755
 	a.Uid, a.Gid = r.opts.UID, r.opts.GID
 	a.SetTimes(&r.started, &r.started, &r.started)
@@ -202,6 +224,8 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 			// reads that remain (ls -l) reach imageNode.Getxattr.
 			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
 		},
+		// The root is inode 1, as on most filesystems (go-fuse says 0).
+		RootStableAttr:  &gofs.StableAttr{Ino: rootIno},
 		EntryTimeout:    &second,
 		AttrTimeout:     &second,
 		NegativeTimeout: &zero,

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// The mount against ordinary Unix habits, each with the real tool: copies
+// interrupted with Ctrl-C or kill -9, trees copied in with rsync, cp -a
+// and tar, rmdir, links, and what directories look like to tools.
+
+// TestHabitInterruptedCopy: a cp killed by a signal before it closes its
+// destination leaves a killed image with the reason, never an active image
+// of the prefix, and the name it was copied to is gone when cp is gone.
+func TestHabitInterruptedCopy(t *testing.T) {
+	needMount(t)
+	needTool(t, "cp")
+	tmp := t.TempDir()
+	mnt := filepath.Join(tmp, "mnt")
+	startDaemon(t, filepath.Join(tmp, "data"), mnt)
+
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			name := fmt.Sprintf("cut-%d.raw", sig)
+			// cp reads a FIFO: once a write into it returns, cp has
+			// written (almost) all of it into the mount, and it then
+			// waits for more, mid-copy, for as long as the test likes.
+			fifo := filepath.Join(tmp, name)
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cp := exec.Command("cp", fifo, filepath.Join(mnt, "active", name))
+			if err := cp.Start(); err != nil {
+				t.Fatal(err)
+			}
+			w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if _, err := w.Write(make([]byte, 4<<20)); err != nil {
+				t.Fatal(err)
+			}
+			if got := ls(t, filepath.Join(mnt, "saving")); fmt.Sprint(got) != "["+name+"]" {
+				t.Fatalf("saving/ mid-copy: %v", got)
+			}
+			cp.Process.Signal(sig)
+			if err := cp.Wait(); err == nil {
+				t.Fatalf("cp exited 0 after %v", sig)
+			}
+			// Gone at once, not after the kernel's entry timeout.
+			if _, err := os.Stat(filepath.Join(mnt, "active", name)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("active/%s right after cp died: %v", name, err)
+			}
+			if got := ls(t, filepath.Join(mnt, "saving")); len(got) != 0 {
+				t.Fatalf("saving/ after cp died: %v", got)
+			}
+			killed := filepath.Join(mnt, "killed", name)
+			if got := xattr(t, killed, "status"); got != "killed" {
+				t.Fatalf("status %q", got)
+			}
+			want := "killed by " + map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGKILL: "SIGKILL"}[sig]
+			if got := xattr(t, killed, "glimpse.error"); !strings.Contains(got, want) {
+				t.Fatalf("kill reason %q, want it to say %q", got, want)
+			}
+		})
+	}
+
+	// A copy that ends normally is unaffected; one refused at close is
+	// gone from active/ when cp returns.
+	src := randomFile(t, tmp, "whole.raw", 3<<20)
+	mustRun(t, "cp", src, filepath.Join(mnt, "active")+"/")
+	mustRun(t, "cmp", src, filepath.Join(mnt, "active", "whole.raw"))
+	base := filepath.Join(tmp, "base.qcow2")
+	overlay := filepath.Join(tmp, "overlay.qcow2")
+	needTool(t, "qemu-img")
+	mustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", base, "16M")
+	mustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay)
+	mustFail(t, "Input/output error", "cp", overlay, filepath.Join(mnt, "active")+"/")
+	if _, err := os.Stat(filepath.Join(mnt, "active", "overlay.qcow2")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("active/overlay.qcow2 right after cp failed: %v", err)
+	}
+}
+
+// TestHabitTreesAndDirectories: copying a tree into active/ with rsync -a,
+// cp -a and tar succeeds (the times, owner and mode of the directory are
+// accepted and ignored); no directory of the mount can be removed; links
+// and special files are refused with EPERM; directories have a link count,
+// `.` and `..`, and the root is inode 1.
+func TestHabitTreesAndDirectories(t *testing.T) {
+	needMount(t)
+	for _, tool := range []string{"rsync", "cp", "tar", "rmdir", "ln", "mkfifo", "stat"} {
+		needTool(t, tool)
+	}
+	tmp := t.TempDir()
+	mnt := filepath.Join(tmp, "mnt")
+	startDaemon(t, filepath.Join(tmp, "data"), mnt)
+	tree := filepath.Join(tmp, "tree")
+	os.Mkdir(tree, 0o750)
+	a := randomFile(t, tree, "a.raw", 300_000)
+	b := randomFile(t, tree, "b.raw", 70_000)
+	tarball := filepath.Join(tmp, "tree.tar")
+	mustRun(t, "tar", "-C", tree, "-cf", tarball, ".")
+	active := filepath.Join(mnt, "active")
+
+	for _, copyIn := range [][]string{
+		{"rsync", "-a", tree + "/", active + "/"},
+		{"cp", "-a", tree + "/.", active + "/"},
+		{"tar", "-C", active, "-xf", tarball},
+	} {
+		mustRun(t, copyIn[0], copyIn[1:]...)
+		if got := ls(t, active); fmt.Sprint(got) != "[a.raw b.raw]" {
+			t.Fatalf("%v: active/ holds %v", copyIn, got)
+		}
+		mustRun(t, "cmp", a, filepath.Join(active, "a.raw"))
+		mustRun(t, "cmp", b, filepath.Join(active, "b.raw"))
+		mustRun(t, "rm", filepath.Join(active, "a.raw"), filepath.Join(active, "b.raw"))
+	}
+
+	mustRun(t, "cp", a, active+"/")
+	for _, dir := range []string{"active", "images", "queued", "killed"} {
+		mustFail(t, "Operation not permitted", "rmdir", filepath.Join(mnt, dir))
+	}
+	mustFail(t, "Operation not permitted", "rmdir", mnt+"/active/")
+	if got := ls(t, mnt); len(got) != 9 {
+		t.Fatalf("the mount after rmdir: %v", got)
+	}
+	mustRun(t, "cmp", a, filepath.Join(active, "a.raw"))
+	mustFail(t, "Operation not permitted", "ln", filepath.Join(active, "a.raw"), filepath.Join(active, "hard.raw"))
+	mustFail(t, "Operation not permitted", "ln", "-s", "a.raw", filepath.Join(active, "soft.raw"))
+	mustFail(t, "Operation not permitted", "mkfifo", filepath.Join(active, "fifo"))
+	mustFail(t, "Operation not permitted", "mkdir", filepath.Join(active, "dir"))
+
+	if got := strings.TrimSpace(mustRun(t, "stat", "-c", "%i %h", mnt)); got != "1 11" {
+		t.Errorf("root inode and link count: %q, want \"1 11\"", got)
+	}
+	for _, dir := range []string{"active", "images"} {
+		if got := strings.TrimSpace(mustRun(t, "stat", "-c", "%h", filepath.Join(mnt, dir))); got != "2" {
+			t.Errorf("%s/ link count %q, want 2", dir, got)
+		}
+		out := mustRun(t, "ls", "-a", filepath.Join(mnt, dir))
+		if f := strings.Fields(out); len(f) < 3 || f[0] != "." || f[1] != ".." {
+			t.Errorf("ls -a %s: %q, want . and .. first", dir, out)
+		}
+	}
+	if got := strings.Fields(mustRun(t, "ls", "-a", mnt)); len(got) != 11 || got[0] != "." || got[1] != ".." {
+		t.Errorf("ls -a of the root: %v", got)
+	}
+}
