@@ -98,3 +98,32 @@ func tgidOf(tid uint32) uint32 {
 	}
 	return tid
 }
+
+// process names one process across pid reuse: its id and its start time
+// (field 22 of /proc/PID/stat, in clock ticks since boot).
+type process struct {
+	tgid  uint32
+	start uint64
+}
+
+// processOf identifies the process with thread group tgid; the zero
+// process when it is gone.
+func processOf(tgid uint32) process {
+	stat, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tgid), 10) + "/stat")
+	if err != nil {
+		return process{}
+	}
+	end := bytes.LastIndexByte(stat, ')')
+	if end < 0 {
+		return process{}
+	}
+	fields := bytes.Fields(stat[end+1:])
+	if len(fields) < 22-2 {
+		return process{}
+	}
+	start, err := strconv.ParseUint(string(fields[22-3]), 10, 64)
+	if err != nil {
+		return process{}
+	}
+	return process{tgid: tgid, start: start}
+}

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"syscall"
 
@@ -86,18 +87,17 @@ func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
 	if len(ids) == 1 {
 		return ids[0], nil
 	}
+	// NAME@ID keeps naming that image for as long as it is here under
+	// NAME, shared or not: `rm twin@*` removes the first twin, which
+	// makes the second name unique, and must still find the second.
 	if at := strings.LastIndexByte(name, '@'); at >= 0 && lifecycle.ValidID(name[at+1:]) {
 		base, id := name[:at], name[at+1:]
-		shared, err := d.root.svc.Named(ctx, p, d.status, base)
-		if err != nil {
-			return "", err
+		img, err := d.root.svc.Get(ctx, p, id)
+		if err == nil && img.Status == d.status && img.Name == base {
+			return id, nil
 		}
-		if len(shared) > 1 {
-			for _, s := range shared {
-				if s == id {
-					return id, nil
-				}
-			}
+		if err != nil && !errors.Is(err, lifecycle.ErrNotFound) {
+			return "", err
 		}
 	}
 	return "", lifecycle.ErrNotFound
@@ -300,6 +300,7 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 	d.root.pending[h.path] = img.ID
 	d.root.mu.Unlock()
 	node := d.root.imageInode(ctx, &d.Inode, img, &out.Attr)
+	d.root.addCreator(img.ID, processOf(h.opener))
 	return node, h, 0, 0
 }
 

@@ -14,8 +14,9 @@ import (
 
 // readHandle reads committed content.
 type readHandle struct {
-	r   backend.Reader
-	img *meta.Image // the image when opened: fstat of a removed image shows it
+	r    backend.Reader
+	img  *meta.Image // the image when opened: fstat of a removed image shows it
+	tgid uint32      // the process that opened it
 	// passthrough: the kernel may read the file itself. Not while a write
 	// handle of the image is still open (see Root.writers).
 	passthrough bool
@@ -69,6 +70,7 @@ type writeHandle struct {
 	commitAlways bool
 
 	mu        sync.Mutex        // guards the fields below
+	held      bool              // counted in Root.holders for the opener
 	up        *lifecycle.Upload // nil before the upload starts
 	wrote     bool              // data was written (or truncated)
 	committed bool              // the upload was committed or aborted
@@ -166,6 +168,7 @@ func (h *writeHandle) flushLocked(ctx context.Context, who caller) (errno syscal
 	if who.tgid != h.opener {
 		return 0, false // a child that inherited the descriptor
 	}
+	h.letGoLocked()
 	if who.killedBy != 0 {
 		h.root.log.Info("writer killed before it closed the file", "image", h.id, "pid", who.tgid, "signal", who.killedBy)
 		h.committed = true
@@ -183,13 +186,23 @@ func (h *writeHandle) flushLocked(ctx context.Context, who caller) (errno syscal
 
 func newWriteHandle(r *Root, id string, opener uint32) *writeHandle {
 	r.addWriter(id)
-	return &writeHandle{root: r, id: id, opener: opener}
+	r.hold(id, opener)
+	return &writeHandle{root: r, id: id, opener: opener, held: true}
+}
+
+// letGoLocked ends the opener's hold on the image, once.
+func (h *writeHandle) letGoLocked() {
+	if h.held {
+		h.held = false
+		h.root.letGo(h.id, h.opener)
+	}
 }
 
 func (h *writeHandle) release(ctx context.Context) {
 	defer h.root.dropWriter(h.id)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.letGoLocked()
 	if !h.committed && (h.wrote || h.commitAlways) {
 		// No flush committed it (the opener never closed it itself); the
 		// outcome is in the image's status and user.glimpse.error.

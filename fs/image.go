@@ -26,6 +26,66 @@ type imageNode struct {
 	opened *meta.Image // the image as the last read handle opened it
 }
 
+// copying reports whether the caller is the process that created the
+// image through the mount, whose attribute changes copy those of the file
+// it copies (cp -a, rsync -aX).
+func (n *imageNode) copying(ctx context.Context) bool {
+	tgid := callerTgid(ctx)
+	n.root.mu.Lock()
+	creator, created := n.root.creators[n.id]
+	holding := n.root.holders[holder{n.id, tgid}] > 0
+	n.root.mu.Unlock()
+	return created && holding && processOf(tgid) == creator
+}
+
+// holder is a process holding an image open through the mount.
+type holder struct {
+	id   string
+	tgid uint32
+}
+
+// hold and letGo count the handles of image id that process tgid holds:
+// a write handle until its opener closes it (the FLUSH, which close(2)
+// waits for; the RELEASE comes later), a read handle until its release.
+func (r *Root) hold(id string, tgid uint32) {
+	r.mu.Lock()
+	r.holders[holder{id, tgid}]++
+	r.mu.Unlock()
+}
+
+func (r *Root) letGo(id string, tgid uint32) {
+	r.mu.Lock()
+	k := holder{id, tgid}
+	if r.holders[k]--; r.holders[k] <= 0 {
+		delete(r.holders, k)
+	}
+	r.mu.Unlock()
+}
+
+// addCreator records that process p created image id. Records of
+// processes that are gone are dropped now and then, each time the map has
+// doubled, so that checking costs nothing per create on average.
+func (r *Root) addCreator(id string, p process) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.creators[id] = p
+	if len(r.creators) < r.prunePoint {
+		return
+	}
+	alive := map[process]bool{}
+	for id, p := range r.creators {
+		live, seen := alive[p]
+		if !seen {
+			live = processOf(p.tgid) == p
+			alive[p] = live
+		}
+		if !live {
+			delete(r.creators, id)
+		}
+	}
+	r.prunePoint = 2*len(r.creators) + 64
+}
+
 // imageInode returns the inode of img under parent, filling attr.
 func (r *Root) imageInode(ctx context.Context, parent *gofs.Inode, img *meta.Image, attr *fuse.Attr) *gofs.Inode {
 	r.imageAttr(img, attr)
@@ -154,7 +214,9 @@ func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	n.reads++
 	n.opened = img
 	n.mu.Unlock()
-	return &readHandle{r: r, img: img, passthrough: !n.root.hasWriter(n.id)}, fl, 0
+	tgid := callerTgid(ctx)
+	n.root.hold(n.id, tgid)
+	return &readHandle{r: r, img: img, tgid: tgid, passthrough: !n.root.hasWriter(n.id)}, fl, 0
 }
 
 // openedImage is the image as a read handle still open saw it, or nil.
@@ -198,6 +260,7 @@ func (n *imageNode) Release(ctx context.Context, f gofs.FileHandle) syscall.Errn
 		h.release(ctx)
 	case *readHandle:
 		h.r.Close()
+		n.root.letGo(n.id, h.tgid)
 		n.mu.Lock()
 		n.reads--
 		n.mu.Unlock()
@@ -276,6 +339,19 @@ func (n *imageNode) Setxattr(ctx context.Context, attr string, data []byte, flag
 		return syscall.E2BIG
 	}
 	p := n.root.opts.Principal
+	if n.copying(ctx) {
+		// A copy tool: the copy keeps its name and what its content
+		// says, and takes the source's other properties.
+		op, err := lifecycle.CopiedOp(key, string(data))
+		if err != nil || op == nil {
+			return toErrno(n.root.log, "setxattr", err)
+		}
+		_, err = n.root.svc.Update(ctx, p, n.id, []lifecycle.Op{*op})
+		if isTooLarge(err) {
+			return syscall.ENOSPC
+		}
+		return toErrno(n.root.log, "setxattr", err)
+	}
 	img, err := n.root.svc.Get(ctx, p, n.id)
 	if err != nil {
 		return toErrno(n.root.log, "setxattr", err)
@@ -308,6 +384,13 @@ func (n *imageNode) Removexattr(ctx context.Context, attr string) syscall.Errno 
 	if !ok {
 		return syscall.EOPNOTSUPP // no ACLs or labels to remove, as for reading them
 	}
-	_, err := n.root.svc.Update(ctx, n.root.opts.Principal, n.id, []lifecycle.Op{{Op: "remove", Key: key}})
+	op := &lifecycle.Op{Op: "remove", Key: key}
+	if n.copying(ctx) {
+		// rsync -aX removes what its source lacks: base properties stay.
+		if op = lifecycle.UncopiedOp(key); op == nil {
+			return 0
+		}
+	}
+	_, err := n.root.svc.Update(ctx, n.root.opts.Principal, n.id, []lifecycle.Op{*op})
 	return toErrno(n.root.log, "removexattr", err)
 }

@@ -58,7 +58,7 @@ type Root struct {
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
 
-	mu      sync.Mutex             // guards pending, live and writers
+	mu      sync.Mutex             // guards pending, live, writers, creators and holders
 	pending map[pendingPath]string // image id created at a path and still being written
 	live    map[string]*imageNode  // image nodes the kernel knows, by id
 	// writers counts each image's write handles the kernel has not
@@ -66,6 +66,14 @@ type Root struct {
 	// kernel holds a file open in cached mode it fails a passthrough open
 	// of the same inode with EIO, so reads then go through the daemon.
 	writers map[string]int
+	// creators is the process that created each image through the mount,
+	// for as long as it lives: attributes it sets are a copy's (see
+	// imageNode.copying). It is the kernel's view of who made a file, not
+	// catalogue state.
+	creators   map[string]process
+	prunePoint int // prune creators of dead processes past this size
+	// holders counts the handles each process holds on each image.
+	holders map[holder]int
 }
 
 // addWriter and dropWriter count the write handles of image id.
@@ -124,6 +132,10 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		pending: map[pendingPath]string{},
 		live:    map[string]*imageNode{},
 		writers: map[string]int{},
+
+		creators:   map[string]process{},
+		holders:    map[holder]int{},
+		prunePoint: 64,
 	}
 	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses))}
 	return r

@@ -154,3 +154,111 @@ func TestHabitTreesAndDirectories(t *testing.T) {
 		t.Errorf("ls -a of the root: %v", got)
 	}
 }
+
+// TestHabitCopiesKeepTheirName: cp -a, cp --preserve=xattr and rsync -aX
+// copy an image's attributes onto the copy; the copy keeps the name it was
+// copied to and its own facts (id, times, hashes), takes the custom and
+// settable properties, and every tool exits 0. By hand, user.name still
+// renames and read-only keys still refuse.
+func TestHabitCopiesKeepTheirName(t *testing.T) {
+	needMount(t)
+	for _, tool := range []string{"cp", "rsync", "setfattr", "getfattr"} {
+		needTool(t, tool)
+	}
+	tmp := t.TempDir()
+	mnt := filepath.Join(tmp, "mnt")
+	startDaemon(t, filepath.Join(tmp, "data"), mnt)
+	active := filepath.Join(mnt, "active")
+	src := randomFile(t, tmp, "src.raw", 1<<20)
+	mustRun(t, "cp", src, filepath.Join(active, "one.raw"))
+	one := filepath.Join(active, "one.raw")
+	mustRun(t, "setfattr", "-n", "user.os_distro", "-v", "debian", one)
+	mustRun(t, "setfattr", "-n", "user.min_ram", "-v", "512", one)
+	oneID := xattr(t, one, "id")
+	local := randomFile(t, tmp, "local.raw", 1<<20)
+	mustRun(t, "setfattr", "-n", "user.os_distro", "-v", "ubuntu", local)
+
+	copies := map[string][]string{
+		"cp-a.raw":     {"cp", "-a", one, filepath.Join(active, "cp-a.raw")},
+		"cp-x.raw":     {"cp", "--preserve=xattr", one, filepath.Join(active, "cp-x.raw")},
+		"rsync.raw":    {"rsync", "-aX", one, filepath.Join(active, "rsync.raw")},
+		"rsync-in.raw": {"rsync", "-aX", local, filepath.Join(active, "rsync-in.raw")},
+		"cp-in.raw":    {"cp", "--preserve=xattr", local, filepath.Join(active, "cp-in.raw")},
+	}
+	for name, args := range copies {
+		mustRun(t, args[0], args[1:]...)
+		copied := filepath.Join(active, name)
+		if got := xattr(t, copied, "name"); got != name {
+			t.Errorf("%v: the copy is named %q", args, got)
+		}
+		wantDistro, wantRAM, from := "debian", "512", src
+		if strings.HasSuffix(name, "-in.raw") {
+			wantDistro, wantRAM, from = "ubuntu", "0", local
+		}
+		if got := xattr(t, copied, "os_distro"); got != wantDistro {
+			t.Errorf("%v: os_distro %q, want %q", args, got, wantDistro)
+		}
+		if got := xattr(t, copied, "min_ram"); got != wantRAM {
+			t.Errorf("%v: min_ram %q, want %q", args, got, wantRAM)
+		}
+		if got := xattr(t, copied, "id"); got == oneID || got == "" {
+			t.Errorf("%v: the copy's id %q", args, got)
+		}
+		if got := xattr(t, copied, "status"); got != "active" {
+			t.Errorf("%v: the copy is %s", args, got)
+		}
+		mustRun(t, "cmp", from, copied)
+	}
+	if got := ls(t, active); fmt.Sprint(got) != "[cp-a.raw cp-in.raw cp-x.raw one.raw rsync-in.raw rsync.raw]" {
+		t.Fatalf("active/ after the copies: %v", got)
+	}
+	if got := xattr(t, one, "name"); got != "one.raw" {
+		t.Fatalf("the original is named %q", got)
+	}
+
+	// By hand (another process than the one that created the image).
+	mustRun(t, "setfattr", "-n", "user.name", "-v", "renamed.raw", filepath.Join(active, "cp-x.raw"))
+	if _, err := os.Stat(filepath.Join(active, "renamed.raw")); err != nil {
+		t.Fatalf("setfattr user.name by hand did not rename: %v", err)
+	}
+	mustFail(t, "Operation not permitted", "setfattr", "-n", "user.size", "-v", "1", filepath.Join(active, "renamed.raw"))
+	mustFail(t, "Operation not permitted", "setfattr", "-x", "user.min_ram", filepath.Join(active, "renamed.raw"))
+}
+
+// TestHabitAliasesKeepResolving: NAME@ID names its image for as long as
+// the image is in that directory under NAME, so a glob over twins removes
+// them all.
+func TestHabitAliasesKeepResolving(t *testing.T) {
+	needMount(t)
+	tmp := t.TempDir()
+	mnt := filepath.Join(tmp, "mnt")
+	startDaemon(t, filepath.Join(tmp, "data"), mnt)
+	active := filepath.Join(mnt, "active")
+	src := randomFile(t, tmp, "twin.raw", 64<<10)
+	mustRun(t, "cp", src, filepath.Join(active, "twin.raw"))
+	mustRun(t, "cp", src, filepath.Join(active, "other.raw"))
+	mustRun(t, "mv", filepath.Join(active, "other.raw"), filepath.Join(active, "twin.raw"))
+	twins := ls(t, active)
+	if len(twins) != 2 || !strings.HasPrefix(twins[0], "twin.raw@") {
+		t.Fatalf("active/ with twins: %v", twins)
+	}
+	mustRun(t, "rm", filepath.Join(active, twins[0]))
+	// The survivor shows as twin.raw, and its alias still works.
+	if got := ls(t, active); fmt.Sprint(got) != "[twin.raw]" {
+		t.Fatalf("active/ after removing one twin: %v", got)
+	}
+	mustRun(t, "cmp", src, filepath.Join(active, twins[1]))
+	mustRun(t, "rm", filepath.Join(active, twins[1]))
+	if got := ls(t, active); len(got) != 0 {
+		t.Fatalf("active/ after removing both twins: %v", got)
+	}
+	// An alias of an image that is elsewhere does not resolve here.
+	mustRun(t, "cp", src, filepath.Join(active, "solo.raw"))
+	id := xattr(t, filepath.Join(active, "solo.raw"), "id")
+	if _, err := os.Stat(filepath.Join(mnt, "queued", "solo.raw@"+id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("queued/solo.raw@ID of an active image: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(active, "other.raw@"+id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("another name's alias: %v", err)
+	}
+}
