@@ -22,6 +22,7 @@ type idsDir struct {
 }
 
 func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d.root.settleGone(ctx)
 	if !lifecycle.ValidID(name) {
 		return nil, syscall.ENOENT
 	}
@@ -33,6 +34,7 @@ func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	d.root.settleGone(ctx)
 	entries := dotEntries(idsIno, rootIno)
 	err := d.root.svc.All(ctx, d.root.opts.Principal, func(img *meta.Image) error {
 		entries = append(entries, fuse.DirEntry{Name: img.ID, Mode: syscall.S_IFREG, Ino: imageIno(img.ID)})
@@ -73,6 +75,7 @@ type statusDir struct {
 // resolve finds the image a name in this directory stands for: a path being
 // written, a name held by one image, or NAME@ID for a shared name.
 func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
+	d.root.settleGone(ctx)
 	d.root.mu.Lock()
 	id, ok := d.root.pending[pendingPath{d.status, name}]
 	d.root.mu.Unlock()
@@ -126,6 +129,7 @@ func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 // list returns the directory's entries and, beside each, the image it
 // stands for.
 func (d *statusDir) list(ctx context.Context) ([]fuse.DirEntry, []string, syscall.Errno) {
+	d.root.settleGone(ctx)
 	var entries []fuse.DirEntry
 	var ids []string
 	var prev meta.Entry
@@ -285,8 +289,6 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 	h := newWriteHandle(d.root, img.ID, callerTgid(ctx))
 	h.path = pendingPath{d.status, name}
 	if d.status == meta.Active {
-		// An empty file copied into active/ is an empty image.
-		h.commitAlways = true
 		if errno := h.begin(ctx); errno != 0 {
 			d.root.dropWriter(img.ID) // the kernel never gets the handle
 			return nil, nil, 0, errno
@@ -300,7 +302,11 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 	d.root.pending[h.path] = img.ID
 	d.root.mu.Unlock()
 	node := d.root.imageInode(ctx, &d.Inode, img, &out.Attr)
-	d.root.addCreator(img.ID, processOf(h.opener))
+	creator := processOf(h.opener)
+	d.root.addCreator(img.ID, creator)
+	if h.up != nil {
+		h.creation = d.root.newCreation(img.ID, h.up, creator, h.path)
+	}
 	return node, h, 0, 0
 }
 

@@ -65,9 +65,9 @@ type writeHandle struct {
 	opener uint32      // thread group of the process that opened the file
 	path   pendingPath // where the file was created; zero when opened
 
-	// commitAlways: commit even if nothing was written (a file created in
-	// active/ is an image, even an empty one).
-	commitAlways bool
+	// creation: the handle writes a file created in active/ whose upload
+	// may outlive it (see creation); nil for a queued image opened to write.
+	creation *creation
 
 	mu        sync.Mutex        // guards the fields below
 	held      bool              // counted in Root.holders for the opener
@@ -107,7 +107,7 @@ func (h *writeHandle) write(ctx context.Context, data []byte, off int64) (uint32
 	if errno := h.begin(ctx); errno != 0 {
 		return 0, errno
 	}
-	h.wrote = true
+	h.markWrote()
 	n, err := h.up.WriteAt(data, off)
 	if err != nil {
 		return uint32(n), toErrno(h.root.log, "write", err)
@@ -127,7 +127,10 @@ func (h *writeHandle) truncate(ctx context.Context, size int64) syscall.Errno {
 	if errno := h.begin(ctx); errno != 0 {
 		return errno
 	}
-	h.wrote = true
+	if size == h.up.Size() {
+		return 0 // qemu-img truncates the file it just created: no data
+	}
+	h.markWrote()
 	return toErrno(h.root.log, "truncate", h.up.Truncate(size))
 }
 
@@ -172,16 +175,52 @@ func (h *writeHandle) flushLocked(ctx context.Context, who caller) (errno syscal
 	if who.killedBy != 0 {
 		h.root.log.Info("writer killed before it closed the file", "image", h.id, "pid", who.tgid, "signal", who.killedBy)
 		h.committed = true
+		if h.creation != nil {
+			h.root.dropCreation(h.creation)
+		}
 		if h.up == nil {
 			return 0, false // nothing was written: the image stays as it was
 		}
 		h.commitErr = toErrno(h.root.log, "flush", h.up.WriterKilled(ctx, who.killedBy))
 		return h.commitErr, true
 	}
-	if !h.wrote {
+	return h.closeLocked(ctx, false)
+}
+
+// closeLocked is the opener's close of the handle (final: its release,
+// when no close of the opener settled it). A handle that wrote commits,
+// unless it writes a file its creator closed empty and reopened, which
+// the creator's exit settles; one that wrote nothing settles nothing (a
+// shell's close after dup2 in `cmd > active/x` must not).
+func (h *writeHandle) closeLocked(ctx context.Context, final bool) (errno syscall.Errno, settled bool) {
+	c := h.creation
+	switch {
+	case c == nil && !h.wrote:
 		return 0, false
+	case c == nil:
+		return h.commitLocked(ctx), true
+	case h.root.isReopening(c):
+		if final {
+			h.committed = true // this handle's part is done; the upload goes on
+		}
+		return 0, false
+	case h.wrote:
+		h.root.dropCreation(c)
+		return h.commitLocked(ctx), true
 	}
-	return h.commitLocked(ctx), true
+	h.root.closedEmpty(ctx, c, final)
+	if final {
+		h.committed = true
+	}
+	return 0, false
+}
+
+// markWrote notes that the handle wrote data.
+func (h *writeHandle) markWrote() {
+	if !h.wrote && h.creation != nil {
+		h.root.wroteTo(h.creation)
+	}
+	h.wrote = true
 }
 
 func newWriteHandle(r *Root, id string, opener uint32) *writeHandle {
@@ -203,12 +242,13 @@ func (h *writeHandle) release(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.letGoLocked()
-	if !h.committed && (h.wrote || h.commitAlways) {
-		// No flush committed it (the opener never closed it itself); the
-		// outcome is in the image's status and user.glimpse.error.
-		h.commitLocked(ctx)
+	if !h.committed {
+		// No close of the opener settled it (a child that inherited it
+		// closed it last, or it wrote nothing): settle as its close would.
+		// The outcome is in the image's status and user.glimpse.error.
+		h.closeLocked(ctx, true)
 	}
-	if h.path != (pendingPath{}) {
+	if h.path != (pendingPath{}) && (h.creation == nil || h.creation.isSettled(h.root)) {
 		h.root.mu.Lock()
 		if h.root.pending[h.path] == h.id {
 			delete(h.root.pending, h.path)

@@ -130,6 +130,7 @@ func (r *Root) imageAttr(img *meta.Image, a *fuse.Attr) {
 }
 
 func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.root.settleGone(ctx)
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
 	if errors.Is(err, lifecycle.ErrNotFound) {
 		// Removed while open: the open file still is what it was. The
@@ -153,6 +154,9 @@ func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 			out.Attr.Size = uint64(size)
 			out.Attr.Blocks = (out.Attr.Size + 511) / 512
 		}
+	} else if up := n.root.creationUpload(ctx, n.id); up != nil {
+		out.Attr.Size = uint64(up.Size())
+		out.Attr.Blocks = (out.Attr.Size + 511) / 512
 	}
 	return 0
 }
@@ -184,6 +188,7 @@ func (n *imageNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.Set
 // images are immutable (EACCES for writing) and their content may stay in
 // the kernel's page cache across opens; deactivated content is unreadable.
 func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	n.root.settleGone(ctx)
 	p := n.root.opts.Principal
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		img, err := n.root.svc.Get(ctx, p, n.id)
@@ -194,10 +199,22 @@ func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		case meta.Queued:
 			return newWriteHandle(n.root, n.id, callerTgid(ctx)), 0, 0
 		case meta.Saving:
+			if h := n.root.adopt(ctx, n.id); h != nil {
+				return h, 0, 0 // its creator, writing it again (qemu-img)
+			}
 			return nil, 0, syscall.EBUSY // another writer has it
 		default:
 			return nil, 0, syscall.EACCES
 		}
+	}
+	if up := n.root.creationUpload(ctx, n.id); up != nil {
+		// Its creator reads back what it wrote so far (qemu-img reopens
+		// the image it is making to read its header).
+		n.mu.Lock()
+		n.reads++ // Release counts every read handle down
+		n.mu.Unlock()
+		n.root.hold(n.id, callerTgid(ctx))
+		return &readHandle{r: uploadView{up}, tgid: callerTgid(ctx)}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	r, img, err := n.root.svc.Open(ctx, p, n.id, lifecycle.OpenOptions{})
 	if err != nil {
@@ -279,6 +296,7 @@ func (n *imageNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) 
 const userPrefix = "user."
 
 func (n *imageNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	n.root.settleGone(ctx)
 	key, ok := strings.CutPrefix(attr, userPrefix)
 	if !ok {
 		// Images have no security labels, ACLs or capabilities: the
@@ -298,6 +316,7 @@ func (n *imageNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 }
 
 func (n *imageNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	n.root.settleGone(ctx)
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
 	if err != nil {
 		return 0, toErrno(n.root.log, "listxattr", err)

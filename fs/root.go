@@ -74,6 +74,11 @@ type Root struct {
 	prunePoint int // prune creators of dead processes past this size
 	// holders counts the handles each process holds on each image.
 	holders map[holder]int
+	// creations are the files created in active/ not settled yet, by
+	// image id; reopenings counts those waiting for their creator's exit.
+	creations  map[string]*creation
+	reopenings int
+	exits      *exitWatcher // nil: the kernel gives no exit events
 }
 
 // addWriter and dropWriter count the write handles of image id.
@@ -135,6 +140,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 
 		creators:   map[string]process{},
 		holders:    map[holder]int{},
+		creations:  map[string]*creation{},
 		prunePoint: 64,
 	}
 	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses))}
@@ -262,6 +268,9 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
+	if root.exits = watchExits(root.log); root.exits != nil {
+		go root.exits.run(root.creatorExited, root.lostExits)
+	}
 	stop, settle := root.startInvalidator()
 	return &Server{server: server, root: root, stop: stop, settle: settle, dir: dir}, nil
 }
@@ -278,6 +287,11 @@ func (m *Server) Unmount() error {
 	}
 	m.server.Wait()
 	m.stop()
+	if m.root.exits != nil {
+		if cerr := m.root.exits.close(); cerr != nil {
+			m.root.log.Warn("stop watching exits", "err", cerr)
+		}
+	}
 	return err
 }
 

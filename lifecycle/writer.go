@@ -22,3 +22,19 @@ func (u *Upload) WriterKilled(ctx context.Context, sig syscall.Signal) error {
 	u.Abort(ctx, reason)
 	return fmt.Errorf("image %s: %w by %s", u.id, ErrWriterKilled, unix.SignalName(sig))
 }
+
+// CreatorExited settles an upload that its creator closed with nothing in
+// it and could reopen to write (touch, a cp of an empty file, qemu-img,
+// which creates, truncates, closes and reopens), once the creator has
+// exited: a success commits what was written, as any upload (an empty
+// image for touch); a failure (cp --reflink=always that could not clone,
+// a qemu-img that gave up) leaves nothing, the image deleted with what was
+// written.
+func (u *Upload) CreatorExited(ctx context.Context, p Principal, succeeded bool) error {
+	if succeeded {
+		_, err := u.Commit(ctx)
+		return err
+	}
+	u.s.log.Info("creator of an upload failed before writing it through; removing the image", "image", u.id)
+	return u.s.Delete(ctx, p, u.id)
+}

@@ -262,3 +262,82 @@ func TestHabitAliasesKeepResolving(t *testing.T) {
 		t.Fatalf("another name's alias: %v", err)
 	}
 }
+
+// TestHabitCreateCloseReopen: writers that create a file, close it with
+// nothing in it and reopen it (qemu-img create and convert, for every
+// format it writes) end with an active image of exactly what they wrote,
+// hashed and inspected, by the time they exit; touch and a cp of an empty
+// file make an empty image; a write that fails leaves nothing behind
+// (cp --reflink=always, which cannot clone here; a qemu-img convert over
+// the size cap).
+func TestHabitCreateCloseReopen(t *testing.T) {
+	needMount(t)
+	for _, tool := range []string{"qemu-img", "touch", "cp", "md5sum"} {
+		needTool(t, tool)
+	}
+	tmp := t.TempDir()
+	mnt := filepath.Join(tmp, "mnt")
+	startDaemon(t, filepath.Join(tmp, "data"), mnt, "--max-image-size", fmt.Sprint(8<<20))
+	active := filepath.Join(mnt, "active")
+	in := randomFile(t, tmp, "in.raw", 4<<20)
+
+	settled := func(name, wantFormat string) {
+		t.Helper()
+		p := filepath.Join(active, name)
+		if got := xattr(t, p, "status"); got != "active" {
+			t.Fatalf("%s: status %q right after qemu-img exited", name, got)
+		}
+		if got := xattr(t, p, "disk_format"); got != wantFormat {
+			t.Errorf("%s: disk_format %q, want %q", name, got, wantFormat)
+		}
+		if md5 := strings.Fields(mustRun(t, "md5sum", p))[0]; xattr(t, p, "checksum") != md5 {
+			t.Errorf("%s: checksum %s, md5 of the content %s", name, xattr(t, p, "checksum"), md5)
+		}
+	}
+
+	mustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(active, "new.qcow2"), "10G")
+	settled("new.qcow2", "qcow2")
+	if got := xattr(t, filepath.Join(active, "new.qcow2"), "virtual_size"); got != fmt.Sprint(10<<30) {
+		t.Errorf("new.qcow2: virtual_size %s", got)
+	}
+	for format, shown := range map[string]string{"qcow2": "qcow2", "vmdk": "vmdk", "vdi": "vdi", "vpc": "vhd"} {
+		name := "out." + format
+		mustRun(t, "qemu-img", "convert", "-f", "raw", "-O", format, in, filepath.Join(active, name))
+		settled(name, shown)
+		mustRun(t, "qemu-img", "compare", "-f", "raw", "-F", format, in, filepath.Join(active, name))
+	}
+	if got := ls(t, filepath.Join(mnt, "saving")); len(got) != 0 {
+		t.Fatalf("saving/ after qemu-img: %v", got)
+	}
+
+	// Empty files: an empty image once the creator has exited.
+	mustRun(t, "touch", filepath.Join(active, "touched.raw"))
+	empty := filepath.Join(tmp, "empty.raw")
+	os.WriteFile(empty, nil, 0o644)
+	mustRun(t, "cp", empty, filepath.Join(active, "empty.raw"))
+	for _, name := range []string{"touched.raw", "empty.raw"} {
+		p := filepath.Join(active, name)
+		if got := xattr(t, p, "status"); got != "active" {
+			t.Errorf("%s: status %q", name, got)
+		}
+		if got := xattr(t, p, "size"); got != "0" {
+			t.Errorf("%s: size %q", name, got)
+		}
+	}
+
+	// Failed writes leave nothing.
+	before := ls(t, filepath.Join(mnt, "images"))
+	mustFail(t, "failed to clone", "cp", "--reflink=always", in, filepath.Join(active, "clone.raw"))
+	big := randomFile(t, tmp, "big.raw", 12<<20)
+	mustFail(t, "", "qemu-img", "convert", "-f", "raw", "-O", "qcow2", big, filepath.Join(active, "big.qcow2"))
+	for _, dir := range []string{"active", "saving", "killed", "queued"} {
+		for _, name := range ls(t, filepath.Join(mnt, dir)) {
+			if name == "clone.raw" || name == "big.qcow2" {
+				t.Errorf("%s/%s left by a failed write", dir, name)
+			}
+		}
+	}
+	if after := ls(t, filepath.Join(mnt, "images")); len(after) != len(before) {
+		t.Errorf("images/ after failed writes: %d images, before %d", len(after), len(before))
+	}
+}
