@@ -36,7 +36,8 @@ type Options struct {
 	UID, GID uint32
 	// AllowOther lets other users use the mount (with default_permissions).
 	AllowOther bool
-	// StatfsDir is a directory whose filesystem df reports for the mount.
+	// StatfsDir is the local store's directory, whose filesystem's size
+	// and use df reports for the mount; "" for stores that do not say.
 	StatfsDir string
 	Logger    *slog.Logger
 	// Debug logs every FUSE request.
@@ -181,16 +182,40 @@ func (r *Root) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	return syscall.EPERM
 }
 
-// Statfs reports the filesystem holding the data directory.
+// nominalRoom is the size df shows for a store that does not say how big
+// it is (S3, Swift, RBD): large, as s3fs shows, so that tools checking for
+// room go ahead; the store's own limits answer at write (ENOSPC).
+const nominalRoom = 1 << 50
+
+// statfsBlock is the block size statfs counts in.
+const statfsBlock = 4096
+
+// Statfs reports what can be stored: the local store's filesystem (its
+// size and use), or a nominal 1 PiB for stores that do not tell; within
+// the fs project's byte quota, when one is set (size: the quota; used:
+// what the project holds, uploads in flight included).
 func (r *Root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	if r.opts.StatfsDir == "" {
-		return 0
+	total, free := uint64(nominalRoom), uint64(nominalRoom)
+	if r.opts.StatfsDir != "" {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(r.opts.StatfsDir, &st); err != nil {
+			return toErrno(r.log, "statfs", err)
+		}
+		total, free = st.Blocks*uint64(st.Bsize), st.Bavail*uint64(st.Bsize)
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(r.opts.StatfsDir, &st); err != nil {
-		return gofs.ToErrno(err)
+	limit, used, ok, err := lifecycle.ByteRoom(r.svc, r.opts.Principal.Project)
+	if err != nil {
+		return toErrno(r.log, "statfs", err)
 	}
-	out.FromStatfsT(&st)
+	if ok {
+		room := uint64(max(limit-used, 0))
+		total, free = min(total, uint64(limit)), min(free, room)
+	}
+	out.Bsize, out.Frsize = statfsBlock, statfsBlock
+	out.Blocks = total / statfsBlock
+	out.Bfree = free / statfsBlock
+	out.Bavail = out.Bfree
+	out.NameLen = maxNameBytes
 	return 0
 }
 

@@ -341,3 +341,37 @@ func TestHabitCreateCloseReopen(t *testing.T) {
 		t.Errorf("images/ after failed writes: %d images, before %d", len(after), len(before))
 	}
 }
+
+// TestHabitDf: df of the mount shows the local store's filesystem, and,
+// with a byte quota, the quota and what the project holds against it.
+func TestHabitDf(t *testing.T) {
+	needMount(t)
+	needTool(t, "stat")
+	tmp := t.TempDir()
+	statfs := func(dir string) (total, avail int64) {
+		t.Helper()
+		var blocks, size, free int64
+		if _, err := fmt.Sscan(mustRun(t, "stat", "-f", "-c", "%b %S %a", dir), &blocks, &size, &free); err != nil {
+			t.Fatal(err)
+		}
+		return blocks * size, free * size
+	}
+	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
+	d := startDaemon(t, data, mnt)
+	gotTotal, _ := statfs(mnt)
+	wantTotal, _ := statfs(filepath.Join(data, "images"))
+	if gotTotal != wantTotal {
+		t.Errorf("df of the mount: %d bytes, the store's filesystem %d", gotTotal, wantTotal)
+	}
+	d.stop()
+
+	startDaemon(t, data, mnt, "--quota-bytes", fmt.Sprint(10<<20))
+	if total, avail := statfs(mnt); total != 10<<20 || avail != 10<<20 {
+		t.Fatalf("df with a 10 MiB quota and nothing stored: size %d, available %d", total, avail)
+	}
+	src := randomFile(t, tmp, "one.raw", 1<<20)
+	mustRun(t, "cp", src, filepath.Join(mnt, "active")+"/")
+	if total, avail := statfs(mnt); total != 10<<20 || avail != 9<<20 {
+		t.Fatalf("df with a 10 MiB quota and 1 MiB stored: size %d, available %d", total, avail)
+	}
+}
