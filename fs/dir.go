@@ -360,6 +360,9 @@ func (d *statusDir) Rename(ctx context.Context, name string, newParent gofs.Inod
 	if d.root.pending[pendingPath{d.status, name}] == id {
 		delete(d.root.pending, pendingPath{d.status, name})
 		d.root.pending[pendingPath{to.status, newName}] = id
+		if c := d.root.creations[id]; c != nil {
+			c.path = pendingPath{to.status, newName} // rsync's temp file, renamed before its exit
+		}
 	}
 	d.root.mu.Unlock()
 	return 0
