@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/meta"
 )
 
 // creation is a file created in active/ whose upload is not settled yet.
@@ -176,11 +177,14 @@ func (r *Root) creatorExited(tgid uint32, status syscall.WaitStatus) {
 }
 
 // settleGone settles, before the mount answers about them, the creations
-// whose creator is gone but whose exit was not handled yet (its event is
-// on its way, or there is no exit watcher: then the creator is taken to
-// have succeeded). So once a qemu-img or a touch has exited, whoever looks
-// sees the outcome.
-func (r *Root) settleGone(ctx context.Context) {
+// that concern the request (concerns; nil: all) whose creator is gone but
+// whose exit was not handled yet (its event is on its way, or there is no
+// exit watcher: then the creator is taken to have succeeded), and waits
+// for those being settled. So once a qemu-img or a touch has exited,
+// whoever looks at its image, its name or its directory sees the outcome;
+// other requests do not wait for it (settling a large image written out
+// of order reads it back to hash it).
+func (r *Root) settleGone(ctx context.Context, concerns func(*creation) bool) {
 	r.mu.Lock()
 	if len(r.creations) == 0 {
 		r.mu.Unlock()
@@ -188,6 +192,9 @@ func (r *Root) settleGone(ctx context.Context) {
 	}
 	var gone, settling []*creation
 	for _, c := range r.creations {
+		if concerns != nil && !concerns(c) {
+			continue
+		}
 		switch {
 		case c.settled:
 			settling = append(settling, c)
@@ -223,7 +230,23 @@ func (r *Root) settleGone(ctx context.Context) {
 
 // lostExits: exit events were dropped; every creation whose creator is
 // gone is settled as settleGone would.
-func (r *Root) lostExits() { r.settleGone(fuse.NewContext(context.Background(), &fuse.Caller{})) }
+func (r *Root) lostExits() { r.settleGone(fuse.NewContext(context.Background(), &fuse.Caller{}), nil) }
+
+// Which creations a request concerns (see settleGone).
+
+func imageIs(id string) func(*creation) bool { return func(c *creation) bool { return c.id == id } }
+
+// nameIs: a name looked up in a status directory (the path a creation was
+// made at, or its name in saving/).
+func nameIs(name string) func(*creation) bool {
+	return func(c *creation) bool { return c.path.name == name }
+}
+
+// listedIn: the creations a listing of dir would show, in saving/, or
+// once settled.
+func listedIn(dir meta.Status) func(*creation) bool {
+	return func(c *creation) bool { return dir == meta.Saving || c.path.dir == dir }
+}
 
 // alive reports whether p still runs (a zombie has exited).
 func alive(p process) bool {

@@ -22,7 +22,7 @@ type idsDir struct {
 }
 
 func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	d.root.settleGone(ctx)
+	d.root.settleGone(ctx, imageIs(name))
 	if !lifecycle.ValidID(name) {
 		return nil, syscall.ENOENT
 	}
@@ -34,7 +34,7 @@ func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	d.root.settleGone(ctx)
+	d.root.settleGone(ctx, nil)
 	entries := dotEntries(idsIno, rootIno)
 	err := d.root.svc.All(ctx, d.root.opts.Principal, func(img *meta.Image) error {
 		entries = append(entries, fuse.DirEntry{Name: img.ID, Mode: syscall.S_IFREG, Ino: imageIno(img.ID)})
@@ -75,7 +75,7 @@ type statusDir struct {
 // resolve finds the image a name in this directory stands for: a path being
 // written, a name held by one image, or NAME@ID for a shared name.
 func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
-	d.root.settleGone(ctx)
+	d.root.settleGone(ctx, nameIs(name))
 	d.root.mu.Lock()
 	id, ok := d.root.pending[pendingPath{d.status, name}]
 	d.root.mu.Unlock()
@@ -129,7 +129,7 @@ func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 // list returns the directory's entries and, beside each, the image it
 // stands for.
 func (d *statusDir) list(ctx context.Context) ([]fuse.DirEntry, []string, syscall.Errno) {
-	d.root.settleGone(ctx)
+	d.root.settleGone(ctx, listedIn(d.status))
 	var entries []fuse.DirEntry
 	var ids []string
 	var prev meta.Entry

@@ -130,7 +130,7 @@ func (r *Root) imageAttr(img *meta.Image, a *fuse.Attr) {
 }
 
 func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.root.settleGone(ctx)
+	n.root.settleGone(ctx, imageIs(n.id))
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
 	if errors.Is(err, lifecycle.ErrNotFound) {
 		// Removed while open: the open file still is what it was. The
@@ -188,7 +188,7 @@ func (n *imageNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.Set
 // images are immutable (EACCES for writing) and their content may stay in
 // the kernel's page cache across opens; deactivated content is unreadable.
 func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	n.root.settleGone(ctx)
+	n.root.settleGone(ctx, imageIs(n.id))
 	p := n.root.opts.Principal
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		img, err := n.root.svc.Get(ctx, p, n.id)
@@ -296,7 +296,7 @@ func (n *imageNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) 
 const userPrefix = "user."
 
 func (n *imageNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	n.root.settleGone(ctx)
+	n.root.settleGone(ctx, imageIs(n.id))
 	key, ok := strings.CutPrefix(attr, userPrefix)
 	if !ok {
 		// Images have no security labels, ACLs or capabilities: the
@@ -316,7 +316,7 @@ func (n *imageNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 }
 
 func (n *imageNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	n.root.settleGone(ctx)
+	n.root.settleGone(ctx, imageIs(n.id))
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
 	if err != nil {
 		return 0, toErrno(n.root.log, "listxattr", err)
