@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"syscall"
 
@@ -17,15 +18,11 @@ import (
 // created: ids are assigned.
 type idsDir struct {
 	gofs.Inode
-	root *Root
-}
-
-func (d *idsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.root.dirAttr(&out.Attr)
-	return 0
+	fixedDir
 }
 
 func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d.root.settleGone(ctx, imageIs(name))
 	if !lifecycle.ValidID(name) {
 		return nil, syscall.ENOENT
 	}
@@ -37,7 +34,8 @@ func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	var entries []fuse.DirEntry
+	d.root.settleGone(ctx, nil)
+	entries := dotEntries(idsIno, rootIno)
 	err := d.root.svc.All(ctx, d.root.opts.Principal, func(img *meta.Image) error {
 		entries = append(entries, fuse.DirEntry{Name: img.ID, Mode: syscall.S_IFREG, Ino: imageIno(img.ID)})
 		return nil
@@ -60,10 +58,6 @@ func (d *idsDir) Create(ctx context.Context, name string, flags uint32, mode uin
 	return nil, nil, 0, syscall.EPERM
 }
 
-func (d *idsDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EPERM
-}
-
 // maxNameBytes is NAME_MAX: a longer name cannot be a file name.
 const maxNameBytes = 255
 
@@ -74,18 +68,14 @@ const renameNoReplace = 1
 // held by several images in the directory is shown, for each, as NAME@ID.
 type statusDir struct {
 	gofs.Inode
-	root   *Root
+	fixedDir
 	status meta.Status
-}
-
-func (d *statusDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.root.dirAttr(&out.Attr)
-	return 0
 }
 
 // resolve finds the image a name in this directory stands for: a path being
 // written, a name held by one image, or NAME@ID for a shared name.
 func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
+	d.root.settleGone(ctx, nameIs(name))
 	d.root.mu.Lock()
 	id, ok := d.root.pending[pendingPath{d.status, name}]
 	d.root.mu.Unlock()
@@ -100,18 +90,17 @@ func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
 	if len(ids) == 1 {
 		return ids[0], nil
 	}
+	// NAME@ID keeps naming that image for as long as it is here under
+	// NAME, shared or not: `rm twin@*` removes the first twin, which
+	// makes the second name unique, and must still find the second.
 	if at := strings.LastIndexByte(name, '@'); at >= 0 && lifecycle.ValidID(name[at+1:]) {
 		base, id := name[:at], name[at+1:]
-		shared, err := d.root.svc.Named(ctx, p, d.status, base)
-		if err != nil {
-			return "", err
+		img, err := d.root.svc.Get(ctx, p, id)
+		if err == nil && img.Status == d.status && img.Name == base {
+			return id, nil
 		}
-		if len(shared) > 1 {
-			for _, s := range shared {
-				if s == id {
-					return id, nil
-				}
-			}
+		if err != nil && !errors.Is(err, lifecycle.ErrNotFound) {
+			return "", err
 		}
 	}
 	return "", lifecycle.ErrNotFound
@@ -134,12 +123,13 @@ func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 	if errno != 0 {
 		return nil, errno
 	}
-	return gofs.NewListDirStream(entries), 0
+	return gofs.NewListDirStream(append(dotEntries(d.ino, rootIno), entries...)), 0
 }
 
 // list returns the directory's entries and, beside each, the image it
 // stands for.
 func (d *statusDir) list(ctx context.Context) ([]fuse.DirEntry, []string, syscall.Errno) {
+	d.root.settleGone(ctx, listedIn(d.status))
 	var entries []fuse.DirEntry
 	var ids []string
 	var prev meta.Entry
@@ -213,7 +203,9 @@ func (h *statusDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, sysca
 		if errno != 0 {
 			return nil, errno
 		}
-		h.entries, h.ids, h.listed = entries, ids, true
+		h.entries = append(dotEntries(h.dir.ino, rootIno), entries...)
+		h.ids = append([]string{"", ""}, ids...) // . and .. stand for no image
+		h.listed = true
 	}
 	if h.next >= len(h.entries) {
 		return nil, 0
@@ -297,8 +289,6 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 	h := newWriteHandle(d.root, img.ID, callerTgid(ctx))
 	h.path = pendingPath{d.status, name}
 	if d.status == meta.Active {
-		// An empty file copied into active/ is an empty image.
-		h.commitAlways = true
 		if errno := h.begin(ctx); errno != 0 {
 			d.root.dropWriter(img.ID) // the kernel never gets the handle
 			return nil, nil, 0, errno
@@ -312,11 +302,12 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 	d.root.pending[h.path] = img.ID
 	d.root.mu.Unlock()
 	node := d.root.imageInode(ctx, &d.Inode, img, &out.Attr)
+	creator := processOf(h.opener)
+	d.root.addCreator(img.ID, creator)
+	if h.up != nil {
+		h.creation = d.root.newCreation(img.ID, h.up, creator, h.path)
+	}
 	return node, h, 0, 0
-}
-
-func (d *statusDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return nil, syscall.EPERM
 }
 
 func (d *statusDir) Unlink(ctx context.Context, name string) syscall.Errno {
@@ -369,6 +360,9 @@ func (d *statusDir) Rename(ctx context.Context, name string, newParent gofs.Inod
 	if d.root.pending[pendingPath{d.status, name}] == id {
 		delete(d.root.pending, pendingPath{d.status, name})
 		d.root.pending[pendingPath{to.status, newName}] = id
+		if c := d.root.creations[id]; c != nil {
+			c.path = pendingPath{to.status, newName} // rsync's temp file, renamed before its exit
+		}
 	}
 	d.root.mu.Unlock()
 	return 0

@@ -53,7 +53,8 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.ENODATA
 	case errors.Is(err, lifecycle.ErrUploadClosed):
 		return syscall.EBADF
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), errors.Is(err, lifecycle.ErrWriterKilled):
+		// The caller is gone or going: nobody reads the errno.
 		return syscall.EINTR
 	}
 	if e := gofs.ToErrno(err); e != syscall.ENOSYS {

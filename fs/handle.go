@@ -1,11 +1,7 @@
 package fs
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"os"
-	"strconv"
 	"sync"
 	"syscall"
 
@@ -18,8 +14,9 @@ import (
 
 // readHandle reads committed content.
 type readHandle struct {
-	r   backend.Reader
-	img *meta.Image // the image when opened: fstat of a removed image shows it
+	r    backend.Reader
+	img  *meta.Image // the image when opened: fstat of a removed image shows it
+	tgid uint32      // the process that opened it
 	// passthrough: the kernel may read the file itself. Not while a write
 	// handle of the image is still open (see Root.writers).
 	passthrough bool
@@ -68,11 +65,12 @@ type writeHandle struct {
 	opener uint32      // thread group of the process that opened the file
 	path   pendingPath // where the file was created; zero when opened
 
-	// commitAlways: commit even if nothing was written (a file created in
-	// active/ is an image, even an empty one).
-	commitAlways bool
+	// creation: the handle writes a file created in active/ whose upload
+	// may outlive it (see creation); nil for a queued image opened to write.
+	creation *creation
 
 	mu        sync.Mutex        // guards the fields below
+	held      bool              // counted in Root.holders for the opener
 	up        *lifecycle.Upload // nil before the upload starts
 	wrote     bool              // data was written (or truncated)
 	committed bool              // the upload was committed or aborted
@@ -109,7 +107,7 @@ func (h *writeHandle) write(ctx context.Context, data []byte, off int64) (uint32
 	if errno := h.begin(ctx); errno != 0 {
 		return 0, errno
 	}
-	h.wrote = true
+	h.markWrote()
 	n, err := h.up.WriteAt(data, off)
 	if err != nil {
 		return uint32(n), toErrno(h.root.log, "write", err)
@@ -129,7 +127,10 @@ func (h *writeHandle) truncate(ctx context.Context, size int64) syscall.Errno {
 	if errno := h.begin(ctx); errno != 0 {
 		return errno
 	}
-	h.wrote = true
+	if size == h.up.Size() {
+		return 0 // qemu-img truncates the file it just created: no data
+	}
+	h.markWrote()
 	return toErrno(h.root.log, "truncate", h.up.Truncate(size))
 }
 
@@ -146,33 +147,108 @@ func (h *writeHandle) read(ctx context.Context, dest []byte, off int64) (fuse.Re
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
+// flush answers a close(2) of a descriptor of the handle, or the kernel
+// closing it for a process that exits without closing it. The opener's
+// close settles the upload once data was written; the opener dying of a
+// signal before it closed the file kills it (a cp interrupted with Ctrl-C
+// must not leave a good-looking image of what it copied so far). Either
+// way the outcome shows in the mount by the time close returns.
 func (h *writeHandle) flush(ctx context.Context) syscall.Errno {
+	who := callerOf(ctx)
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	errno, settled := h.flushLocked(ctx, who)
+	h.mu.Unlock()
+	if settled {
+		h.root.showSettled(h.id, h.path, errno != 0)
+	}
+	return errno
+}
+
+func (h *writeHandle) flushLocked(ctx context.Context, who caller) (errno syscall.Errno, settled bool) {
 	if h.committed {
-		return h.commitErr
+		return h.commitErr, false
 	}
-	if !h.wrote || callerTgid(ctx) != h.opener {
-		return 0
+	if who.tgid != h.opener {
+		return 0, false // a child that inherited the descriptor
 	}
-	return h.commitLocked(ctx)
+	h.letGoLocked()
+	if who.killedBy != 0 {
+		h.root.log.Info("writer killed before it closed the file", "image", h.id, "pid", who.tgid, "signal", who.killedBy)
+		h.committed = true
+		if h.creation != nil {
+			h.root.dropCreation(h.creation)
+		}
+		if h.up == nil {
+			return 0, false // nothing was written: the image stays as it was
+		}
+		h.commitErr = toErrno(h.root.log, "flush", h.up.WriterKilled(ctx, who.killedBy))
+		return h.commitErr, true
+	}
+	return h.closeLocked(ctx, false)
+}
+
+// closeLocked is the opener's close of the handle (final: its release,
+// when no close of the opener settled it). A handle that wrote commits,
+// unless it writes a file its creator closed empty and reopened, which
+// the creator's exit settles; one that wrote nothing settles nothing (a
+// shell's close after dup2 in `cmd > active/x` must not).
+func (h *writeHandle) closeLocked(ctx context.Context, final bool) (errno syscall.Errno, settled bool) {
+	c := h.creation
+	switch {
+	case c == nil && !h.wrote:
+		return 0, false
+	case c == nil:
+		return h.commitLocked(ctx), true
+	case h.root.isReopening(c):
+		if final {
+			h.committed = true // this handle's part is done; the upload goes on
+		}
+		return 0, false
+	case h.wrote:
+		h.root.dropCreation(c)
+		return h.commitLocked(ctx), true
+	}
+	h.root.closedEmpty(ctx, c, final)
+	if final {
+		h.committed = true
+	}
+	return 0, false
+}
+
+// markWrote notes that the handle wrote data.
+func (h *writeHandle) markWrote() {
+	if !h.wrote && h.creation != nil {
+		h.root.wroteTo(h.creation)
+	}
+	h.wrote = true
 }
 
 func newWriteHandle(r *Root, id string, opener uint32) *writeHandle {
 	r.addWriter(id)
-	return &writeHandle{root: r, id: id, opener: opener}
+	r.hold(id, opener)
+	return &writeHandle{root: r, id: id, opener: opener, held: true}
+}
+
+// letGoLocked ends the opener's hold on the image, once.
+func (h *writeHandle) letGoLocked() {
+	if h.held {
+		h.held = false
+		h.root.letGo(h.id, h.opener)
+	}
 }
 
 func (h *writeHandle) release(ctx context.Context) {
 	defer h.root.dropWriter(h.id)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.committed && (h.wrote || h.commitAlways) {
-		// No flush committed it (the opener never closed it itself); the
-		// outcome is in the image's status and user.glimpse.error.
-		h.commitLocked(ctx)
+	h.letGoLocked()
+	if !h.committed {
+		// No close of the opener settled it (a child that inherited it
+		// closed it last, or it wrote nothing): settle as its close would.
+		// The outcome is in the image's status and user.glimpse.error.
+		h.closeLocked(ctx, true)
 	}
-	if h.path != (pendingPath{}) {
+	if h.path != (pendingPath{}) && (h.creation == nil || h.creation.isSettled(h.root)) {
 		h.root.mu.Lock()
 		if h.root.pending[h.path] == h.id {
 			delete(h.root.pending, h.path)
@@ -203,33 +279,4 @@ func (h *writeHandle) commitLocked(ctx context.Context) syscall.Errno {
 		}
 	}
 	return h.commitErr
-}
-
-// callerTgid is the thread group (process) of the FUSE request's caller:
-// the request carries a thread id, and a multithreaded writer may open and
-// close from different threads.
-func callerTgid(ctx context.Context) uint32 {
-	caller, ok := fuse.FromContext(ctx)
-	if !ok {
-		return 0
-	}
-	return tgidOf(caller.Pid)
-}
-
-func tgidOf(tid uint32) uint32 {
-	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
-	if err != nil {
-		return tid
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("Tgid:")); ok {
-			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 32)
-			if err == nil {
-				return uint32(n)
-			}
-		}
-	}
-	return tid
 }

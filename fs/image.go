@@ -26,6 +26,66 @@ type imageNode struct {
 	opened *meta.Image // the image as the last read handle opened it
 }
 
+// copying reports whether the caller is the process that created the
+// image through the mount, whose attribute changes copy those of the file
+// it copies (cp -a, rsync -aX).
+func (n *imageNode) copying(ctx context.Context) bool {
+	tgid := callerTgid(ctx)
+	n.root.mu.Lock()
+	creator, created := n.root.creators[n.id]
+	holding := n.root.holders[holder{n.id, tgid}] > 0
+	n.root.mu.Unlock()
+	return created && holding && processOf(tgid) == creator
+}
+
+// holder is a process holding an image open through the mount.
+type holder struct {
+	id   string
+	tgid uint32
+}
+
+// hold and letGo count the handles of image id that process tgid holds:
+// a write handle until its opener closes it (the FLUSH, which close(2)
+// waits for; the RELEASE comes later), a read handle until its release.
+func (r *Root) hold(id string, tgid uint32) {
+	r.mu.Lock()
+	r.holders[holder{id, tgid}]++
+	r.mu.Unlock()
+}
+
+func (r *Root) letGo(id string, tgid uint32) {
+	r.mu.Lock()
+	k := holder{id, tgid}
+	if r.holders[k]--; r.holders[k] <= 0 {
+		delete(r.holders, k)
+	}
+	r.mu.Unlock()
+}
+
+// addCreator records that process p created image id. Records of
+// processes that are gone are dropped now and then, each time the map has
+// doubled, so that checking costs nothing per create on average.
+func (r *Root) addCreator(id string, p process) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.creators[id] = p
+	if len(r.creators) < r.prunePoint {
+		return
+	}
+	alive := map[process]bool{}
+	for id, p := range r.creators {
+		live, seen := alive[p]
+		if !seen {
+			live = processOf(p.tgid) == p
+			alive[p] = live
+		}
+		if !live {
+			delete(r.creators, id)
+		}
+	}
+	r.prunePoint = 2*len(r.creators) + 64
+}
+
 // imageInode returns the inode of img under parent, filling attr.
 func (r *Root) imageInode(ctx context.Context, parent *gofs.Inode, img *meta.Image, attr *fuse.Attr) *gofs.Inode {
 	r.imageAttr(img, attr)
@@ -70,6 +130,7 @@ func (r *Root) imageAttr(img *meta.Image, a *fuse.Attr) {
 }
 
 func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.root.settleGone(ctx, imageIs(n.id))
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
 	if errors.Is(err, lifecycle.ErrNotFound) {
 		// Removed while open: the open file still is what it was. The
@@ -93,6 +154,9 @@ func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 			out.Attr.Size = uint64(size)
 			out.Attr.Blocks = (out.Attr.Size + 511) / 512
 		}
+	} else if up := n.root.creationUpload(ctx, n.id); up != nil {
+		out.Attr.Size = uint64(up.Size())
+		out.Attr.Blocks = (out.Attr.Size + 511) / 512
 	}
 	return 0
 }
@@ -124,6 +188,7 @@ func (n *imageNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.Set
 // images are immutable (EACCES for writing) and their content may stay in
 // the kernel's page cache across opens; deactivated content is unreadable.
 func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	n.root.settleGone(ctx, imageIs(n.id))
 	p := n.root.opts.Principal
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		img, err := n.root.svc.Get(ctx, p, n.id)
@@ -134,10 +199,22 @@ func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		case meta.Queued:
 			return newWriteHandle(n.root, n.id, callerTgid(ctx)), 0, 0
 		case meta.Saving:
+			if h := n.root.adopt(ctx, n.id); h != nil {
+				return h, 0, 0 // its creator, writing it again (qemu-img)
+			}
 			return nil, 0, syscall.EBUSY // another writer has it
 		default:
 			return nil, 0, syscall.EACCES
 		}
+	}
+	if up := n.root.creationUpload(ctx, n.id); up != nil {
+		// Its creator reads back what it wrote so far (qemu-img reopens
+		// the image it is making to read its header).
+		n.mu.Lock()
+		n.reads++ // Release counts every read handle down
+		n.mu.Unlock()
+		n.root.hold(n.id, callerTgid(ctx))
+		return &readHandle{r: uploadView{up}, tgid: callerTgid(ctx)}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	r, img, err := n.root.svc.Open(ctx, p, n.id, lifecycle.OpenOptions{})
 	if err != nil {
@@ -154,7 +231,9 @@ func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	n.reads++
 	n.opened = img
 	n.mu.Unlock()
-	return &readHandle{r: r, img: img, passthrough: !n.root.hasWriter(n.id)}, fl, 0
+	tgid := callerTgid(ctx)
+	n.root.hold(n.id, tgid)
+	return &readHandle{r: r, img: img, tgid: tgid, passthrough: !n.root.hasWriter(n.id)}, fl, 0
 }
 
 // openedImage is the image as a read handle still open saw it, or nil.
@@ -198,6 +277,7 @@ func (n *imageNode) Release(ctx context.Context, f gofs.FileHandle) syscall.Errn
 		h.release(ctx)
 	case *readHandle:
 		h.r.Close()
+		n.root.letGo(n.id, h.tgid)
 		n.mu.Lock()
 		n.reads--
 		n.mu.Unlock()
@@ -216,6 +296,7 @@ func (n *imageNode) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) 
 const userPrefix = "user."
 
 func (n *imageNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	n.root.settleGone(ctx, imageIs(n.id))
 	key, ok := strings.CutPrefix(attr, userPrefix)
 	if !ok {
 		// Images have no security labels, ACLs or capabilities: the
@@ -235,6 +316,7 @@ func (n *imageNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 }
 
 func (n *imageNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	n.root.settleGone(ctx, imageIs(n.id))
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
 	if err != nil {
 		return 0, toErrno(n.root.log, "listxattr", err)
@@ -276,6 +358,19 @@ func (n *imageNode) Setxattr(ctx context.Context, attr string, data []byte, flag
 		return syscall.E2BIG
 	}
 	p := n.root.opts.Principal
+	if n.copying(ctx) {
+		// A copy tool: the copy keeps its name and what its content
+		// says, and takes the source's other properties.
+		op, err := lifecycle.CopiedOp(key, string(data))
+		if err != nil || op == nil {
+			return toErrno(n.root.log, "setxattr", err)
+		}
+		_, err = n.root.svc.Update(ctx, p, n.id, []lifecycle.Op{*op})
+		if isTooLarge(err) {
+			return syscall.ENOSPC
+		}
+		return toErrno(n.root.log, "setxattr", err)
+	}
 	img, err := n.root.svc.Get(ctx, p, n.id)
 	if err != nil {
 		return toErrno(n.root.log, "setxattr", err)
@@ -306,8 +401,15 @@ func (n *imageNode) Setxattr(ctx context.Context, attr string, data []byte, flag
 func (n *imageNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	key, ok := strings.CutPrefix(attr, userPrefix)
 	if !ok {
-		return syscall.ENODATA
+		return syscall.EOPNOTSUPP // no ACLs or labels to remove, as for reading them
 	}
-	_, err := n.root.svc.Update(ctx, n.root.opts.Principal, n.id, []lifecycle.Op{{Op: "remove", Key: key}})
+	op := &lifecycle.Op{Op: "remove", Key: key}
+	if n.copying(ctx) {
+		// rsync -aX removes what its source lacks: base properties stay.
+		if op = lifecycle.UncopiedOp(key); op == nil {
+			return 0
+		}
+	}
+	_, err := n.root.svc.Update(ctx, n.root.opts.Principal, n.id, []lifecycle.Op{*op})
 	return toErrno(n.root.log, "removexattr", err)
 }

@@ -223,21 +223,52 @@ func TestTouchQueuedThenWrite(t *testing.T) {
 	}
 }
 
-func TestEmptyFileInActiveIsAnEmptyImage(t *testing.T) {
+// TestClosedEmptyWaitsForItsCreator: a file created in active/ and closed
+// with nothing in it is not settled at close: it stays saving under its
+// path while its creator lives, the creator's reopen for writing adopts
+// the upload and reads back what it wrote, and its closes settle nothing
+// (the creator's exit does: cmd/glimpse's TestHabitCreateCloseReopen,
+// with a creator that can exit). Another process could not adopt it.
+func TestClosedEmptyWaitsForItsCreator(t *testing.T) {
 	e := testMount(t)
-	p := e.path("active", "empty")
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
+	p := e.path("active", "later.qcow2")
+	fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT, 0o644)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Nothing was written, so no flush commits (a shell's close after
-	// dup2 must not); release does, asynchronously: wait for it, bounded.
-	waitFor(t, func() bool {
-		buf := make([]byte, 64)
-		n, err := unix.Getxattr(p, "user.status", buf)
-		return err == nil && string(buf[:n]) == "active"
-	})
-	if got := e.xattr(t, p, "size"); got != "0" {
-		t.Fatalf("size %s", got)
+	if err := unix.Ftruncate(fd, 0); err != nil { // as qemu-img does
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	if got := e.xattr(t, p, "status"); got != "saving" {
+		t.Fatalf("status after an empty close: %s", got)
+	}
+	if got := names(t, e.path("saving")); fmt.Sprint(got) != "[later.qcow2]" {
+		t.Fatalf("saving/: %v", got)
+	}
+	data := random(3 << 20)
+	for i := 0; i < 2; i++ { // reopened twice, written each time
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatalf("reopen %d by the creator: %v", i, err)
+		}
+		half := len(data) / 2
+		if _, err := f.WriteAt(data[i*half:(i+1)*half], int64(i*half)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the creator reads back %d bytes (%v), want the %d it wrote", len(got), err, len(data))
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(data)) {
+		t.Fatalf("stat by the creator: %v %v", fi, err)
+	}
+	if got := e.xattr(t, p, "status"); got != "saving" {
+		t.Fatalf("status while the creator lives: %s", got)
 	}
 }
 
@@ -585,7 +616,8 @@ func TestListingAttributes(t *testing.T) {
 	e := testMount(t)
 	const n = 2*readAhead + 7
 	for i := range n {
-		if err := os.WriteFile(e.path("active", fmt.Sprintf("f%03d", i)), random(i), 0o644); err != nil {
+		// i+1 bytes: an empty file would wait for its creator (this test).
+		if err := os.WriteFile(e.path("active", fmt.Sprintf("f%03d", i)), random(i+1), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -596,9 +628,9 @@ func TestListingAttributes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv.Settle()
-	want := map[string]int64{"f001@" + id0: 0, "f001@" + id1: 1}
+	want := map[string]int64{"f001@" + id0: 1, "f001@" + id1: 2}
 	for i := 2; i < n; i++ {
-		want[fmt.Sprintf("f%03d", i)] = int64(i)
+		want[fmt.Sprintf("f%03d", i)] = int64(i + 1)
 	}
 
 	dir, err := os.Open(e.path("active"))

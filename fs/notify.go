@@ -154,3 +154,27 @@ func (r *Root) invalidate(ev meta.Event) {
 		node.NotifyContent(-1, 0) // attributes only: content never changes once written
 	}
 }
+
+// showSettled tells the kernel, before the writer's close returns, what
+// the settling of image id changed: its attributes (size, mode), and, when
+// the upload failed, that the names it was written under (the path it was
+// created at, its entry in saving/) no longer stand for it. Safe inside a
+// FLUSH handler: closing a file holds no directory lock, and the caller
+// holds none of ours.
+func (r *Root) showSettled(id string, path pendingPath, failed bool) {
+	r.mu.Lock()
+	node := r.live[id]
+	if failed && r.pending[path] == id {
+		delete(r.pending, path) // the path no longer leads to it
+	}
+	r.mu.Unlock()
+	if failed && path != (pendingPath{}) {
+		if dir := r.status[path.dir]; dir != nil {
+			dir.NotifyEntry(path.name)
+		}
+		r.status[meta.Saving].NotifyEntry(path.name)
+	}
+	if node != nil {
+		node.NotifyContent(-1, 0)
+	}
+}

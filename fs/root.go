@@ -36,7 +36,8 @@ type Options struct {
 	UID, GID uint32
 	// AllowOther lets other users use the mount (with default_permissions).
 	AllowOther bool
-	// StatfsDir is a directory whose filesystem df reports for the mount.
+	// StatfsDir is the local store's directory, whose filesystem's size
+	// and use df reports for the mount; "" for stores that do not say.
 	StatfsDir string
 	Logger    *slog.Logger
 	// Debug logs every FUSE request.
@@ -48,6 +49,7 @@ type Options struct {
 // Root is the mount's root directory. It holds the mount's dependencies.
 type Root struct {
 	gofs.Inode
+	fixedDir
 	svc  *lifecycle.Service
 	opts Options
 	log  *slog.Logger
@@ -57,7 +59,7 @@ type Root struct {
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
 
-	mu      sync.Mutex             // guards pending, live and writers
+	mu      sync.Mutex             // guards pending, live, writers, creators and holders
 	pending map[pendingPath]string // image id created at a path and still being written
 	live    map[string]*imageNode  // image nodes the kernel knows, by id
 	// writers counts each image's write handles the kernel has not
@@ -65,6 +67,19 @@ type Root struct {
 	// kernel holds a file open in cached mode it fails a passthrough open
 	// of the same inode with EIO, so reads then go through the daemon.
 	writers map[string]int
+	// creators is the process that created each image through the mount,
+	// for as long as it lives: attributes it sets are a copy's (see
+	// imageNode.copying). It is the kernel's view of who made a file, not
+	// catalogue state.
+	creators   map[string]process
+	prunePoint int // prune creators of dead processes past this size
+	// holders counts the handles each process holds on each image.
+	holders map[holder]int
+	// creations are the files created in active/ not settled yet, by
+	// image id; reopenings counts those waiting for their creator's exit.
+	creations  map[string]*creation
+	reopenings int
+	exits      *exitWatcher // nil: the kernel gives no exit events
 }
 
 // addWriter and dropWriter count the write handles of image id.
@@ -114,7 +129,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Root{
+	r := &Root{
 		started: time.Now(),
 		svc:     svc,
 		opts:    opts,
@@ -123,40 +138,90 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		pending: map[pendingPath]string{},
 		live:    map[string]*imageNode{},
 		writers: map[string]int{},
+
+		creators:   map[string]process{},
+		holders:    map[holder]int{},
+		creations:  map[string]*creation{},
+		prunePoint: 64,
 	}
+	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses))}
+	return r
 }
 
 // OnAdd builds the fixed directories.
 func (r *Root) OnAdd(ctx context.Context) {
-	r.ids = r.NewPersistentInode(ctx, &idsDir{root: r}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: idsIno})
+	r.ids = r.NewPersistentInode(ctx, &idsDir{fixedDir: fixedDir{root: r, ino: idsIno, nlink: 2}}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: idsIno})
 	r.AddChild("images", r.ids, false)
 	for i, st := range meta.Statuses {
-		d := r.NewPersistentInode(ctx, &statusDir{root: r, status: st}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(3 + i)})
+		ino := uint64(3 + i)
+		d := r.NewPersistentInode(ctx, &statusDir{fixedDir: fixedDir{root: r, ino: ino, nlink: 2}, status: st}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
 		r.AddChild(string(st), d, false)
 		r.status[st] = d
 	}
 }
 
-// Getattr implements gofs.NodeGetattrer for the root directory.
-func (r *Root) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	r.dirAttr(&out.Attr)
-	return 0
+// Readdir lists the fixed directories, with `.` and `..` (the root is its
+// own parent inside the mount).
+func (r *Root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries := dotEntries(rootIno, rootIno)
+	entries = append(entries, fuse.DirEntry{Name: "images", Mode: syscall.S_IFDIR, Ino: idsIno})
+	for i, st := range meta.Statuses {
+		entries = append(entries, fuse.DirEntry{Name: string(st), Mode: syscall.S_IFDIR, Ino: uint64(3 + i)})
+	}
+	return gofs.NewListDirStream(entries), 0
 }
 
-// Statfs reports the filesystem holding the data directory.
+// Create, Unlink and Rename at the top: the layout is fixed.
+func (r *Root) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EPERM
+}
+
+func (r *Root) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EPERM }
+
+func (r *Root) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EPERM
+}
+
+// nominalRoom is the size df shows for a store that does not say how big
+// it is (S3, Swift, RBD): large, as s3fs shows, so that tools checking for
+// room go ahead; the store's own limits answer at write (ENOSPC).
+const nominalRoom = 1 << 50
+
+// statfsBlock is the block size statfs counts in.
+const statfsBlock = 4096
+
+// Statfs reports what can be stored: the local store's filesystem (its
+// size and use), or a nominal 1 PiB for stores that do not tell; within
+// the fs project's byte quota, when one is set (size: the quota; used:
+// what the project holds, uploads in flight included).
 func (r *Root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	if r.opts.StatfsDir == "" {
-		return 0
+	total, free := uint64(nominalRoom), uint64(nominalRoom)
+	if r.opts.StatfsDir != "" {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(r.opts.StatfsDir, &st); err != nil {
+			return toErrno(r.log, "statfs", err)
+		}
+		total, free = st.Blocks*uint64(st.Bsize), st.Bavail*uint64(st.Bsize)
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(r.opts.StatfsDir, &st); err != nil {
-		return gofs.ToErrno(err)
+	limit, used, ok, err := lifecycle.ByteRoom(r.svc, r.opts.Principal.Project)
+	if err != nil {
+		return toErrno(r.log, "statfs", err)
 	}
-	out.FromStatfsT(&st)
+	if ok {
+		room := uint64(max(limit-used, 0))
+		total, free = min(total, uint64(limit)), min(free, room)
+	}
+	out.Bsize, out.Frsize = statfsBlock, statfsBlock
+	out.Blocks = total / statfsBlock
+	out.Bfree = free / statfsBlock
+	out.Bavail = out.Bfree
+	out.NameLen = maxNameBytes
 	return 0
 }
 
-func (r *Root) dirAttr(a *fuse.Attr) {
+func (r *Root) dirAttr(a *fuse.Attr, ino uint64, nlink uint32) {
+	a.Ino = ino
+	a.Nlink = nlink
 	a.Mode = syscall.S_IFDIR | 0o755
 	a.Uid, a.Gid = r.opts.UID, r.opts.GID
 	a.SetTimes(&r.started, &r.started, &r.started)
@@ -202,6 +267,8 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 			// reads that remain (ls -l) reach imageNode.Getxattr.
 			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
 		},
+		// The root is inode 1, as on most filesystems (go-fuse says 0).
+		RootStableAttr:  &gofs.StableAttr{Ino: rootIno},
 		EntryTimeout:    &second,
 		AttrTimeout:     &second,
 		NegativeTimeout: &zero,
@@ -226,6 +293,9 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
+	if root.exits = watchExits(root.log); root.exits != nil {
+		go root.exits.run(root.creatorExited, root.lostExits)
+	}
 	stop, settle := root.startInvalidator()
 	return &Server{server: server, root: root, stop: stop, settle: settle, dir: dir}, nil
 }
@@ -242,6 +312,11 @@ func (m *Server) Unmount() error {
 	}
 	m.server.Wait()
 	m.stop()
+	if m.root.exits != nil {
+		if cerr := m.root.exits.close(); cerr != nil {
+			m.root.log.Warn("stop watching exits", "err", cerr)
+		}
+	}
 	return err
 }
 

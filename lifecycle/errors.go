@@ -32,6 +32,9 @@ var (
 	ErrOverQuota = errors.New("over quota")
 	// ErrUploadClosed: the upload was already committed or aborted.
 	ErrUploadClosed = errors.New("upload already finished")
+	// ErrWriterKilled: the process writing content through a file was
+	// killed before it closed it; the upload is killed.
+	ErrWriterKilled = errors.New("upload writer killed")
 	// ErrNoProperty: the custom property to remove does not exist.
 	ErrNoProperty = errors.New("no such property")
 	// ErrStoreFull: the store has no room for the content (a full disk,

@@ -7,8 +7,10 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -332,5 +334,29 @@ func TestLocationHashResumesAfterRestart(t *testing.T) {
 	sh := sha512.Sum512(data)
 	if got := waitHashed(t, e, img.ID); got.Status != meta.Active || got.OSHashValue != hex.EncodeToString(sh[:]) {
 		t.Fatalf("after Recover: %+v", got)
+	}
+}
+
+// TestLocationWithoutRanges: a server that ignores Range (every GET sends
+// the whole object with 200) is refused at location-add, with a reason
+// that says so, and the image stays queued.
+func TestLocationWithoutRanges(t *testing.T) {
+	t.Parallel()
+	e := newLocationEnv(t, false)
+	data := random(t, 8<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		if r.Method == http.MethodGet {
+			w.Write(data)
+		}
+	}))
+	defer srv.Close()
+	img := e.create(t, "unranged")
+	_, err := e.svc.AddLocation(context.Background(), admin, img.ID, meta.Location{URL: srv.URL + "/disk.raw"}, nil, LocationByPatch)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Range") {
+		t.Fatalf("location on a server that ignores Range: %v", err)
+	}
+	if after, _ := e.store.Get(img.ID); after.Status != meta.Queued || after.Locations != nil {
+		t.Fatalf("image after the refusal: %+v", after)
 	}
 }

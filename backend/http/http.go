@@ -118,6 +118,7 @@ type remote struct {
 	url          string
 	size         int64
 	etag         string // strong ETag, or ""
+	acceptRanges string // the HEAD's Accept-Ranges, lower case
 	lastModified string // as sent, for If-Unmodified-Since
 	modTime      time.Time
 }
@@ -142,7 +143,7 @@ func (h *HTTP) head(ctx context.Context, key string) (remote, error) {
 	if resp.ContentLength < 0 {
 		return remote{}, fmt.Errorf("http store: %s: the server gives no Content-Length", key)
 	}
-	r := remote{url: u, size: resp.ContentLength, lastModified: resp.Header.Get("Last-Modified")}
+	r := remote{url: u, size: resp.ContentLength, lastModified: resp.Header.Get("Last-Modified"), acceptRanges: strings.ToLower(strings.TrimSpace(resp.Header.Get("Accept-Ranges")))}
 	if etag := resp.Header.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
 		r.etag = etag // If-Match needs a strong validator
 	}
@@ -181,11 +182,47 @@ func (h *HTTP) Open(ctx context.Context, key string) (backend.Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := h.checkRanges(ctx, key, r); err != nil {
+		return nil, err
+	}
 	rd := &reader{h: h, key: key, remote: r}
 	id := r.url + "\x00" + r.etag + "\x00" + r.lastModified + "\x00" + strconv.FormatInt(r.size, 10)
 	rd.Reader = h.cache.Reader(h.ctx, id, r.size, rd.get)
 	rd.Reader.SetStream(rd.stream)
 	return rd, nil
+}
+
+// checkRanges makes sure the server answers Range requests, as every read
+// needs: a server that ignores them would send the whole object for each
+// block (a REST download would stop after one block, the mount would read
+// garbage or fail). A HEAD that says Accept-Ranges: bytes is believed;
+// otherwise one GET of the first byte must come back 206. The body of a
+// 200 is not read.
+func (h *HTTP) checkRanges(ctx context.Context, key string, r remote) error {
+	if r.acceptRanges == "bytes" || r.size == 0 {
+		return nil
+	}
+	noRanges := fmt.Errorf("http store: %s: the server does not answer Range requests, which glimpse reads locations with", key)
+	if r.acceptRanges == "none" {
+		return noRanges
+	}
+	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, r.url, nil)
+	if err != nil {
+		return fmt.Errorf("http store: %s: %w", key, err)
+	}
+	req.Header.Set("Range", "bytes=0-0")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("http store: %s: %w", key, err)
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case nethttp.StatusPartialContent:
+		return nil
+	case nethttp.StatusOK:
+		return noRanges
+	}
+	return statusError(key, resp, nethttp.StatusPartialContent)
 }
 
 // stream opens the object from off to its end (a blockcache.StreamFunc).

@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +90,22 @@ func TestGlanceCLILocations(t *testing.T) {
 	}
 	if img := waitChecksum(t, url, liar); img["status"] != "killed" || !strings.Contains(img["glimpse.error"].(string), "does not match") {
 		t.Fatalf("image with wrong validation data: %v", img)
+	}
+
+	// A server that ignores Range is refused at location-add, saying so.
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		if r.Method == http.MethodGet {
+			w.Write(data)
+		}
+	}))
+	defer plain.Close()
+	unranged := field(t, g.must("image-create", "--name", "unranged", "--disk-format", "raw", "--container-format", "bare"), "id")
+	if out, errs, ok := g.run("location-add", "--url", plain.URL+"/disk.raw", unranged); ok || !strings.Contains(out+errs, "Range") {
+		t.Fatalf("location-add on a server that ignores Range: ok=%v\n%s%s", ok, out, errs)
+	}
+	if img := getImage(t, url, unranged); img["status"] != "queued" {
+		t.Fatalf("image after a refused location: %v", img)
 	}
 
 	g.must("image-delete", id)

@@ -265,7 +265,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 			UID:        uint32(o.uid),
 			GID:        uint32(o.gid),
 			AllowOther: o.allowOther,
-			StatfsDir:  data,
+			StatfsDir:  storeDir, // df: the local store's filesystem
 			Logger:     log,
 			Debug:      o.debugFUSE,
 			Metrics:    fs.NewMetrics(reg),
