@@ -107,7 +107,7 @@ func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc m
 		loc.Metadata = map[string]any{}
 	}
 	img, err = s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
+		if !s.sees(p, img) {
 			return ErrNotFound
 		}
 		if err := canAddLocation(p, img); err != nil {

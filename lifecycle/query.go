@@ -33,42 +33,57 @@ func (s *Service) Move(ctx context.Context, p Principal, id, name string, to met
 }
 
 // Entries calls fn for every image p may see in status st that has a
-// listable name, sorted by name; images sharing a name are adjacent.
+// listable name, sorted by name; images sharing a name are adjacent. As in
+// p's image list, the images shared with p are there once p accepted them.
 func (s *Service) Entries(ctx context.Context, p Principal, st meta.Status, fn func(meta.Entry) error) error {
+	l, err := s.listing(p, "")
+	if err != nil {
+		return err
+	}
 	return s.store.Names(st, func(e meta.Entry) error {
-		if !p.Admin && !s.visible(p, e.ID) {
+		if !p.Admin && !s.listed(l, e.ID) {
 			return nil
 		}
 		return fn(e)
 	})
 }
 
-// Named returns the ids of the images p may see in status st named name.
+// Named returns the ids of the images p may see in status st named name
+// (those that Entries lists).
 func (s *Service) Named(ctx context.Context, p Principal, st meta.Status, name string) ([]string, error) {
 	ids, err := s.store.Named(st, name)
 	if err != nil || p.Admin {
 		return ids, err
 	}
+	l, err := s.listing(p, "")
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, id := range ids {
-		if s.visible(p, id) {
+		if s.listed(l, id) {
 			out = append(out, id)
 		}
 	}
 	return out, nil
 }
 
-// All calls fn for every image p may see, in id order.
+// All calls fn for every image in p's listings, in id order: those p sees
+// without membership and the shared ones p accepted.
 func (s *Service) All(ctx context.Context, p Principal, fn func(*meta.Image) error) error {
+	l, err := s.listing(p, "")
+	if err != nil {
+		return err
+	}
 	return s.store.All(func(img *meta.Image) error {
-		if !CanSee(p, img) {
+		if !l.includes(img) {
 			return nil
 		}
 		return fn(img)
 	})
 }
 
-func (s *Service) visible(p Principal, id string) bool {
+func (s *Service) listed(l listing, id string) bool {
 	img, err := s.store.Get(id)
-	return err == nil && CanSee(p, img)
+	return err == nil && l.includes(img)
 }

@@ -51,6 +51,9 @@ type Config struct {
 	Locations backend.Backend
 	// Metrics receives upload outcomes; nil: unregistered metrics.
 	Metrics *Metrics
+	// MemberLimit is the most members an image may have (Glance's
+	// image_member_quota); 0: DefaultMemberLimit; negative: no limit.
+	MemberLimit int
 }
 
 // Service is the image lifecycle. It is safe for concurrent use.
@@ -64,7 +67,8 @@ type Service struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	locations backend.Backend
+	locations   backend.Backend
+	memberLimit int
 
 	// quotaMu makes a quota check and the change it allows one step
 	// (two creates cannot both take a project's last image slot).
@@ -94,7 +98,11 @@ func New(cfg Config) *Service {
 		uploads: map[string]*Upload{},
 		hashing: map[string]context.CancelFunc{},
 
-		locations: cfg.Locations,
+		locations:   cfg.Locations,
+		memberLimit: cfg.MemberLimit,
+	}
+	if s.memberLimit == 0 {
+		s.memberLimit = DefaultMemberLimit
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	if s.metrics == nil {
@@ -190,7 +198,7 @@ func (s *Service) Get(ctx context.Context, p Principal, id string) (*meta.Image,
 	if err != nil {
 		return nil, err
 	}
-	if !CanSee(p, img) {
+	if !s.sees(p, img) {
 		return nil, fmt.Errorf("image %s: %w", id, ErrNotFound)
 	}
 	return img, nil
@@ -204,16 +212,18 @@ func (s *Service) GetMany(ctx context.Context, p Principal, ids []string) ([]*me
 		return nil, err
 	}
 	for i, img := range imgs {
-		if img != nil && !CanSee(p, img) {
+		if img != nil && !s.sees(p, img) {
 			imgs[i] = nil
 		}
 	}
 	return imgs, nil
 }
 
-// CanSee reports whether p may see img: admins see everything, others their
-// own project's images and public or community ones (Glance's default
-// policy; private images of other projects are not found).
+// CanSee reports whether p may see img without being one of its members:
+// admins see everything, others their own project's images and public or
+// community ones (Glance's default policy; private images of other
+// projects are not found). The members of a shared image see it too (see
+// members.go).
 func CanSee(p Principal, img *meta.Image) bool {
 	return p.Admin || img.Owner == p.Project || img.Visibility == "public" || img.Visibility == "community"
 }
@@ -230,7 +240,7 @@ func canModify(p Principal, img *meta.Image) error {
 // (admins and the owner; else ErrForbidden).
 func (s *Service) modify(ctx context.Context, p Principal, id string, fn func(*meta.Image) error) (*meta.Image, error) {
 	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
+		if !s.sees(p, img) {
 			return ErrNotFound
 		}
 		if err := canModify(p, img); err != nil {
@@ -270,7 +280,7 @@ func (s *Service) Reactivate(ctx context.Context, p Principal, id string) (*meta
 
 func (s *Service) setStatus(ctx context.Context, p Principal, id string, from, to meta.Status) (*meta.Image, error) {
 	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
+		if !s.sees(p, img) {
 			return ErrNotFound
 		}
 		if !p.Admin {
@@ -291,7 +301,7 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := deletable(p, img); err != nil {
+	if err := s.deletable(p, img); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -303,7 +313,7 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 	// The record goes first: if we crash before the content is gone, the
 	// content is an orphan that Recover removes, never a record pointing at
 	// nothing.
-	old, err := s.store.Delete(ctx, id, func(img *meta.Image) error { return deletable(p, img) })
+	old, err := s.store.Delete(ctx, id, func(img *meta.Image) error { return s.deletable(p, img) })
 	if err != nil {
 		return err
 	}
@@ -318,8 +328,8 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 
 // deletable says whether p may delete img: it must see it, be allowed to
 // change it, and the image must not be protected.
-func deletable(p Principal, img *meta.Image) error {
-	if !CanSee(p, img) {
+func (s *Service) deletable(p Principal, img *meta.Image) error {
+	if !s.sees(p, img) {
 		return fmt.Errorf("image %s: %w", img.ID, ErrNotFound)
 	}
 	if err := canModify(p, img); err != nil {

@@ -190,7 +190,7 @@ func (s *Service) beginImport(ctx context.Context, p Principal, id string, from 
 
 func (s *Service) moveToImporting(ctx context.Context, p Principal, id string, from meta.Status) (*meta.Image, error) {
 	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !CanSee(p, img) {
+		if !s.sees(p, img) {
 			return ErrNotFound
 		}
 		if err := checkImport(p, img, from); err != nil {
