@@ -32,7 +32,8 @@ func statusOf(err error) int {
 	switch {
 	case errors.As(err, &he):
 		return he.status
-	case errors.Is(err, lifecycle.ErrNotFound):
+	case errors.Is(err, lifecycle.ErrNotFound),
+		errors.Is(err, lifecycle.ErrNoMember):
 		return http.StatusNotFound
 	case errors.Is(err, lifecycle.ErrForbidden),
 		errors.Is(err, lifecycle.ErrReadOnly),
@@ -52,6 +53,7 @@ func statusOf(err error) int {
 		// Content at an HTTP location that does not answer is the same.
 		return http.StatusServiceUnavailable
 	case errors.Is(err, lifecycle.ErrConflict),
+		errors.Is(err, lifecycle.ErrMemberExists),
 		errors.Is(err, lifecycle.ErrNoProperty),
 		errors.Is(err, lifecycle.ErrUploadClosed):
 		return http.StatusConflict
