@@ -29,7 +29,7 @@ func newApp() *cli.App {
 			versionCommand(),
 			scrubCommand(),
 			gcCommand(),
-		}, imageCommands()...),
+		}, append(imageCommands(), memberCommands()...)...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
