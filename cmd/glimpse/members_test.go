@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -11,6 +12,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/members"
 )
 
 // sharingTokens writes a token file: the owner p1, the consumer p2, p3.
@@ -203,5 +207,45 @@ func TestSharedImageInTheMount(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mnt, "images", id)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("removed, by id: %v", err)
+	}
+}
+
+// gophercloud's members package, which accepts only Glance's exact codes
+// (200 on create, 204 on delete), and the image list filter it sends.
+func TestMembersGophercloud(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := serveInProcess(t, serveOptions{authTokens: sharingTokens(t)})
+	owner, consumer := imageClient(url, "owner"), imageClient(url, "consumer")
+	img, err := images.Create(ctx, owner, images.CreateOpts{Name: "gc-shared"}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := members.Create(ctx, owner, img.ID, "p2").Extract()
+	if err != nil || m.Status != "pending" || m.MemberID != "p2" || m.CreatedAt.IsZero() {
+		t.Fatalf("create: %+v %v", m, err)
+	}
+	if m, err := members.Update(ctx, consumer, img.ID, "p2", members.UpdateOpts{Status: "accepted"}).Extract(); err != nil || m.Status != "accepted" {
+		t.Fatalf("update: %+v %v", m, err)
+	}
+	pages, err := images.List(consumer, images.ListOpts{MemberStatus: images.ImageMemberStatusAccepted, Visibility: images.ImageVisibilityShared}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := images.ExtractImages(pages); len(list) != 1 || list[0].ID != img.ID {
+		t.Fatalf("p2's shared images: %+v", list)
+	}
+	pages, err = members.List(owner, img.ID).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := members.ExtractMembers(pages); len(ms) != 1 || ms[0].Status != "accepted" {
+		t.Fatalf("list: %+v", ms)
+	}
+	if err := members.Delete(ctx, owner, img.ID, "p2").ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := members.Get(ctx, owner, img.ID, "p2").Extract(); statusCode(err) != http.StatusNotFound {
+		t.Fatalf("removed member: %v", err)
 	}
 }
