@@ -275,7 +275,7 @@ func (s *Service) memberStatus(p Principal, img *meta.Image) string {
 	}
 	_, mem, err := s.store.Member(img.ID, p.Project)
 	if err != nil {
-		if !errors.Is(err, meta.ErrNoMember) {
+		if !errors.Is(err, meta.ErrNoMember) && !errors.Is(err, meta.ErrNotFound) {
 			s.log.Warn("reading a membership; the image stays hidden", "image", img.ID, "project", p.Project, "err", err)
 		}
 		return ""
