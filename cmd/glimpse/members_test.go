@@ -249,3 +249,29 @@ func TestMembersGophercloud(t *testing.T) {
 		t.Fatalf("removed member: %v", err)
 	}
 }
+
+func TestImageMemberQuotaFlag(t *testing.T) {
+	if o, err := parseServe(t); err != nil || o.memberQuota != 128 {
+		t.Fatalf("default: %d %v, want Glance's 128", o.memberQuota, err)
+	}
+	if o, err := parseServe(t, "--image-member-quota", "-1"); err != nil || o.memberQuota != -1 {
+		t.Fatalf("-1: %d %v", o.memberQuota, err)
+	}
+	for _, bad := range []string{"0", "-2"} {
+		if _, err := parseServe(t, "--image-member-quota", bad); err == nil {
+			t.Fatalf("--image-member-quota %s accepted", bad)
+		}
+	}
+	url := serveInProcess(t, serveOptions{authTokens: sharingTokens(t), memberQuota: 2})
+	owner := imageClient(url, "owner")
+	img, err := images.Create(context.Background(), owner, images.CreateOpts{Name: "x"}).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range []string{"p2", "p3", "p4"} {
+		_, err := members.Create(context.Background(), owner, img.ID, m).Extract()
+		if (i < 2) != (err == nil) || i == 2 && statusCode(err) != http.StatusRequestEntityTooLarge {
+			t.Fatalf("member %d: %v", i+1, err)
+		}
+	}
+}
