@@ -6,10 +6,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/glimpse-project/glimpse/api"
+	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/lifecycletest"
+	"github.com/glimpse-project/glimpse/meta"
 )
 
 // sharingEnv is a listener with --auth-tokens: the owner p1, the consumers
@@ -275,4 +280,46 @@ func TestMemberLimitAt1000(t *testing.T) {
 	if n := strings.Count(string(r.body), `"member_id"`); n != 128 {
 		t.Fatalf("%d members after the refusals", n)
 	}
+}
+
+// FuzzMemberBodies: POST .../members and PUT .../members/p2 with any body,
+// on one shared image: no 5xx, every refusal has Glance's body and changes
+// nothing (fuzzServer checks both), and whatever gets in is a well-formed
+// member.
+func FuzzMemberBodies(f *testing.F) {
+	for _, seed := range []string{
+		`{"member": "p3"}`, `{"member": ""}`, `{"member": null}`, `{"member": 7}`, `{"member": ["p"]}`,
+		`{"member": "p\u0000"}`, `{"member": "\ud83d\ude00"}`, `{"status": "accepted"}`, `{"status": "maybe"}`,
+		`{"status": 1}`, `[]`, `null`, `{} {}`, "{\"member\": \"\xff\"}",
+	} {
+		f.Add([]byte(seed))
+	}
+	s := newFuzzServer(f)
+	img, err := s.svc.Create(f.Context(), lifecycletest.Admin, lifecycle.CreateSpec{Name: "shared"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := s.svc.Members().Add(f.Context(), lifecycletest.Admin, img.ID, "p2"); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, req := range []struct{ method, path string }{
+			{"POST", "/v2/images/" + img.ID + "/members"},
+			{"PUT", "/v2/images/" + img.ID + "/members/p2"},
+		} {
+			rec := s.serve(t, req.method, req.path, "application/json", body)
+			if rec.Code != http.StatusOK {
+				continue
+			}
+			var m struct{ MemberID, ImageID, Status string }
+			json.Unmarshal(rec.Body.Bytes(), &struct {
+				MemberID *string `json:"member_id"`
+				ImageID  *string `json:"image_id"`
+				Status   *string `json:"status"`
+			}{&m.MemberID, &m.ImageID, &m.Status})
+			if m.ImageID != img.ID || !slices.Contains(meta.MemberStatuses, m.Status) || !meta.ValidMemberID(m.MemberID) || !utf8.ValidString(m.MemberID) || len([]rune(m.MemberID)) > 255 {
+				t.Fatalf("%s %s: 200 with %s", req.method, req.path, rec.Body)
+			}
+		}
+	})
 }
