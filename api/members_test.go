@@ -50,6 +50,14 @@ func expect(t *testing.T, what string, r reply, status int, message string) {
 	if message != "" && !strings.Contains(string(r.body), message) {
 		t.Fatalf("%s: body %s, want %q", what, r.body, message)
 	}
+	// Glance's messages stand alone, without glimpse's context before them.
+	if r.status >= 400 {
+		var e struct{ Message string }
+		json.Unmarshal(r.body, &e)
+		if strings.Contains(e.Message, ": Member") || strings.HasPrefix(e.Message, "add member") || strings.HasPrefix(e.Message, "update member") || strings.HasPrefix(e.Message, "delete member") {
+			t.Fatalf("%s: message with glimpse's context: %q", what, e.Message)
+		}
+	}
 }
 
 func (e *env) imageAs(token, body string) string {

@@ -52,6 +52,16 @@ func refuse(kind error, format string, args ...any) error {
 	return &refusal{kind: kind, msg: fmt.Sprintf(format, args...)}
 }
 
+// refusalIn returns the refusal that err wraps, without the registry's
+// context around it (the caller gets Glance's message as it is), or err.
+func refusalIn(err error) error {
+	var r *refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	return err
+}
+
 // The rules, one function per Glance policy rule, each with Glance 25's
 // default outcome (policy and the controller's ownership checks together),
 // so that a policy engine can take their place. status is the caller's
@@ -116,7 +126,7 @@ func (m *Members) Add(ctx context.Context, p Principal, id, member string) (*met
 	if errors.Is(err, meta.ErrNotFound) {
 		return nil, imageNotFound(id, err)
 	}
-	return added, err
+	return added, refusalIn(err)
 }
 
 // validMemberID refuses the member ids Glance's database refuses (4-byte
@@ -220,7 +230,7 @@ func (m *Members) SetStatus(ctx context.Context, p Principal, id, member, status
 		}
 		return nil, memberNotFound(id, member, err)
 	}
-	return updated, err
+	return updated, refusalIn(err)
 }
 
 // Remove stops sharing image id with project member.
@@ -250,7 +260,7 @@ func (m *Members) Remove(ctx context.Context, p Principal, id, member string) er
 	case errors.Is(err, meta.ErrNoMember):
 		return memberNotFound(id, member, err)
 	}
-	return err
+	return refusalIn(err)
 }
 
 func imageNotFound(id string, err error) error {
