@@ -43,7 +43,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, keystone.ErrUnavailable):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, lifecycle.ErrNotFound):
+	case errors.Is(err, lifecycle.ErrNotFound),
+		errors.Is(err, lifecycle.ErrNoMember):
 		return http.StatusNotFound
 	case errors.Is(err, lifecycle.ErrForbidden),
 		errors.Is(err, lifecycle.ErrReadOnly),
@@ -64,6 +65,7 @@ func statusOf(err error) int {
 		return http.StatusServiceUnavailable
 	case errors.Is(err, lifecycle.ErrConflict),
 		errors.Is(err, metadefs.ErrDuplicate),
+		errors.Is(err, lifecycle.ErrMemberExists),
 		errors.Is(err, lifecycle.ErrNoProperty),
 		errors.Is(err, lifecycle.ErrUploadClosed):
 		return http.StatusConflict

@@ -470,14 +470,6 @@ func (s *Server) removeTag(w http.ResponseWriter, r *http.Request, p lifecycle.P
 }
 
 // Members: glimpse has no image sharing yet; lists are empty.
-func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if _, err := s.svc.Get(r.Context(), p, r.PathValue("id")); err != nil {
-		return notFound(r.PathValue("id"), err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"members": []any{}, "schema": "/v2/schemas/members"})
-	return nil
-}
-
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	if _, err := s.svc.Get(r.Context(), p, r.PathValue("id")); err != nil {
 		return notFound(r.PathValue("id"), err)

@@ -84,8 +84,11 @@ func parseListQuery(v url.Values) (lifecycle.ListQuery, error) {
 		}
 		q.Visibility = vis
 	}
-	if ms := v.Get("member_status"); ms != "" && !slices.Contains([]string{"pending", "accepted", "rejected", "all"}, ms) {
-		return q, errorf(http.StatusBadRequest, "Invalid status value: %s", ms)
+	if ms := v.Get("member_status"); ms != "" {
+		if !slices.Contains([]string{"pending", "accepted", "rejected", "all"}, ms) {
+			return q, errorf(http.StatusBadRequest, "Invalid status: %s", ms)
+		}
+		q.MemberStatus = ms
 	}
 	if h := v.Get("os_hidden"); h != "" {
 		b, err := strconv.ParseBool(strings.ToLower(h))

@@ -15,6 +15,11 @@ import (
 var (
 	// ErrNotFound: no such image, or one the caller may not see.
 	ErrNotFound = meta.ErrNotFound
+	// ErrNoMember: the image has no such member, or none the caller may
+	// see.
+	ErrNoMember = meta.ErrNoMember
+	// ErrMemberExists: the project is already a member of the image.
+	ErrMemberExists = meta.ErrMemberExists
 	// ErrForbidden: the caller may see the image but not do this to it.
 	ErrForbidden = errors.New("forbidden")
 	// ErrReadOnly: the property cannot be changed or removed by anyone.
@@ -28,7 +33,7 @@ var (
 	// ErrTooLarge: the upload exceeds the size cap.
 	ErrTooLarge = errors.New("image exceeds the size limit")
 	// ErrOverQuota: the project would exceed its quota (images, uploads
-	// in flight or bytes).
+	// in flight or bytes), or the image its member limit.
 	ErrOverQuota = errors.New("over quota")
 	// ErrUploadClosed: the upload was already committed or aborted.
 	ErrUploadClosed = errors.New("upload already finished")

@@ -44,6 +44,11 @@ type ListQuery struct {
 	// community images); "all" shows everything visible; otherwise only
 	// images of that visibility.
 	Visibility string
+	// MemberStatus selects the images shared with the caller by the
+	// status of its membership: "" or "accepted" (Glance's default),
+	// "pending", "rejected", or "all". Admins see every image whatever it
+	// says, as in Glance.
+	MemberStatus string
 	// Hidden: nil or false excludes os_hidden images; true shows only them.
 	Hidden *bool
 	// Tags: images must carry all of them.
@@ -78,18 +83,23 @@ func (s *Service) List(ctx context.Context, p Principal, q ListQuery) ([]*meta.I
 	if err != nil {
 		return nil, false, err
 	}
+	if q.MemberStatus != "" && q.MemberStatus != "all" && !slices.Contains(meta.MemberStatuses, q.MemberStatus) {
+		return nil, false, fmt.Errorf("%w: invalid status: %s", ErrInvalid, q.MemberStatus)
+	}
+	l, err := s.listing(p, q.MemberStatus)
+	if err != nil {
+		return nil, false, err
+	}
 	var all []*meta.Image
 	markerSeen := false
 	var marker *meta.Image
 	err = s.store.All(func(img *meta.Image) error {
-		if !v.sees(img) {
-			return nil
-		}
-		if img.ID == q.Marker {
+		// The marker may be any image the caller sees, listed or not.
+		if img.ID == q.Marker && (l.includes(img) || s.sees(p, img)) {
 			markerSeen = true
 			marker = img
 		}
-		if !q.matches(p, v.creds.IsAdmin, img) {
+		if !l.includes(img) || !q.matches(p, l.v.creds.IsAdmin, img) {
 			return nil
 		}
 		all = append(all, img)

@@ -109,7 +109,7 @@ func (s *Service) AddLocation(ctx context.Context, p Principal, id string, loc m
 		loc.Metadata = map[string]any{}
 	}
 	img, err = s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !s.auth.CanSee(p, img) {
+		if !s.sees(p, img) {
 			return ErrNotFound
 		}
 		if err := s.canAddLocation(p, img, via); err != nil {

@@ -52,45 +52,58 @@ func (s *Service) Move(ctx context.Context, p Principal, id, name string, to met
 }
 
 // Entries calls fn for every image p may see in status st that has a
-// listable name, sorted by name; images sharing a name are adjacent.
+// listable name, sorted by name; images sharing a name are adjacent. As in
+// p's image list, the images shared with p are there once p accepted them.
 func (s *Service) Entries(ctx context.Context, p Principal, st meta.Status, fn func(meta.Entry) error) error {
-	v := s.auth.viewer(p)
+	l, err := s.listing(p, "")
+	if err != nil {
+		return err
+	}
 	return s.store.Names(st, func(e meta.Entry) error {
-		if !v.seesAll && !s.visible(v, e.ID) {
+		if !l.v.seesAll && !s.listed(l, e.ID) {
 			return nil
 		}
 		return fn(e)
 	})
 }
 
-// Named returns the ids of the images p may see in status st named name.
+// Named returns the ids of the images p may see in status st named name
+// (those that Entries lists).
 func (s *Service) Named(ctx context.Context, p Principal, st meta.Status, name string) ([]string, error) {
 	ids, err := s.store.Named(st, name)
 	v := s.auth.viewer(p)
 	if err != nil || v.seesAll {
 		return ids, err
 	}
+	l, err := s.listing(p, "")
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, id := range ids {
-		if s.visible(v, id) {
+		if s.listed(l, id) {
 			out = append(out, id)
 		}
 	}
 	return out, nil
 }
 
-// All calls fn for every image p may see, in id order.
+// All calls fn for every image in p's listings, in id order: those p sees
+// without membership and the shared ones p accepted.
 func (s *Service) All(ctx context.Context, p Principal, fn func(*meta.Image) error) error {
-	v := s.auth.viewer(p)
+	l, err := s.listing(p, "")
+	if err != nil {
+		return err
+	}
 	return s.store.All(func(img *meta.Image) error {
-		if !v.sees(img) {
+		if !l.includes(img) {
 			return nil
 		}
 		return fn(img)
 	})
 }
 
-func (s *Service) visible(v *viewer, id string) bool {
+func (s *Service) listed(l listing, id string) bool {
 	img, err := s.store.Get(id)
-	return err == nil && v.sees(img)
+	return err == nil && l.includes(img)
 }

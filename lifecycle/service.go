@@ -59,6 +59,9 @@ type Config struct {
 	// declared disk_format (Glance's require_image_format_match = false);
 	// unsafe content is refused all the same.
 	AllowFormatMismatch bool
+	// MemberLimit is the most members an image may have (Glance's
+	// image_member_quota); 0: DefaultMemberLimit; negative: no limit.
+	MemberLimit int
 }
 
 // Service is the image lifecycle. It is safe for concurrent use.
@@ -75,7 +78,8 @@ type Service struct {
 
 	allowFormatMismatch bool
 
-	locations backend.Backend
+	locations   backend.Backend
+	memberLimit int
 
 	// quotaMu makes a quota check and the change it allows one step
 	// (two creates cannot both take a project's last image slot).
@@ -109,6 +113,10 @@ func New(cfg Config) *Service {
 		auth:      NewAuthorizer(cfg.Policy),
 
 		allowFormatMismatch: cfg.AllowFormatMismatch,
+		memberLimit:         cfg.MemberLimit,
+	}
+	if s.memberLimit == 0 {
+		s.memberLimit = DefaultMemberLimit
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	if s.metrics == nil {
@@ -229,7 +237,7 @@ func (s *Service) Get(ctx context.Context, p Principal, id string) (*meta.Image,
 	if err != nil {
 		return nil, err
 	}
-	if !s.auth.CanSee(p, img) {
+	if !s.sees(p, img) {
 		return nil, fmt.Errorf("image %s: %w", id, ErrNotFound)
 	}
 	return img, nil
@@ -244,7 +252,7 @@ func (s *Service) GetMany(ctx context.Context, p Principal, ids []string) ([]*me
 	}
 	v := s.auth.viewer(p)
 	for i, img := range imgs {
-		if img != nil && !v.sees(img) {
+		if img != nil && !v.sees(img) && !s.seesAsMember(p, img) {
 			imgs[i] = nil
 		}
 	}
@@ -256,7 +264,7 @@ func (s *Service) GetMany(ctx context.Context, p Principal, ids []string) ([]*me
 // ErrForbidden).
 func (s *Service) modify(ctx context.Context, p Principal, id, rule string, fn func(*meta.Image) error) (*meta.Image, error) {
 	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !s.auth.CanSee(p, img) {
+		if !s.sees(p, img) {
 			return ErrNotFound
 		}
 		if err := s.auth.mayDo(p, rule, img); err != nil {
@@ -342,7 +350,7 @@ func (s *Service) Delete(ctx context.Context, p Principal, id string) error {
 // deletable says whether p may delete img: it must see it, delete_image
 // must allow, and the image must not be protected.
 func (s *Service) deletable(p Principal, img *meta.Image) error {
-	if !s.auth.CanSee(p, img) {
+	if !s.sees(p, img) {
 		return fmt.Errorf("image %s: %w", img.ID, ErrNotFound)
 	}
 	if err := s.auth.mayDo(p, policy.DeleteImage, img); err != nil {

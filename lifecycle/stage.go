@@ -193,7 +193,7 @@ func (s *Service) beginImport(ctx context.Context, p Principal, id string, from 
 
 func (s *Service) moveToImporting(ctx context.Context, p Principal, id string, from meta.Status) (*meta.Image, error) {
 	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !s.auth.CanSee(p, img) {
+		if !s.sees(p, img) {
 			return ErrNotFound
 		}
 		if err := s.checkImport(p, img, from); err != nil {

@@ -83,6 +83,10 @@ func (img *Image) Clone() *Image {
 // for a deletion.
 type Event struct {
 	Old, New *Image
+	// Member is set when the change is to one of the image's members: the
+	// membership as it is now, or as it was before its removal. Old and New
+	// are then the image, unchanged.
+	Member *Member
 	// Context is the context of the call that made the change, so that a
 	// subscriber can tell who made it (the mount tells its own requests
 	// from the REST listener's).

@@ -25,11 +25,25 @@ import (
 //	                               resource type, JSON
 //	md/rt/<type>                   a resource type, JSON
 //
+//	m/<id>                         how many members the image has (decimal
+//	                               text); every change of its members reads
+//	                               and writes it, so that concurrent ones
+//	                               conflict (a prefix scan is not a read of
+//	                               the keys another transaction adds)
+//	m/<id>/<member>                one member of an image (sharing), JSON
+//	                               of Member
+//	M/<member>\x00<id>             the member's status (text); every image
+//	                               shared with a project, by project
+//
 // The name index sorts by name within a status, so the images sharing a
 // name are adjacent: a status directory is one prefix scan, and a name
 // lookup is one shorter one. A metadefs namespace's contents share the
 // prefix of their kind and namespace (namespace names cannot hold NUL), so
-// listing or deleting them is one prefix scan.
+// listing or deleting them is one prefix scan. Image ids are UUIDs, so
+// m/<id>/ holds exactly one image's members; member ids are free text
+// without NUL, so the M index separates them from the image id with one.
+// The member keys came after version 1 without changing it: a registry
+// without them has no members.
 const schemaVersion = "1"
 
 var versionKey = []byte("v")
@@ -49,6 +63,16 @@ func statusPrefix(s Status) []byte { return []byte("s/" + string(s) + "/") }
 func nameKey(s Status, name, id string) []byte {
 	return []byte("n/" + string(s) + "/" + name + "\x00" + id)
 }
+
+func memberCountKey(id string) []byte { return []byte("m/" + id) }
+
+func memberKey(id, member string) []byte { return []byte("m/" + id + "/" + member) }
+
+func memberPrefix(id string) []byte { return []byte("m/" + id + "/") }
+
+func sharedKey(member, id string) []byte { return []byte("M/" + member + "\x00" + id) }
+
+func sharedPrefix(member string) []byte { return []byte("M/" + member + "\x00") }
 
 // namePrefix is the prefix of every name-index key in status s, or, with a
 // name, of the keys of the images holding exactly that name.

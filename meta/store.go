@@ -177,7 +177,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 	return img, nil
 }
 
-// Delete removes the record of image id and returns it. check, if not nil,
+// Delete removes the record of image id (and its members) and returns it. check, if not nil,
 // sees the current record inside the same transaction and may refuse the
 // deletion with an error, which is returned as is (so that a rule such as
 // "protected images stay" cannot race with a concurrent update).
@@ -303,8 +303,12 @@ func putImage(tx kv.Txn, old, img *Image) error {
 	return nil
 }
 
+// deleteImage removes img's record, its index entries and its members.
 func deleteImage(tx kv.Txn, img *Image) error {
 	if err := deleteIndexes(tx, img); err != nil {
+		return err
+	}
+	if err := deleteMembers(tx, img.ID); err != nil {
 		return err
 	}
 	return tx.Delete(imageKey(img.ID))

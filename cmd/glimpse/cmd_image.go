@@ -281,6 +281,7 @@ func imageListCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "filter by name (Glance syntax: NAME or in:A,B)"},
 			&cli.StringFlag{Name: "status", Usage: "filter by status"},
 			&cli.StringFlag{Name: "visibility", Usage: "public, private, shared, community or all"},
+			&cli.StringFlag{Name: "member-status", Usage: "images shared with you by your membership: pending, accepted (default), rejected or all"},
 			&cli.StringFlag{Name: "owner", Usage: "filter by owner project"},
 			&cli.StringFlag{Name: "disk-format", Usage: "filter by disk format"},
 			&cli.StringFlag{Name: "container-format", Usage: "filter by container format"},
@@ -297,7 +298,7 @@ func imageListCommand() *cli.Command {
 				return usagef(c, "image-list takes no arguments (got %q)", c.Args().First())
 			}
 			q := url.Values{}
-			for _, k := range []string{"name", "status", "visibility", "owner", "disk-format", "container-format"} {
+			for _, k := range []string{"name", "status", "visibility", "member-status", "owner", "disk-format", "container-format"} {
 				if c.IsSet(k) {
 					q.Set(strings.ReplaceAll(k, "-", "_"), c.String(k))
 				}

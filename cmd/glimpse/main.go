@@ -34,7 +34,7 @@ func newApp() *cli.App {
 			metadefsCommand(),
 			policyCommand(),
 			helpCommand(),
-		}, append(imageCommands(), glanceParityCommands()...)...),
+		}, append(imageCommands(), append(glanceParityCommands(), memberCommands()...)...)...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError:    onUsageError,

@@ -66,6 +66,7 @@ type serveOptions struct {
 	quota               lifecycle.Quota
 	keystone            keystone.Config
 	taskTTL             time.Duration
+	memberQuota         int // 0: lifecycle.DefaultMemberLimit
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -102,6 +103,14 @@ Examples:
 			&cli.Int64Flag{Name: "max-image-size", Category: "Limits", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.Int64Flag{Name: "quota-images", Category: "Limits", Usage: "most images one project may own, in any status (Glance's image_count_total; 0: no limit)", Destination: &o.quota.Images, EnvVars: []string{"GLIMPSE_QUOTA_IMAGES"}},
 			&cli.Int64Flag{Name: "quota-uploading", Category: "Limits", Usage: "most images one project may be uploading at once (Glance's image_count_uploading; 0: no limit)", Destination: &o.quota.Uploading, EnvVars: []string{"GLIMPSE_QUOTA_UPLOADING"}},
+			&cli.IntFlag{Name: "image-member-quota", Category: "Limits", Usage: "most members (projects it is shared with) one image may have (Glance's image_member_quota; -1: no limit)", Value: lifecycle.DefaultMemberLimit, Destination: &o.memberQuota, EnvVars: []string{"GLIMPSE_IMAGE_MEMBER_QUOTA"},
+				// 0 is the options' "default" inside glimpse, so it is refused here.
+				Action: func(_ *cli.Context, n int) error {
+					if n == 0 || n < -1 {
+						return errors.New("--image-member-quota takes 1 or more, or -1 (no limit)")
+					}
+					return nil
+				}},
 			&cli.Int64Flag{Name: "quota-bytes", Category: "Limits", Usage: "most bytes of content one project may store, uploads in flight included (Glance's image_size_total, user_storage_quota; 0: no limit)", Destination: &o.quota.Bytes, EnvVars: []string{"GLIMPSE_QUOTA_BYTES"}},
 			&cli.DurationFlag{Name: "read-header-timeout", Category: "REST listener", Usage: "longest a REST client may take to send a request's headers", Value: api.DefaultTimeouts.ReadHeader, Destination: &o.timeouts.ReadHeader, EnvVars: []string{"GLIMPSE_READ_HEADER_TIMEOUT"}},
 			&cli.DurationFlag{Name: "idle-timeout", Category: "REST listener", Usage: "longest a kept-alive REST connection may wait for its next request", Value: api.DefaultTimeouts.Idle, Destination: &o.timeouts.Idle, EnvVars: []string{"GLIMPSE_IDLE_TIMEOUT"}},
@@ -173,6 +182,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.quota.Images < 0 || o.quota.Uploading < 0 || o.quota.Bytes < 0 {
 		return errors.New("--quota-images, --quota-uploading and --quota-bytes take 0 (no limit) or more")
 	}
+	if o.memberQuota < -1 {
+		return errors.New("--image-member-quota takes 1 or more, or -1 (no limit)")
+	}
 	if o.mount == "" && o.listen == "" {
 		return errors.New("nothing to serve: both --mount and --listen are empty")
 	}
@@ -228,7 +240,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	locations := metered.Wrap(web, "http", storeMetrics)
 	defer locations.Close()
-	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Quota: o.quota, Logger: log, Metrics: lifecycle.NewMetrics(reg), Policy: pol, AllowFormatMismatch: o.allowFormatMismatch})
+	svc := lifecycle.New(lifecycle.Config{Store: store, Backend: be, Locations: locations, MaxImageSize: o.maxImageSize, Quota: o.quota, MemberLimit: o.memberQuota, Logger: log, Metrics: lifecycle.NewMetrics(reg), Policy: pol, AllowFormatMismatch: o.allowFormatMismatch})
 	reg.MustRegister(svc.CatalogueCollector())
 	if err := svc.Recover(ctx); err != nil {
 		return err
