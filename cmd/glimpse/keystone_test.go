@@ -184,6 +184,20 @@ func TestKeystoneREST(t *testing.T) {
 	if resp, out := call(t, "GET", url+"/v2/images/"+public["id"].(string), fresh, ""); resp.StatusCode != http.StatusOK {
 		t.Errorf("bob shows the public image: %d %s", resp.StatusCode, out)
 	}
+
+	// The validations with Keystone, by result, in /metrics: the forged,
+	// revoked and disabled tokens are invalid (each asked once), the 64
+	// KiB one never asked.
+	_, metrics := call(t, "GET", url+"/metrics", "", "")
+	for _, want := range []string{
+		`glimpse_keystone_validations_total{result="invalid"} 3`,
+		`glimpse_keystone_validations_total{result="not_project_scoped"} 1`,
+		`glimpse_keystone_validations_total{result="unavailable"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // TestKeystoneFlags: --keystone-url with --auth-tokens, or with a wrong
