@@ -150,10 +150,6 @@ func New(ctx context.Context, cfg Config) (*Validator, error) {
 	return v, nil
 }
 
-// URL is the Keystone endpoint clients should get tokens from
-// (WWW-Authenticate: Keystone uri="...").
-func (v *Validator) URL() string { return v.cfg.URL }
-
 // Authenticate returns who token belongs to.
 func (v *Validator) Authenticate(ctx context.Context, token string) (lifecycle.Principal, error) {
 	if token == "" {
