@@ -344,6 +344,19 @@ func TestKeystoneCatalogue(t *testing.T) {
 		t.Errorf("gophercloud download: %d bytes", len(got))
 	}
 
+	// The glance CLI with OS_* variables finds glimpse the same way.
+	if _, err := exec.LookPath("glance"); err == nil {
+		cmd := exec.Command("glance", "image-list")
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "OS_AUTH_URL=" + ksURL,
+			"OS_USERNAME=" + user.User, "OS_PASSWORD=" + user.Password, "OS_PROJECT_NAME=" + user.Project,
+			"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default", "OS_REGION_NAME=RegionOne"}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), c.ID) {
+			t.Errorf("glance image-list through the catalogue: %v\n%s", err, out)
+		}
+	}
+
 	osc("glimpse", "image", "delete", c.ID)
 	if list := osc("glimpse", "image", "list", "-f", "value", "-c", "ID"); strings.Contains(list, c.ID) {
 		t.Errorf("after image delete: %s", list)
