@@ -72,6 +72,7 @@ func New(svc *lifecycle.Service, opts Options) (*Server, error) {
 	if s.metrics = opts.Metrics; s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}
+	opts.Metrics = s.metrics
 	auth, err := newAuthenticator(context.Background(), opts)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,9 @@ func newAuthenticator(ctx context.Context, opts Options) (authenticator, error) 
 		if cfg.Logger == nil {
 			cfg.Logger = opts.Logger
 		}
+		if cfg.Observe == nil && opts.Metrics != nil {
+			cfg.Observe = opts.Metrics.observeKeystone
+		}
 		v, err := keystone.New(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("--keystone-url: %w", err)

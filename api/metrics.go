@@ -19,6 +19,9 @@ type Metrics struct {
 	seconds         *prometheus.HistogramVec
 	downloadBytes   prometheus.Counter
 	downloadSeconds prometheus.Histogram
+	// Keystone validations (cache misses), by result
+	keystoneValidations *prometheus.CounterVec
+	keystoneSeconds     prometheus.Histogram
 }
 
 // NewMetrics creates the listener's metrics and registers them on reg; a
@@ -43,9 +46,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time of successful REST downloads, first byte of the request to last byte of the answer.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10), // 1 ms to 4.4 min
 		}),
+		keystoneValidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "glimpse_keystone_validations_total",
+			Help: "Tokens validated with Keystone (answers from the token cache not counted), by result: valid, invalid, not_project_scoped, unavailable.",
+		}, []string{"result"}),
+		keystoneSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "glimpse_keystone_validation_duration_seconds",
+			Help:    "Time of one token validation with Keystone.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8), // 1 ms to 16 s
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.seconds, m.downloadBytes, m.downloadSeconds)
+		reg.MustRegister(m.requests, m.seconds, m.downloadBytes, m.downloadSeconds, m.keystoneValidations, m.keystoneSeconds)
 	}
 	return m
 }
@@ -62,6 +74,12 @@ func (m *Metrics) observe(route string, status int, bytes int64, took time.Durat
 		m.downloadBytes.Add(float64(bytes))
 		m.downloadSeconds.Observe(took.Seconds())
 	}
+}
+
+// observeKeystone counts one validation with Keystone.
+func (m *Metrics) observeKeystone(result string, took time.Duration) {
+	m.keystoneValidations.WithLabelValues(result).Inc()
+	m.keystoneSeconds.Observe(took.Seconds())
 }
 
 // requestInfo carries what the access log wants to know from inside the

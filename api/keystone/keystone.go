@@ -68,6 +68,9 @@ type Config struct {
 	Cache    time.Duration // DefaultCacheTime if zero
 	Timeout  time.Duration // DefaultTimeout if zero
 	Logger   *slog.Logger
+	// Observe, if set, is told of every validation with Keystone: its
+	// result (valid, invalid, not_project_scoped, unavailable) and time.
+	Observe func(result string, took time.Duration)
 }
 
 // Validator checks tokens with Keystone and caches the answers.
@@ -147,10 +150,6 @@ func New(ctx context.Context, cfg Config) (*Validator, error) {
 	return v, nil
 }
 
-// URL is the Keystone endpoint clients should get tokens from
-// (WWW-Authenticate: Keystone uri="...").
-func (v *Validator) URL() string { return v.cfg.URL }
-
 // Authenticate returns who token belongs to.
 func (v *Validator) Authenticate(ctx context.Context, token string) (lifecycle.Principal, error) {
 	if token == "" {
@@ -186,7 +185,11 @@ func (v *Validator) Authenticate(ctx context.Context, token string) (lifecycle.P
 	}
 	// The validation is not the request's: a client that goes away must
 	// not fail the others waiting on the same token.
+	started := time.Now()
 	c.e = v.validate(context.WithoutCancel(ctx), token)
+	if v.cfg.Observe != nil {
+		v.cfg.Observe(result(c.e.err), time.Since(started))
+	}
 	v.mu.Lock()
 	delete(v.inflight, key)
 	if !c.e.expires.IsZero() {
@@ -214,6 +217,19 @@ func (v *Validator) store(key [sha256.Size]byte, e entry, now time.Time) {
 		}
 	}
 	v.cache[key] = e
+}
+
+// result names a validation's outcome for metrics.
+func result(err error) string {
+	switch {
+	case err == nil:
+		return "valid"
+	case errors.Is(err, ErrNotProjectScoped):
+		return "not_project_scoped"
+	case errors.Is(err, ErrInvalidToken):
+		return "invalid"
+	}
+	return "unavailable"
 }
 
 // tokenBody is what glimpse reads of Keystone's token validation.

@@ -184,6 +184,20 @@ func TestKeystoneREST(t *testing.T) {
 	if resp, out := call(t, "GET", url+"/v2/images/"+public["id"].(string), fresh, ""); resp.StatusCode != http.StatusOK {
 		t.Errorf("bob shows the public image: %d %s", resp.StatusCode, out)
 	}
+
+	// The validations with Keystone, by result, in /metrics: the forged,
+	// revoked and disabled tokens are invalid (each asked once), the 64
+	// KiB one never asked.
+	_, metrics := call(t, "GET", url+"/metrics", "", "")
+	for _, want := range []string{
+		`glimpse_keystone_validations_total{result="invalid"} 3`,
+		`glimpse_keystone_validations_total{result="not_project_scoped"} 1`,
+		`glimpse_keystone_validations_total{result="unavailable"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // TestKeystoneFlags: --keystone-url with --auth-tokens, or with a wrong
@@ -328,6 +342,19 @@ func TestKeystoneCatalogue(t *testing.T) {
 	rd.Close()
 	if !bytes.Equal(got, content) {
 		t.Errorf("gophercloud download: %d bytes", len(got))
+	}
+
+	// The glance CLI with OS_* variables finds glimpse the same way.
+	if _, err := exec.LookPath("glance"); err == nil {
+		cmd := exec.Command("glance", "image-list")
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "OS_AUTH_URL=" + ksURL,
+			"OS_USERNAME=" + user.User, "OS_PASSWORD=" + user.Password, "OS_PROJECT_NAME=" + user.Project,
+			"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default", "OS_REGION_NAME=RegionOne"}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), c.ID) {
+			t.Errorf("glance image-list through the catalogue: %v\n%s", err, out)
+		}
 	}
 
 	osc("glimpse", "image", "delete", c.ID)
