@@ -20,7 +20,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 type env struct {
@@ -33,7 +33,7 @@ func newEnv(t *testing.T, maxSize int64, opts api.Options) *env {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
-	db, err := kv.OpenBadger(filepath.Join(dir, "registry"), log)
+	db, err := badgerkv.Open(filepath.Join(dir, "registry"), log)
 	if err != nil {
 		t.Fatal(err)
 	}

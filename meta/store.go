@@ -36,7 +36,7 @@ type Store struct {
 
 // Open returns the registry kept on db, initialising an empty one.
 func Open(db kv.KV) (*Store, error) {
-	err := db.Update(func(tx kv.Txn) error {
+	_, err := db.Update(context.Background(), func(tx kv.Txn) error {
 		v, err := tx.Get(versionKey)
 		if errors.Is(err, kv.ErrNotFound) {
 			return tx.Set(versionKey, []byte(schemaVersion))
@@ -91,7 +91,7 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	img = img.Clone()
 	img.CreatedAt = s.now()
 	img.UpdatedAt = img.CreatedAt
-	err := s.kv.Update(func(tx kv.Txn) error {
+	_, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		if _, err := tx.Get(imageKey(img.ID)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, kv.ErrNotFound) {
@@ -109,7 +109,7 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 // Get returns the image with the id.
 func (s *Store) Get(id string) (*Image, error) {
 	var img *Image
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		var err error
 		img, err = getImage(tx, id)
 		return err
@@ -124,7 +124,7 @@ func (s *Store) Get(id string) (*Image, error) {
 // is ids[i]'s record, nil where there is none.
 func (s *Store) GetMany(ids []string) ([]*Image, error) {
 	imgs := make([]*Image, len(ids))
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		for i, id := range ids {
 			img, err := getImage(tx, id)
 			if errors.Is(err, ErrNotFound) {
@@ -150,7 +150,7 @@ func (s *Store) GetMany(ids []string) ([]*Image, error) {
 // aborts the update and is returned as is.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*Image, error) {
 	var old, img *Image
-	err := s.kv.Update(func(tx kv.Txn) error {
+	_, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -183,7 +183,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 // "protected images stay" cannot race with a concurrent update).
 func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error) (*Image, error) {
 	var old *Image
-	err := s.kv.Update(func(tx kv.Txn) error {
+	_, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -205,7 +205,7 @@ func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error)
 
 // All calls fn for every image, in id order, stopping at fn's first error.
 func (s *Store) All(fn func(*Image) error) error {
-	return s.kv.View(func(tx kv.Txn) error {
+	return s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(imagePrefix(), func(_, v []byte) error {
 			img, err := decode(v)
 			if err != nil {
@@ -220,7 +220,7 @@ func (s *Store) All(fn func(*Image) error) error {
 func (s *Store) InStatus(st Status) ([]string, error) {
 	var ids []string
 	prefix := statusPrefix(st)
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(prefix, func(k, _ []byte) error {
 			ids = append(ids, string(k[len(prefix):]))
 			return nil
@@ -239,7 +239,7 @@ type Entry struct {
 // by name (images sharing a name are adjacent, by id).
 func (s *Store) Names(st Status, fn func(Entry) error) error {
 	prefix := namePrefix(st, "", false)
-	return s.kv.View(func(tx kv.Txn) error {
+	return s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(prefix, func(k, _ []byte) error {
 			name, id := splitNameKey(prefix, k)
 			return fn(Entry{Name: name, ID: id})
@@ -251,7 +251,7 @@ func (s *Store) Names(st Status, fn func(Entry) error) error {
 func (s *Store) Named(st Status, name string) ([]string, error) {
 	var ids []string
 	prefix := namePrefix(st, name, true)
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(prefix, func(k, _ []byte) error {
 			ids = append(ids, string(k[len(prefix):]))
 			return nil

@@ -14,7 +14,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend/metered"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 // scrub and gc run in the daemon when it serves (asked over REST, admin
@@ -121,7 +121,7 @@ func onTarget(c *cli.Context, direct func(context.Context, *lifecycle.Service) e
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The registry first: its lock proves no daemon runs on it before the
 	// store (and its spool) is touched.
-	db, err := kv.OpenBadger(filepath.Join(data, "registry"), log)
+	db, err := badgerkv.Open(filepath.Join(data, "registry"), log)
 	if err != nil {
 		return fmt.Errorf("%w (is glimpse serve running on it? then leave out --data and it is asked over REST)", err)
 	}

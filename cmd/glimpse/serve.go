@@ -32,7 +32,7 @@ import (
 	"github.com/glimpse-project/glimpse/fs"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 type serveOptions struct {
@@ -162,7 +162,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("--data: %w", err)
 	}
 
-	db, err := kv.OpenBadger(filepath.Join(data, "registry"), log)
+	db, err := badgerkv.Open(filepath.Join(data, "registry"), log)
 	if err != nil {
 		return err
 	}
