@@ -56,20 +56,24 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 		return true
 	}
 	cancel := r.svc.Subscribe(func(ev meta.Event) {
-		it := item{ev: &ev}
-		_, fromMount := fuse.FromContext(ev.Context)
-		if !fromMount {
-			it.done = make(chan struct{})
-		}
-		if !enqueue(it) {
+		if ev.Resync {
+			// Changes were missed: the names and attributes they made
+			// stale leave the kernel's caches when their timeouts expire.
+			r.log.Warn("the registry feed resynchronised; the mount may show old entries for a second")
 			return
 		}
-		if it.done != nil {
-			select {
-			case <-it.done:
-			case <-time.After(syncInvalidateTimeout):
-				r.log.Warn("kernel cache invalidation is slow; the mount may show the old state for a second", "image", imageID(ev))
-			}
+		enqueue(item{ev: &ev})
+	})
+	var settleFor func(timeout time.Duration) bool
+	// A change made elsewhere in this daemon (the REST listener) waits
+	// until its notifications are done; one made through the mount, or by
+	// another daemon, does not.
+	cancelHook := r.svc.AfterCommit(func(ctx context.Context) {
+		if _, fromMount := fuse.FromContext(ctx); fromMount {
+			return
+		}
+		if !settleFor(syncInvalidateTimeout) {
+			r.log.Warn("kernel cache invalidation is slow; the mount may show the old state for a second")
 		}
 	})
 	go func() {
@@ -95,6 +99,7 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 	}()
 	stop = func() {
 		cancel()
+		cancelHook()
 		mu.Lock()
 		closed = true
 		mu.Unlock()
@@ -104,13 +109,25 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 		}
 		<-exited
 	}
-	settle = func() {
+	settleFor = func(timeout time.Duration) bool {
 		it := item{done: make(chan struct{})}
-		if enqueue(it) {
+		if !enqueue(it) {
+			return true
+		}
+		if timeout <= 0 {
 			<-it.done
+			return true
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-it.done:
+			return true
+		case <-t.C:
+			return false
 		}
 	}
-	return stop, settle
+	return stop, func() { settleFor(0) }
 }
 
 func imageID(ev meta.Event) string {

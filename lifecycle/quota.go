@@ -49,42 +49,73 @@ func (u *usage) add(v usage, sign int64) {
 
 // ledger keeps every project's usage, so that a quota check costs a map
 // lookup instead of a scan of the catalogue: one scan when the service
-// starts, then every committed change (the registry's events) applied as
-// a difference.
+// starts, then every committed change (the registry's feed, which carries
+// every daemon's changes) applied to the image it concerns. Each image's
+// share is kept, so an event applied twice changes nothing.
 type ledger struct {
 	mu        sync.Mutex
 	byProject map[string]usage
-	err       error // the first scan failed: quota checks fail with it
+	byImage   map[string]share
+	rev       int64 // the scan's revision: older events are already in it
+	err       error // the last scan failed: quota checks fail with it
 }
 
-// openLedger scans the catalogue and follows its changes. It runs in New,
-// before anyone else can change the catalogue through this service, so no
-// change is counted twice or missed.
+// share is what one image adds to its owner's usage.
+type share struct {
+	owner string
+	usage
+}
+
+// openLedger scans the catalogue and follows its changes; events that
+// arrive during the scan wait for it.
 func openLedger(store *meta.Store) *ledger {
-	l := &ledger{byProject: map[string]usage{}}
-	l.err = store.All(func(img *meta.Image) error {
-		u := l.byProject[img.Owner]
-		u.add(contribution(img), 1)
-		l.byProject[img.Owner] = u
-		return nil
-	})
-	store.Subscribe(l.apply)
+	l := &ledger{}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	store.Subscribe(func(ev meta.Event) { l.apply(store, ev) })
+	l.rescan(store)
 	return l
 }
 
-func (l *ledger) apply(ev meta.Event) {
+// rescan rebuilds the ledger from the catalogue; l.mu is held.
+func (l *ledger) rescan(store *meta.Store) {
+	l.byProject, l.byImage = map[string]usage{}, map[string]share{}
+	l.rev, l.err = store.Snapshot(func(img *meta.Image) error {
+		l.set(img.ID, img)
+		return nil
+	})
+}
+
+// set makes img (nil: gone) image id's share; l.mu is held.
+func (l *ledger) set(id string, img *meta.Image) {
+	if old, ok := l.byImage[id]; ok {
+		u := l.byProject[old.owner]
+		u.add(old.usage, -1)
+		l.byProject[old.owner] = u
+		delete(l.byImage, id)
+	}
+	if img == nil {
+		return
+	}
+	sh := share{owner: img.Owner, usage: contribution(img)}
+	l.byImage[id] = sh
+	u := l.byProject[sh.owner]
+	u.add(sh.usage, 1)
+	l.byProject[sh.owner] = u
+}
+
+func (l *ledger) apply(store *meta.Store, ev meta.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, side := range []struct {
-		img  *meta.Image
-		sign int64
-	}{{ev.Old, -1}, {ev.New, 1}} {
-		if side.img == nil {
-			continue
-		}
-		u := l.byProject[side.img.Owner]
-		u.add(contribution(side.img), side.sign)
-		l.byProject[side.img.Owner] = u
+	switch {
+	case ev.Resync:
+		l.rescan(store)
+	case ev.Rev <= l.rev:
+		// already in the scan
+	case ev.New != nil:
+		l.set(ev.New.ID, ev.New)
+	case ev.Old != nil:
+		l.set(ev.Old.ID, nil)
 	}
 }
 

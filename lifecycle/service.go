@@ -116,6 +116,13 @@ func New(cfg Config) *Service {
 // meta.Store.Subscribe).
 func (s *Service) Subscribe(fn func(meta.Event)) (cancel func()) { return s.store.Subscribe(fn) }
 
+// AfterCommit registers fn to run, with the caller's context, in the
+// goroutine of every change this daemon makes, once the subscribers have
+// been handed it (see meta.Store.AfterCommit).
+func (s *Service) AfterCommit(fn func(context.Context)) (cancel func()) {
+	return s.store.AfterCommit(fn)
+}
+
 // CreateSpec is what a caller may give a new image.
 type CreateSpec struct {
 	ID              string // empty: a new UUID

@@ -1,9 +1,6 @@
 package meta
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // Image is the registry's record of one image: Glance's image fields plus
 // glimpse's own facts. It is stored as JSON (see keys.go).
@@ -76,13 +73,15 @@ func (img *Image) Clone() *Image {
 }
 
 // Event reports one committed change: Old is nil for a creation, New is nil
-// for a deletion.
+// for a deletion. The change may come from any daemon sharing the
+// catalogue.
 type Event struct {
 	Old, New *Image
-	// Context is the context of the call that made the change, so that a
-	// subscriber can tell who made it (the mount tells its own requests
-	// from the REST listener's).
-	Context context.Context
+	// Rev is the registry revision of the change.
+	Rev int64
+	// Resync, with Old and New nil, says that the feed may have missed
+	// changes up to Rev: rebuild what was derived from the catalogue.
+	Resync bool
 }
 
 // cloneJSON deep-copies a decoded JSON object.

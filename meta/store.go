@@ -9,7 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
+	"log/slog"
 	"time"
 
 	"github.com/glimpse-project/glimpse/meta/kv"
@@ -26,16 +26,27 @@ var (
 
 // Store is the image registry. It is safe for concurrent use.
 type Store struct {
-	kv  kv.KV
-	now func() time.Time
-
-	mu   sync.Mutex // guards subs and nextSub
-	subs map[int]func(Event)
-	next int
+	kv   kv.KV
+	now  func() time.Time
+	feed *feed
 }
 
-// Open returns the registry kept on db, initialising an empty one.
-func Open(db kv.KV) (*Store, error) {
+// Option is an option of Open.
+type Option func(*options)
+
+type options struct{ log *slog.Logger }
+
+// WithLogger sends the Store's own warnings (a slow or broken change feed)
+// to log; the default discards them.
+func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
+
+// Open returns the registry kept on db, initialising an empty one, and
+// starts following its change feed (stopped by Close, or when db closes).
+func Open(db kv.KV, opts ...Option) (*Store, error) {
+	o := options{log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	_, err := db.Update(context.Background(), func(tx kv.Txn) error {
 		v, err := tx.Get(versionKey)
 		if errors.Is(err, kv.ErrNotFound) {
@@ -52,35 +63,13 @@ func Open(db kv.KV) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry: %w", err)
 	}
-	return &Store{kv: db, now: func() time.Time { return time.Now().UTC() }, subs: map[int]func(Event){}}, nil
-}
-
-// Subscribe registers fn to be called, in the committing goroutine, after
-// every committed change, before the call that made it returns. fn must not
-// call back into the Store's writers. The returned function unsubscribes.
-func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id := s.next
-	s.next++
-	s.subs[id] = fn
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		delete(s.subs, id)
+	s := &Store{kv: db, now: func() time.Time { return time.Now().UTC() }}
+	rev, err := s.revision(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("open registry: %w", err)
 	}
-}
-
-func (s *Store) publish(ev Event) {
-	s.mu.Lock()
-	subs := make([]func(Event), 0, len(s.subs))
-	for _, fn := range s.subs {
-		subs = append(subs, fn)
-	}
-	s.mu.Unlock()
-	for _, fn := range subs {
-		fn(ev)
-	}
+	s.startFeed(rev, o.log)
+	return s, nil
 }
 
 // Create stores a new image. CreatedAt and UpdatedAt are set to now.
@@ -91,7 +80,7 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	img = img.Clone()
 	img.CreatedAt = s.now()
 	img.UpdatedAt = img.CreatedAt
-	_, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		if _, err := tx.Get(imageKey(img.ID)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, kv.ErrNotFound) {
@@ -102,7 +91,7 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create image %s: %w", img.ID, err)
 	}
-	s.publish(Event{New: img.Clone(), Context: ctx})
+	s.await(ctx, rev)
 	return img, nil
 }
 
@@ -150,7 +139,7 @@ func (s *Store) GetMany(ids []string) ([]*Image, error) {
 // aborts the update and is returned as is.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*Image, error) {
 	var old, img *Image
-	_, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -173,7 +162,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 	if err != nil {
 		return nil, err
 	}
-	s.publish(Event{Old: old, New: img.Clone(), Context: ctx})
+	s.await(ctx, rev)
 	return img, nil
 }
 
@@ -183,7 +172,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 // "protected images stay" cannot race with a concurrent update).
 func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error) (*Image, error) {
 	var old *Image
-	_, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -199,13 +188,26 @@ func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error)
 	if err != nil {
 		return nil, fmt.Errorf("delete image %s: %w", id, err)
 	}
-	s.publish(Event{Old: old, Context: ctx})
+	s.await(ctx, rev)
 	return old, nil
 }
 
 // All calls fn for every image, in id order, stopping at fn's first error.
 func (s *Store) All(fn func(*Image) error) error {
-	return s.kv.View(context.Background(), func(tx kv.Txn) error {
+	_, err := s.Snapshot(fn)
+	return err
+}
+
+// Snapshot is All, and returns the revision it read at: a subscriber that
+// built its state from it applies the events after that revision (events
+// at or before it may still arrive, and a badger snapshot may already show
+// a few later ones, so apply them idempotently).
+func (s *Store) Snapshot(fn func(*Image) error) (rev int64, err error) {
+	err = s.kv.View(context.Background(), func(tx kv.Txn) error {
+		var err error
+		if rev, err = tx.Revision(); err != nil {
+			return err
+		}
 		return tx.Scan(imagePrefix(), func(_, v []byte) error {
 			img, err := decode(v)
 			if err != nil {
@@ -214,6 +216,7 @@ func (s *Store) All(fn func(*Image) error) error {
 			return fn(img)
 		})
 	})
+	return rev, err
 }
 
 // InStatus returns the ids of every image in status st.

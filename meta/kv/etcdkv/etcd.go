@@ -149,6 +149,10 @@ func (db *DB) Watch(ctx context.Context, prefix []byte, fromRev int64) <-chan kv
 		for {
 			var err error
 			next, err = db.watchOnce(ctx, ch, prefix, next)
+			if db.client.Ctx().Err() != nil {
+				endWatch(ch, kv.ErrClosed)
+				return
+			}
 			if ctx.Err() != nil {
 				endWatch(ch, ctx.Err())
 				return
