@@ -1,0 +1,181 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/glimpse-project/glimpse/meta/kv/kvtest"
+)
+
+// propagationBudget is the contract's bound: every daemon's faces reflect
+// every change within 1 s.
+const propagationBudget = time.Second
+
+// sharedDaemons starts a 3-member etcd, a MinIO, and n daemons on them
+// (one catalogue under one registry prefix, one bucket), each with its own
+// data dir, mount and REST listener.
+func sharedDaemons(t *testing.T, n int, extra ...string) (*kvtest.Etcd, []*daemon) {
+	t.Helper()
+	needMount(t)
+	cluster := kvtest.StartEtcd(t, 3)
+	startMinIO(t)
+	var ds []*daemon
+	for i := 0; i < n; i++ {
+		dir := filepath.Join(t.TempDir(), fmt.Sprintf("d%d", i))
+		args := append([]string{"--registry", cluster.URL("shared"), "--store", "s3://images/glimpse"}, extra...)
+		ds = append(ds, startDaemon(t, filepath.Join(dir, "data"), filepath.Join(dir, "mnt"), args...))
+	}
+	return cluster, ds
+}
+
+// eventually polls ok until it holds, failing the test past the budget, and
+// returns how long it took.
+func eventually(t *testing.T, budget time.Duration, what string, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > budget {
+			t.Fatalf("%s: not within %v", what, budget)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func gone(p string) bool {
+	_, err := os.Lstat(p)
+	return errors.Is(err, syscall.ENOENT)
+}
+
+// listedByName reports whether a daemon's REST list shows an image named
+// name (with the status, if not empty).
+func listedByName(r rest, name, status string) bool {
+	q := "/v2/images?name=" + url.QueryEscape(name)
+	if status != "" {
+		q += "&status=" + status
+	}
+	st, body := r.do("GET", q, "", nil)
+	if st != http.StatusOK {
+		r.t.Fatalf("list: %d %s", st, body)
+	}
+	images, _ := r.decode(body)["images"].([]any)
+	return len(images) > 0
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+// Two daemons on one etcd catalogue and one bucket: a cp into A's mount is
+// listed in B's mount and REST within the budget, and so are renames,
+// property changes, deactivations and deletions; a REST upload through B
+// shows in A's mount.
+func TestSharedCatalogue(t *testing.T) {
+	for _, tool := range []string{"cp", "getfattr", "setfattr"} {
+		needTool(t, tool)
+	}
+	_, ds := sharedDaemons(t, 2)
+	a, b := ds[0], ds[1]
+	restA, restB := rest{t: t, base: "http://" + a.addr}, rest{t: t, base: "http://" + b.addr}
+	tmp := t.TempDir()
+	src := randomFile(t, tmp, "src.img", 64<<10)
+
+	const copies = 20
+	var mountLag, restLag []time.Duration
+	for i := 0; i < copies; i++ {
+		name := fmt.Sprintf("disk%02d.img", i)
+		// B looks first, so that its kernel holds a negative entry that
+		// only the watch's invalidation removes in time.
+		if exists(filepath.Join(b.mnt, "active", name)) {
+			t.Fatalf("%s in B before the copy", name)
+		}
+		mustRun(t, "cp", src, filepath.Join(a.mnt, "active", name))
+		mountLag = append(mountLag, eventually(t, propagationBudget, name+" in B's mount", func() bool {
+			return exists(filepath.Join(b.mnt, "active", name))
+		}))
+		restLag = append(restLag, eventually(t, propagationBudget, name+" in B's REST list", func() bool {
+			return listedByName(restB, name, "active")
+		}))
+	}
+	t.Logf("cp in A -> listed in B's mount: p50 %v p99 %v; in B's REST (after the mount): p50 %v p99 %v",
+		percentile(mountLag, .5), percentile(mountLag, .99), percentile(restLag, .5), percentile(restLag, .99))
+
+	first := filepath.Join(a.mnt, "active", "disk00.img")
+	id := xattr(t, first, "id")
+	if got := xattr(t, filepath.Join(b.mnt, "active", "disk00.img"), "checksum"); got != xattr(t, first, "checksum") {
+		t.Fatalf("B's checksum %s differs from A's", got)
+	}
+	if got := mustRun(t, "cmp", src, filepath.Join(b.mnt, "active", "disk01.img")); got != "" {
+		t.Fatalf("B reads other content than A wrote: %s", got)
+	}
+
+	// A rename in A.
+	if err := os.Rename(first, filepath.Join(a.mnt, "active", "renamed.img")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, propagationBudget, "the rename in B's mount", func() bool {
+		return exists(filepath.Join(b.mnt, "active", "renamed.img")) && gone(filepath.Join(b.mnt, "active", "disk00.img"))
+	})
+	eventually(t, propagationBudget, "the rename in B's REST", func() bool { return restB.image(id)["name"] == "renamed.img" })
+
+	// A property set in A.
+	mustRun(t, "setfattr", "-n", "user.os_distro", "-v", "debian", filepath.Join(a.mnt, "active", "renamed.img"))
+	eventually(t, propagationBudget, "the property in B's mount", func() bool {
+		out, ok := run(t, "getfattr", "--absolute-names", "--only-values", "-n", "user.os_distro", filepath.Join(b.mnt, "images", id))
+		return ok && strings.TrimSpace(out) == "debian"
+	})
+
+	// A deactivation in A.
+	if err := os.Rename(filepath.Join(a.mnt, "active", "renamed.img"), filepath.Join(a.mnt, "deactivated", "renamed.img")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, propagationBudget, "the deactivation in B's mount", func() bool {
+		return exists(filepath.Join(b.mnt, "deactivated", "renamed.img")) && gone(filepath.Join(b.mnt, "active", "renamed.img"))
+	})
+	if _, err := os.ReadFile(filepath.Join(b.mnt, "deactivated", "renamed.img")); !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("reading a deactivated image through B: %v, want EACCES", err)
+	}
+
+	// A deletion in A.
+	if err := os.Remove(filepath.Join(a.mnt, "deactivated", "renamed.img")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, propagationBudget, "the deletion in B's mount", func() bool {
+		return gone(filepath.Join(b.mnt, "deactivated", "renamed.img")) && gone(filepath.Join(b.mnt, "images", id))
+	})
+	if st, _ := restB.do("GET", "/v2/images/"+id, "", nil); st != http.StatusNotFound {
+		t.Fatalf("B's REST shows the deleted image: %d", st)
+	}
+
+	// The other way: a REST upload through B shows in A's mount.
+	newID := restB.create("from-b.img")
+	if st, body := restB.upload(newID, strings.NewReader(strings.Repeat("b", 4096))); st != http.StatusNoContent {
+		t.Fatalf("upload through B: %d %s", st, body)
+	}
+	eventually(t, propagationBudget, "B's upload in A's mount", func() bool {
+		return exists(filepath.Join(a.mnt, "active", "from-b.img"))
+	})
+	if got := xattr(t, filepath.Join(a.mnt, "active", "from-b.img"), "id"); got != newID {
+		t.Fatalf("A shows id %s for B's image %s", got, newID)
+	}
+	if !listedByName(restA, "from-b.img", "active") {
+		t.Fatal("A's REST does not list B's upload")
+	}
+}
