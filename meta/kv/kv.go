@@ -10,6 +10,7 @@ package kv
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 var (
@@ -103,8 +104,28 @@ type KV interface {
 	// with Err: ErrCompacted when fromRev (or the resume point) is older
 	// than the engine keeps, or ctx's error once ctx is done.
 	Watch(ctx context.Context, prefix []byte, fromRev int64) <-chan Batch
+	// Grant takes a lease of about ttl, kept alive by this process until
+	// Revoke or Close, and writes key = value tied to it: the key goes
+	// when the lease ends. (On badger one process owns the registry, so a
+	// lease lives as long as the process: a key left by one that crashed
+	// is the next process's to remove, and Alive says it is dead.)
+	Grant(ctx context.Context, ttl time.Duration, key, value []byte) (Lease, error)
+	// Alive reports whether lease id is held now, by any process.
+	Alive(ctx context.Context, id int64) (bool, error)
 	// Close flushes and closes the store.
 	Close() error
+}
+
+// Lease is a process's hold on the registry, which other processes can see
+// end (a daemon that died).
+type Lease interface {
+	// ID names the lease in records (never 0).
+	ID() int64
+	// Lost is closed when the lease ended without Revoke: the registry
+	// could not be reached to keep it alive for its whole ttl.
+	Lost() <-chan struct{}
+	// Revoke ends the lease now and removes its key.
+	Revoke(ctx context.Context) error
 }
 
 // Size is what a write of key and value counts against MaxTxnBytes.

@@ -5,6 +5,8 @@ package badgerkv
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +40,7 @@ type DB struct {
 	histBytes int
 	changed   chan struct{} // closed (and replaced) when published moves
 	closed    bool
+	leases    map[int64]*lease // held by this process
 }
 
 var _ kv.KV = (*DB)(nil)
@@ -72,7 +75,7 @@ func Open(dir string, logger *slog.Logger) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry %s: %w", dir, err)
 	}
-	b := &DB{db: db, stop: make(chan struct{}), next: 1, settled: map[int64][]kv.Event{}, changed: make(chan struct{})}
+	b := &DB{db: db, stop: make(chan struct{}), next: 1, settled: map[int64][]kv.Event{}, changed: make(chan struct{}), leases: map[int64]*lease{}}
 	if dir != "" {
 		b.wg.Add(1)
 		go b.collectGarbage()
@@ -442,4 +445,46 @@ func (b *DB) Compact(rev int64) {
 		b.history = b.history[1:]
 	}
 	b.compacted = max(b.compacted, min(rev, b.published))
+}
+
+// lease is a badger lease: it lives as long as this process holds it.
+type lease struct {
+	db   *DB
+	id   int64
+	key  []byte
+	lost chan struct{} // never closed: a process cannot lose touch with its own disk
+}
+
+func (l *lease) ID() int64             { return l.id }
+func (l *lease) Lost() <-chan struct{} { return l.lost }
+
+func (l *lease) Revoke(ctx context.Context) error {
+	l.db.mu.Lock()
+	delete(l.db.leases, l.id)
+	l.db.mu.Unlock()
+	_, err := l.db.Update(ctx, func(tx kv.Txn) error { return tx.Delete(l.key) })
+	return err
+}
+
+// Grant implements kv.KV.
+func (b *DB) Grant(ctx context.Context, ttl time.Duration, key, value []byte) (kv.Lease, error) {
+	var raw [8]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, err
+	}
+	l := &lease{db: b, id: int64(binary.BigEndian.Uint64(raw[:])>>1) | 1, key: bytes.Clone(key), lost: make(chan struct{})}
+	if _, err := b.Update(ctx, func(tx kv.Txn) error { return tx.Set(key, value) }); err != nil {
+		return nil, fmt.Errorf("grant lease: %w", err)
+	}
+	b.mu.Lock()
+	b.leases[l.id] = l
+	b.mu.Unlock()
+	return l, nil
+}
+
+// Alive implements kv.KV: only this process's leases are held.
+func (b *DB) Alive(ctx context.Context, id int64) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.leases[id] != nil, nil
 }

@@ -360,6 +360,41 @@ func Run(t *testing.T, e Engine) {
 		}
 	})
 
+	t.Run("Lease", func(t *testing.T) {
+		db := e.Open(t)
+		l, err := db.Grant(ctx, 5*time.Second, []byte("d/me"), []byte("host"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.ID() == 0 {
+			t.Fatal("lease id 0")
+		}
+		if got := mustGet(t, db, "d/me"); got != "host" {
+			t.Fatalf("the lease's key holds %q", got)
+		}
+		if alive, err := db.Alive(ctx, l.ID()); err != nil || !alive {
+			t.Fatalf("a held lease: alive %v, %v", alive, err)
+		}
+		if alive, err := db.Alive(ctx, l.ID()^0x5a5a5a); err != nil || alive {
+			t.Fatalf("a lease nobody took: alive %v, %v", alive, err)
+		}
+		if err := l.Revoke(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if alive, err := db.Alive(ctx, l.ID()); err != nil || alive {
+			t.Fatalf("a revoked lease: alive %v, %v", alive, err)
+		}
+		err = db.View(ctx, func(tx kv.Txn) error { _, err := tx.Get([]byte("d/me")); return err })
+		if !errors.Is(err, kv.ErrNotFound) {
+			t.Fatalf("a revoked lease's key: %v, want ErrNotFound", err)
+		}
+		select {
+		case <-l.Lost():
+			t.Fatal("a revoked lease reports itself lost")
+		default:
+		}
+	})
+
 	t.Run("WatchCompacted", func(t *testing.T) {
 		db := e.Open(t)
 		r1 := mustUpdate(t, db, func(tx kv.Txn) error { return tx.Set([]byte("c/a"), []byte("1")) })
