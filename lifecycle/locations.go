@@ -369,29 +369,6 @@ func mismatch(img *meta.Image, md5sum, shasum string) string {
 	return strings.Join(bad, "; ")
 }
 
-// resumeHashes restarts the background hashes a stop interrupted.
-func (s *Service) resumeHashes() error {
-	for _, st := range []meta.Status{meta.Importing, meta.Active, meta.Deactivated} {
-		ids, err := s.store.InStatus(st)
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			img, err := s.store.Get(id)
-			if err != nil {
-				if errors.Is(err, meta.ErrNotFound) {
-					continue
-				}
-				return err
-			}
-			if img.HashPending && len(img.Locations) > 0 {
-				s.startHash(img)
-			}
-		}
-	}
-	return nil
-}
-
 // CanSeeLocations reports whether p may see where img's content is: admins
 // and the owner's project. Others, who may see a public image, do not
 // learn where its bytes live (Glance hides locations by default).

@@ -37,6 +37,10 @@ type Image struct {
 	// HashPending is true while the content at Locations has not yet been
 	// hashed (or, with validation data, verified) in the background.
 	HashPending bool `json:"hash_pending,omitempty"`
+	// WriterLease is the lease of the daemon doing the image's work in
+	// flight (its upload, import or background hash), 0 when none: see
+	// daemons.go. The Store keeps it.
+	WriterLease int64 `json:"writer_lease,omitempty"`
 }
 
 // Location is one place where an image's content stays, read-only.

@@ -13,6 +13,9 @@ import (
 //	s/<status>/<id>                empty; every image, by status
 //	n/<status>/<name>\x00<id>      empty; images whose name can be a file
 //	                               name (see Listable), by status and name
+//	d/<lease>                      JSON of Daemon; one per daemon holding a
+//	                               lease on the catalogue (kv.LeaseKey),
+//	                               tied to the lease
 //
 // The name index sorts by name within a status, so the images sharing a
 // name are adjacent: a status directory is one prefix scan, and a name
@@ -24,6 +27,8 @@ var versionKey = []byte("v")
 func imageKey(id string) []byte { return []byte("i/" + id) }
 
 func imagePrefix() []byte { return []byte("i/") }
+
+func daemonPrefix() []byte { return []byte("d/") }
 
 func statusKey(s Status, id string) []byte { return []byte("s/" + string(s) + "/" + id) }
 

@@ -26,9 +26,10 @@ var (
 
 // Store is the image registry. It is safe for concurrent use.
 type Store struct {
-	kv   kv.KV
-	now  func() time.Time
-	feed *feed
+	kv     kv.KV
+	now    func() time.Time
+	feed   *feed
+	member membership
 }
 
 // Option is an option of Open.
@@ -78,6 +79,7 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 		return nil, fmt.Errorf("create image %s: invalid status %q", img.ID, img.Status)
 	}
 	img = img.Clone()
+	s.stampWriter(nil, img)
 	img.CreatedAt = s.now()
 	img.UpdatedAt = img.CreatedAt
 	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
@@ -155,6 +157,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 		if !CanMove(old.Status, img.Status) {
 			return fmt.Errorf("%w: %s to %s", ErrIllegalMove, old.Status, img.Status)
 		}
+		s.stampWriter(old, img)
 		img.CreatedAt = old.CreatedAt
 		img.UpdatedAt = s.now()
 		return putImage(tx, old, img)

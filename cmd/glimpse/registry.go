@@ -6,11 +6,21 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/glimpse-project/glimpse/meta/kv"
 	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 	"github.com/glimpse-project/glimpse/meta/kv/etcdkv"
 )
+
+// defaultLeaseTTL: a dead daemon's uploads are killed this long after it
+// died; shorter would let a daemon that stalls briefly (a long GC, a slow
+// disk) lose its uploads.
+const defaultLeaseTTL = 10 * time.Second
+
+// reapInterval is how often the daemon looks for the work of gone daemons:
+// twice per lease, so a dead daemon's upload is killed within 1.5 ttl.
+func reapInterval(ttl time.Duration) time.Duration { return max(ttl/2, 500*time.Millisecond) }
 
 // openRegistry opens the key-value engine named by --registry: badger
 // under DATA/registry by default, or an etcd cluster (etcd://, etcds://)

@@ -37,6 +37,7 @@ import (
 type serveOptions struct {
 	data         string
 	registry     string
+	leaseTTL     time.Duration
 	mount        string
 	listen       string
 	store        string
@@ -84,6 +85,7 @@ Examples:
 			&cli.StringFlag{Name: "config", Category: "Configuration", Usage: "YAML file of settings, keyed by flag name (flags and environment variables override it)", TakesFile: true},
 			&cli.StringFlag{Name: "data", Category: "Storage", Usage: "directory for the registry and the default local store", Value: defaultDataDir(), Destination: &o.data, EnvVars: []string{"GLIMPSE_DATA"}},
 			&cli.StringFlag{Name: "registry", Category: "Storage", Usage: "where the catalogue lives: badger under --data (default), or etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/PREFIX][?cacert=F&cert=F&key=F] (etcds:// for TLS) shared by several daemons", Destination: &o.registry, EnvVars: []string{"GLIMPSE_REGISTRY"}},
+			&cli.DurationFlag{Name: "registry-lease", Category: "Storage", Usage: "how long after this daemon dies the others sharing its registry kill its uploads in flight", Value: defaultLeaseTTL, Destination: &o.leaseTTL, EnvVars: []string{"GLIMPSE_REGISTRY_LEASE"}},
 			&cli.StringFlag{Name: "mount", Category: "Mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Category: "REST listener", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
 			&cli.StringFlag{Name: "store", Category: "Storage", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
@@ -173,6 +175,12 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer store.Close()
+	if err := store.Join(ctx, o.leaseTTL); err != nil {
+		return err
+	}
+	// Given up after Shutdown (deferred below, so run first) settled this
+	// daemon's uploads.
+	defer store.Leave(context.Background())
 	if o.storeTimeout <= 0 {
 		o.storeTimeout = defaultStoreTimeout
 	}
@@ -204,6 +212,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
+	reapCtx, stopReaper := context.WithCancel(ctx)
+	defer stopReaper()
+	go svc.RunReaper(reapCtx, reapInterval(o.leaseTTL))
 
 	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
 	if err != nil {

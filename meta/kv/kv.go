@@ -8,8 +8,11 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -105,11 +108,11 @@ type KV interface {
 	// than the engine keeps, or ctx's error once ctx is done.
 	Watch(ctx context.Context, prefix []byte, fromRev int64) <-chan Batch
 	// Grant takes a lease of about ttl, kept alive by this process until
-	// Revoke or Close, and writes key = value tied to it: the key goes
-	// when the lease ends. (On badger one process owns the registry, so a
+	// Revoke or Close, and writes value under LeaseKey(prefix, id), tied
+	// to the lease: the key goes when the lease ends. (On badger one process owns the registry, so a
 	// lease lives as long as the process: a key left by one that crashed
 	// is the next process's to remove, and Alive says it is dead.)
-	Grant(ctx context.Context, ttl time.Duration, key, value []byte) (Lease, error)
+	Grant(ctx context.Context, ttl time.Duration, prefix, value []byte) (Lease, error)
 	// Alive reports whether lease id is held now, by any process.
 	Alive(ctx context.Context, id int64) (bool, error)
 	// Close flushes and closes the store.
@@ -130,3 +133,16 @@ type Lease interface {
 
 // Size is what a write of key and value counts against MaxTxnBytes.
 func Size(key, value []byte) int { return len(key) + len(value) }
+
+// LeaseKey is the key Grant writes for lease id under prefix: the id in 16
+// hex digits, so that a scan of prefix lists the leases' keys.
+func LeaseKey(prefix []byte, id int64) []byte { return fmt.Appendf(bytes.Clone(prefix), "%016x", id) }
+
+// LeaseOfKey is the lease id of a key LeaseKey made, or 0.
+func LeaseOfKey(prefix, key []byte) int64 {
+	id, err := strconv.ParseInt(string(bytes.TrimPrefix(key, prefix)), 16, 64)
+	if err != nil || !bytes.HasPrefix(key, prefix) {
+		return 0
+	}
+	return id
+}

@@ -467,13 +467,14 @@ func (l *lease) Revoke(ctx context.Context) error {
 }
 
 // Grant implements kv.KV.
-func (b *DB) Grant(ctx context.Context, ttl time.Duration, key, value []byte) (kv.Lease, error) {
+func (b *DB) Grant(ctx context.Context, ttl time.Duration, prefix, value []byte) (kv.Lease, error) {
 	var raw [8]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, err
 	}
-	l := &lease{db: b, id: int64(binary.BigEndian.Uint64(raw[:])>>1) | 1, key: bytes.Clone(key), lost: make(chan struct{})}
-	if _, err := b.Update(ctx, func(tx kv.Txn) error { return tx.Set(key, value) }); err != nil {
+	id := int64(binary.BigEndian.Uint64(raw[:])>>1) | 1
+	l := &lease{db: b, id: id, key: kv.LeaseKey(prefix, id), lost: make(chan struct{})}
+	if _, err := b.Update(ctx, func(tx kv.Txn) error { return tx.Set(l.key, value) }); err != nil {
 		return nil, fmt.Errorf("grant lease: %w", err)
 	}
 	b.mu.Lock()

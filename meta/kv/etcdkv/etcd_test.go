@@ -56,7 +56,7 @@ func TestLeaseExpires(t *testing.T) {
 	dying, watcher := open(), open()
 	defer watcher.Close()
 	ctx := context.Background()
-	l, err := dying.Grant(ctx, 2*time.Second, []byte("d/dying"), []byte("x"))
+	l, err := dying.Grant(ctx, 2*time.Second, []byte("d/"), []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestLeaseExpires(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("lease ended %v after its client went", time.Since(start).Round(10*time.Millisecond))
-	err = watcher.View(ctx, func(tx kv.Txn) error { _, err := tx.Get([]byte("d/dying")); return err })
+	err = watcher.View(ctx, func(tx kv.Txn) error { _, err := tx.Get(kv.LeaseKey([]byte("d/"), l.ID())); return err })
 	if !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("the expired lease's key: %v", err)
 	}

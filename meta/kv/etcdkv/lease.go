@@ -38,7 +38,7 @@ func (l *lease) Revoke(ctx context.Context) error {
 
 // Grant implements kv.KV: an etcd lease of ttl (rounded up to seconds, at
 // least 2, etcd's floor on loopback), key put with it in one request.
-func (db *DB) Grant(ctx context.Context, ttl time.Duration, key, value []byte) (kv.Lease, error) {
+func (db *DB) Grant(ctx context.Context, ttl time.Duration, prefix, value []byte) (kv.Lease, error) {
 	secs := int64(math.Ceil(ttl.Seconds()))
 	if secs < 2 {
 		secs = 2
@@ -49,7 +49,7 @@ func (db *DB) Grant(ctx context.Context, ttl time.Duration, key, value []byte) (
 	if err != nil {
 		return nil, fmt.Errorf("grant lease: %w", mapErr(err))
 	}
-	if _, err := db.kv.Put(gctx, string(key), string(value), clientv3.WithLease(g.ID)); err != nil {
+	if _, err := db.kv.Put(gctx, string(kv.LeaseKey(prefix, int64(g.ID))), string(value), clientv3.WithLease(g.ID)); err != nil {
 		db.lease.Revoke(context.Background(), g.ID)
 		return nil, fmt.Errorf("grant lease: %w", mapErr(err))
 	}

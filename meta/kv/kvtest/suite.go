@@ -362,14 +362,18 @@ func Run(t *testing.T, e Engine) {
 
 	t.Run("Lease", func(t *testing.T) {
 		db := e.Open(t)
-		l, err := db.Grant(ctx, 5*time.Second, []byte("d/me"), []byte("host"))
+		l, err := db.Grant(ctx, 5*time.Second, []byte("d/"), []byte("host"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if l.ID() == 0 {
 			t.Fatal("lease id 0")
 		}
-		if got := mustGet(t, db, "d/me"); got != "host" {
+		key := kv.LeaseKey([]byte("d/"), l.ID())
+		if kv.LeaseOfKey([]byte("d/"), key) != l.ID() {
+			t.Fatalf("LeaseOfKey(%q) is not %x", key, l.ID())
+		}
+		if got := mustGet(t, db, string(key)); got != "host" {
 			t.Fatalf("the lease's key holds %q", got)
 		}
 		if alive, err := db.Alive(ctx, l.ID()); err != nil || !alive {
@@ -384,7 +388,7 @@ func Run(t *testing.T, e Engine) {
 		if alive, err := db.Alive(ctx, l.ID()); err != nil || alive {
 			t.Fatalf("a revoked lease: alive %v, %v", alive, err)
 		}
-		err = db.View(ctx, func(tx kv.Txn) error { _, err := tx.Get([]byte("d/me")); return err })
+		err = db.View(ctx, func(tx kv.Txn) error { _, err := tx.Get(key); return err })
 		if !errors.Is(err, kv.ErrNotFound) {
 			t.Fatalf("a revoked lease's key: %v, want ErrNotFound", err)
 		}
