@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/glimpse-project/glimpse/meta/kv/kvtest"
 )
 
@@ -23,18 +25,18 @@ const propagationBudget = time.Second
 // sharedDaemons starts a 3-member etcd, a MinIO, and n daemons on them
 // (one catalogue under one registry prefix, one bucket), each with its own
 // data dir, mount and REST listener.
-func sharedDaemons(t *testing.T, n int, extra ...string) (*kvtest.Etcd, []*daemon) {
+func sharedDaemons(t *testing.T, n int, extra ...string) (*kvtest.Etcd, *minio.Client, []*daemon) {
 	t.Helper()
 	needMount(t)
 	cluster := kvtest.StartEtcd(t, 3)
-	startMinIO(t)
+	mc := startMinIO(t)
 	var ds []*daemon
 	for i := 0; i < n; i++ {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("d%d", i))
 		args := append([]string{"--registry", cluster.URL("shared"), "--store", "s3://images/glimpse"}, extra...)
 		ds = append(ds, startDaemon(t, filepath.Join(dir, "data"), filepath.Join(dir, "mnt"), args...))
 	}
-	return cluster, ds
+	return cluster, mc, ds
 }
 
 // eventually polls ok until it holds, failing the test past the budget, and
@@ -91,7 +93,7 @@ func TestSharedCatalogue(t *testing.T) {
 	for _, tool := range []string{"cp", "getfattr", "setfattr"} {
 		needTool(t, tool)
 	}
-	_, ds := sharedDaemons(t, 2)
+	_, _, ds := sharedDaemons(t, 2)
 	a, b := ds[0], ds[1]
 	restA, restB := rest{t: t, base: "http://" + a.addr}, rest{t: t, base: "http://" + b.addr}
 	tmp := t.TempDir()
@@ -178,4 +180,59 @@ func TestSharedCatalogue(t *testing.T) {
 	if !listedByName(restA, "from-b.img", "active") {
 		t.Fatal("A's REST does not list B's upload")
 	}
+}
+
+// A daemon SIGKILLed in the middle of an upload: while its lease lives the
+// other daemon leaves the upload alone; once it expires, the survivor kills
+// the upload with a reason and nothing of it is left in the bucket (no
+// object, no multipart upload), while the image committed before stays.
+func TestSharedDaemonKilledMidUpload(t *testing.T) {
+	const lease = 3 * time.Second
+	_, mc, ds := sharedDaemons(t, 2, "--registry-lease", lease.String())
+	a, b := ds[0], ds[1]
+	restB := rest{t: t, base: "http://" + b.addr}
+	tmp := t.TempDir()
+	kept := randomFile(t, tmp, "kept.img", 1<<20)
+	mustRun(t, "cp", kept, filepath.Join(a.mnt, "active")+"/")
+	keptID := xattr(t, filepath.Join(a.mnt, "active", "kept.img"), "id")
+
+	f, err := os.Create(filepath.Join(a.mnt, "active", "doomed.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	for i := 0; i < 20; i++ { // past the first 16 MiB part: a multipart upload is under way
+		if _, err := f.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doomed := xattr(t, filepath.Join(a.mnt, "saving", "doomed.img"), "id")
+	eventually(t, 10*time.Second, "a multipart upload in the bucket", func() bool {
+		return len(incompleteUploads(t, mc, "images")) > 0
+	})
+	// Longer than the lease: a live daemon's upload is not the survivor's.
+	time.Sleep(lease + lease/2)
+	if st := restB.image(doomed)["status"]; st != "saving" {
+		t.Fatalf("B changed A's live upload to %v", st)
+	}
+
+	a.kill()
+	killedAt := time.Now()
+	settled := eventually(t, 4*lease, "the dead daemon's upload killed by the survivor", func() bool {
+		return restB.image(doomed)["status"] == "killed"
+	})
+	t.Logf("upload killed %v after its daemon was (lease %v)", settled.Round(10*time.Millisecond), lease)
+	if time.Since(killedAt) < lease/2 {
+		t.Fatalf("killed %v after the daemon died, before its %v lease could expire", time.Since(killedAt), lease)
+	}
+	reason := xattr(t, filepath.Join(b.mnt, "images", doomed), "glimpse.error")
+	if !strings.Contains(reason, "daemon writing it stopped") {
+		t.Fatalf("kill reason %q", reason)
+	}
+	eventually(t, 10*time.Second, "nothing of the upload left in the bucket", func() bool {
+		keys := objects(t, mc, "images")
+		return len(incompleteUploads(t, mc, "images")) == 0 && fmt.Sprint(keys) == "[glimpse/"+keptID+"]"
+	})
+	mustRun(t, "cmp", kept, filepath.Join(b.mnt, "active", "kept.img"))
 }
