@@ -362,7 +362,9 @@ func (d *statusDir) Rename(ctx context.Context, name string, newParent gofs.Inod
 	if to == d && img.Status == meta.Saving {
 		target = meta.Saving // a file still being written, renamed in place
 	}
-	if _, err := d.root.svc.Move(ctx, d.root.opts.Principal, id, newName, target); err != nil {
+	// On the name and status it was found under: another daemon sharing
+	// the catalogue may be renaming it at this moment.
+	if _, err := d.root.svc.MoveFrom(ctx, d.root.opts.Principal, id, img.Name, img.Status, newName, target); err != nil {
 		return toErrno(d.root.log, "rename", err)
 	}
 	d.root.mu.Lock()

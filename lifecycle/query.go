@@ -7,13 +7,33 @@ import (
 	"github.com/glimpse-project/glimpse/meta"
 )
 
-// Move renames image id and moves it to status to in one step, as a rename
-// between the mount's status directories does: staying in the same status
-// only renames; active to deactivated deactivates and back reactivates
-// (admins only, as in Glance); any other move is refused with an error
-// wrapping meta.ErrIllegalMove and changes nothing.
+// Move renames image id and/or moves it between statuses (the mount's
+// rename): within a status, active to deactivated and back (admins only).
+// Any other move is ErrIllegalMove.
 func (s *Service) Move(ctx context.Context, p Principal, id, name string, to meta.Status) (*meta.Image, error) {
+	return s.move(ctx, p, id, nil, name, to)
+}
+
+// MoveFrom is Move on the condition that the image still has the name
+// and status it was found under when the change commits, else
+// ErrNotFound: the rename of a path, so that of two daemons renaming the
+// same file at once exactly one wins, as of two rename(2) calls on one
+// filesystem.
+func (s *Service) MoveFrom(ctx context.Context, p Principal, id, wasName string, wasStatus meta.Status, name string, to meta.Status) (*meta.Image, error) {
+	return s.move(ctx, p, id, &pathOf{wasName, wasStatus}, name, to)
+}
+
+// pathOf is where the mount found an image.
+type pathOf struct {
+	name   string
+	status meta.Status
+}
+
+func (s *Service) move(ctx context.Context, p Principal, id string, was *pathOf, name string, to meta.Status) (*meta.Image, error) {
 	return s.modify(ctx, p, id, func(img *meta.Image) error {
+		if was != nil && (img.Name != was.name || img.Status != was.status) {
+			return fmt.Errorf("%w: image %s is no longer %s/%s", ErrNotFound, id, was.status, was.name)
+		}
 		from := img.Status
 		switch {
 		case from == to:

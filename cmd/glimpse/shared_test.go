@@ -236,3 +236,87 @@ func TestSharedDaemonKilledMidUpload(t *testing.T) {
 	})
 	mustRun(t, "cmp", kept, filepath.Join(b.mnt, "active", "kept.img"))
 }
+
+// Two daemons rename the same image at the same moment, each through its
+// own mount, to different names: exactly one rename succeeds, the other
+// gets ENOENT (as two rename(2) calls of one path on one filesystem), and
+// both mounts and both REST listeners end showing the winner's name. The
+// same for two deletions.
+func TestSharedConcurrentRenameAndDelete(t *testing.T) {
+	_, _, ds := sharedDaemons(t, 2)
+	tmp := t.TempDir()
+	src := randomFile(t, tmp, "src.img", 4096)
+	const rounds = 8
+	for i := 0; i < rounds; i++ {
+		name := fmt.Sprintf("race%d.img", i)
+		mustRun(t, "cp", src, filepath.Join(ds[0].mnt, "active", name))
+		id := xattr(t, filepath.Join(ds[0].mnt, "active", name), "id")
+		for _, d := range ds {
+			eventually(t, propagationBudget, name+" in every mount", func() bool { return exists(filepath.Join(d.mnt, "active", name)) })
+		}
+		targets := []string{fmt.Sprintf("by-a%d.img", i), fmt.Sprintf("by-b%d.img", i)}
+		errs := make([]error, 2)
+		start := make(chan struct{})
+		done := make(chan int)
+		for j, d := range ds {
+			go func() {
+				<-start
+				errs[j] = os.Rename(filepath.Join(d.mnt, "active", name), filepath.Join(d.mnt, "active", targets[j]))
+				done <- j
+			}()
+		}
+		close(start)
+		<-done
+		<-done
+		winner := -1
+		for j, err := range errs {
+			switch {
+			case err == nil && winner == -1:
+				winner = j
+			case err == nil:
+				t.Fatalf("round %d: both renames succeeded", i)
+			case !errors.Is(err, syscall.ENOENT):
+				t.Fatalf("round %d: the losing rename failed with %v, want ENOENT", i, err)
+			}
+		}
+		if winner == -1 {
+			t.Fatalf("round %d: no rename succeeded: %v", i, errs)
+		}
+		for j, d := range ds {
+			r := rest{t: t, base: "http://" + d.addr}
+			eventually(t, propagationBudget, fmt.Sprintf("round %d: daemon %d agrees", i, j), func() bool {
+				return exists(filepath.Join(d.mnt, "active", targets[winner])) &&
+					gone(filepath.Join(d.mnt, "active", targets[1-winner])) &&
+					gone(filepath.Join(d.mnt, "active", name)) &&
+					r.image(id)["name"] == targets[winner]
+			})
+		}
+
+		// Both delete it at once: one rm succeeds, the other finds nothing.
+		start = make(chan struct{})
+		for j, d := range ds {
+			go func() {
+				<-start
+				errs[j] = os.Remove(filepath.Join(d.mnt, "images", id))
+				done <- j
+			}()
+		}
+		close(start)
+		<-done
+		<-done
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			} else if !errors.Is(err, syscall.ENOENT) {
+				t.Fatalf("round %d: the losing rm failed with %v, want ENOENT", i, err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d deletions succeeded: %v", i, ok, errs)
+		}
+		for _, d := range ds {
+			eventually(t, propagationBudget, "the deletion everywhere", func() bool { return gone(filepath.Join(d.mnt, "images", id)) })
+		}
+	}
+}
