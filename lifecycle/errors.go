@@ -43,6 +43,9 @@ var (
 	// with the request, and the same request may succeed once the store
 	// is back.
 	ErrStoreUnavailable = errors.New("image store unavailable")
+	// ErrRegistryUnavailable: the registry cannot be reached now (see
+	// meta.ErrUnavailable): nothing is wrong with the request.
+	ErrRegistryUnavailable = meta.ErrUnavailable
 )
 
 // storeError classifies an error that came from the store, so that each

@@ -22,6 +22,10 @@ var (
 	ErrExists = errors.New("image already exists")
 	// ErrIllegalMove: the status change is not allowed by the state machine.
 	ErrIllegalMove = errors.New("illegal status change")
+	// ErrUnavailable: the registry cannot be reached now (etcd without a
+	// quorum, or this daemon cut off from it); the same call may succeed
+	// later. A write that failed so may or may not have been made.
+	ErrUnavailable = kv.ErrUnavailable
 )
 
 // Store is the image registry. It is safe for concurrent use.

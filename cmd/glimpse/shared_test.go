@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -318,5 +319,110 @@ func TestSharedConcurrentRenameAndDelete(t *testing.T) {
 		for _, d := range ds {
 			eventually(t, propagationBudget, "the deletion everywhere", func() bool { return gone(filepath.Join(d.mnt, "images", id)) })
 		}
+	}
+}
+
+// The etcd leader SIGKILLed while two daemons write: every write a daemon
+// acknowledged is there afterwards, through both daemons; a write refused
+// meanwhile is refused with 503 (the registry has no quorum for a moment),
+// not a hang or a 500; writes resume within seconds; and the change feed
+// goes on (a change in A still reaches B's mount in time).
+func TestSharedEtcdLeaderKilled(t *testing.T) {
+	cluster, _, ds := sharedDaemons(t, 2)
+	const (
+		run      = 6 * time.Second
+		killAt   = 2 * time.Second
+		maxWrite = 2000 // per writer: a bound on the loop, never reached
+	)
+	type result struct {
+		acked   []string
+		refused map[int]int
+		gap     time.Duration
+	}
+	results := make([]result, len(ds))
+	start := time.Now()
+	done := make(chan int)
+	for w, d := range ds {
+		go func() {
+			defer func() { done <- w }()
+			res := &results[w]
+			res.refused = map[int]int{}
+			client := &http.Client{Timeout: 30 * time.Second}
+			last := time.Now()
+			for i := 0; i < maxWrite && time.Since(start) < run; i++ {
+				body := fmt.Sprintf(`{"name": "w%d-%d", "disk_format": "raw", "container_format": "bare"}`, w, i)
+				req, _ := http.NewRequest("POST", "http://"+d.addr+"/v2/images", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Accept", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					res.refused[-1]++
+					continue
+				}
+				var created struct{ ID string }
+				if resp.StatusCode == http.StatusCreated {
+					if err := json.NewDecoder(resp.Body).Decode(&created); err == nil && created.ID != "" {
+						res.acked = append(res.acked, created.ID)
+						res.gap = max(res.gap, time.Since(last))
+						last = time.Now()
+					}
+				} else {
+					res.refused[resp.StatusCode]++
+				}
+				resp.Body.Close()
+			}
+		}()
+	}
+	time.Sleep(killAt)
+	leader := cluster.Leader(t)
+	cluster.Kill(t, leader)
+	killed := time.Now()
+	<-done
+	<-done
+	cluster.Restart(t, leader)
+
+	total := 0
+	for w, res := range results {
+		t.Logf("writer %d: %d acknowledged, refused %v, longest gap between acknowledgements %v",
+			w, len(res.acked), res.refused, res.gap.Round(time.Millisecond))
+		for st, n := range res.refused {
+			if st != http.StatusServiceUnavailable {
+				t.Errorf("writer %d: %d writes answered %d (-1: no answer), want only 503 while the leader is gone", w, n, st)
+			}
+		}
+		if res.gap > 5*time.Second {
+			t.Errorf("writer %d: no write acknowledged for %v after the leader died", w, res.gap)
+		}
+		total += len(res.acked)
+	}
+	if total == 0 {
+		t.Fatal("no write acknowledged at all")
+	}
+	// Every acknowledged write is there, through both daemons.
+	for _, res := range results {
+		for _, id := range res.acked {
+			for _, d := range ds {
+				r := rest{t: t, base: "http://" + d.addr}
+				if st, body := r.do("GET", "/v2/images/"+id, "", nil); st != http.StatusOK {
+					t.Fatalf("acknowledged image %s lost after the leader was killed: %d %s", id, st, body)
+				}
+			}
+		}
+	}
+	t.Logf("%d acknowledged images all present in both daemons; leader (member %d) killed %v into the run",
+		total, leader, killed.Sub(start).Round(time.Millisecond))
+
+	// The feed still carries A's changes to B's mount.
+	a, b := ds[0], ds[1]
+	ra := rest{t: t, base: "http://" + a.addr}
+	for i := 0; i < 3; i++ {
+		name := fmt.Sprintf("after-%d", i)
+		if exists(filepath.Join(b.mnt, "queued", name)) {
+			t.Fatalf("%s in B before it was made", name)
+		}
+		ra.create(name)
+		eventually(t, propagationBudget, name+" in B's mount after the leader change", func() bool {
+			return exists(filepath.Join(b.mnt, "queued", name))
+		})
 	}
 }

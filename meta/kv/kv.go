@@ -25,6 +25,10 @@ var (
 	ErrCompacted = errors.New("watch: revision compacted")
 	// ErrTooLarge: a transaction exceeds MaxTxnBytes or MaxTxnOps.
 	ErrTooLarge = errors.New("transaction too large for the registry")
+	// ErrUnavailable: the engine could not be reached or did not answer in
+	// time (etcd without a quorum, or cut off). A write that failed so may
+	// or may not have been committed.
+	ErrUnavailable = errors.New("registry unavailable")
 	// ErrClosed ends the watches of a store that was closed.
 	ErrClosed = errors.New("registry closed")
 )

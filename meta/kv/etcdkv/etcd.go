@@ -21,6 +21,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/namespace"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/glimpse-project/glimpse/meta/kv"
 )
@@ -512,13 +514,27 @@ func (t *txn) commit() (rev int64, ok bool, err error) {
 	return resp.Header.Revision, resp.Succeeded, nil
 }
 
-// mapErr tells etcd's size refusal apart (the one a caller can act on) and
-// wraps the rest with where they came from.
+// mapErr tells apart etcd's size refusals and the failures of a cluster
+// that cannot answer now (no leader, no quorum, unreachable, too slow),
+// the ones a caller acts on, and wraps the rest with where they came from.
 func mapErr(err error) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrGRPCRequestTooLarge),
 		errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrGRPCTooManyOps):
 		return fmt.Errorf("%w: %v", kv.ErrTooLarge, err)
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rpctypes.ErrNoLeader),
+		errors.Is(err, rpctypes.ErrGRPCNoLeader), errors.Is(err, rpctypes.ErrLeaderChanged),
+		errors.Is(err, rpctypes.ErrGRPCLeaderChanged), errors.Is(err, rpctypes.ErrTimeout),
+		errors.Is(err, rpctypes.ErrGRPCTimeout), errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail),
+		errors.Is(err, rpctypes.ErrGRPCTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost),
+		errors.Is(err, rpctypes.ErrGRPCTimeoutDueToConnectionLost):
+		return fmt.Errorf("%w: etcd: %v", kv.ErrUnavailable, err)
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return fmt.Errorf("%w: etcd: %v", kv.ErrUnavailable, err)
 	}
 	return fmt.Errorf("etcd: %w", err)
 }

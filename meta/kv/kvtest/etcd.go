@@ -3,6 +3,7 @@ package kvtest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Etcd is a real etcd cluster of 1 or 3 members on loopback ports, started
@@ -112,6 +116,32 @@ func (e *Etcd) Restart(t testing.TB, i int) {
 	go cmd.Wait() // reaped here; scripts/etcd stop kills it by pid
 	if err := os.WriteFile(filepath.Join(e.Dir, fmt.Sprintf("m%d.pid", i+1)), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Leader is the index of the member that leads the cluster now, asked of
+// each live member in turn.
+func (e *Etcd) Leader(t testing.TB) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for i, ep := range e.Endpoints {
+			c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: time.Second, Logger: zap.NewNop()})
+			if err != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			resp, err := c.Status(ctx, ep)
+			cancel()
+			c.Close()
+			if err == nil && resp.Leader != 0 && resp.Leader == resp.Header.MemberId {
+				return i
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no etcd member says it leads")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
