@@ -39,6 +39,7 @@ func statusOf(err error) int {
 		errors.Is(err, lifecycle.ErrProtected):
 		return http.StatusForbidden
 	case errors.Is(err, lifecycle.ErrTooLarge),
+		errors.Is(err, lifecycle.ErrRecordTooLarge),
 		errors.Is(err, lifecycle.ErrOverQuota),
 		errors.Is(err, lifecycle.ErrStoreFull):
 		// Glance: image_size_cap, StorageQuotaFull, ProjectOverLimit

@@ -45,6 +45,9 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.EBUSY
 	case errors.Is(err, lifecycle.ErrTooLarge):
 		return syscall.EFBIG
+	case errors.Is(err, lifecycle.ErrRecordTooLarge):
+		// What a filesystem answers when an inode's attributes are full.
+		return syscall.ENOSPC
 	case errors.Is(err, lifecycle.ErrOverQuota), errors.Is(err, lifecycle.ErrStoreFull):
 		// Out of quota or out of store space: what a full filesystem
 		// answers. (EDQUOT would name the quota, but the project's quota

@@ -27,6 +27,10 @@ var (
 	ErrConflict = errors.New("conflict with image status")
 	// ErrTooLarge: the upload exceeds the size cap.
 	ErrTooLarge = errors.New("image exceeds the size limit")
+	// ErrRecordTooLarge: the image's properties, tags and locations
+	// together exceed what the registry keeps for one image
+	// (meta.MaxRecordBytes).
+	ErrRecordTooLarge = meta.ErrRecordTooLarge
 	// ErrOverQuota: the project would exceed its quota (images, uploads
 	// in flight or bytes).
 	ErrOverQuota = errors.New("over quota")

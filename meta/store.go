@@ -22,11 +22,20 @@ var (
 	ErrExists = errors.New("image already exists")
 	// ErrIllegalMove: the status change is not allowed by the state machine.
 	ErrIllegalMove = errors.New("illegal status change")
+	// ErrRecordTooLarge: the image's record would exceed MaxRecordBytes.
+	ErrRecordTooLarge = errors.New("image record too large")
 	// ErrUnavailable: the registry cannot be reached now (etcd without a
 	// quorum, or this daemon cut off from it); the same call may succeed
 	// later. A write that failed so may or may not have been made.
 	ErrUnavailable = kv.ErrUnavailable
 )
+
+// MaxRecordBytes bounds one image's record (its JSON: every property, tag
+// and location), the same on every engine, so that a catalogue that works
+// on badger works on etcd: half of what one registry transaction may write
+// (kv.MaxTxnBytes, under etcd's 1.5 MiB request limit), the rest being
+// the indexes written with it.
+const MaxRecordBytes = kv.MaxTxnBytes / 2
 
 // Store is the image registry. It is safe for concurrent use.
 type Store struct {
@@ -300,6 +309,9 @@ func putImage(tx kv.Txn, old, img *Image) error {
 	v, err := json.Marshal(img)
 	if err != nil {
 		return err
+	}
+	if len(v) > MaxRecordBytes {
+		return fmt.Errorf("%w: %d bytes, at most %d: use fewer or shorter properties", ErrRecordTooLarge, len(v), MaxRecordBytes)
 	}
 	if err := tx.Set(imageKey(img.ID), v); err != nil {
 		return err
