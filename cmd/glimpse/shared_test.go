@@ -426,3 +426,21 @@ func TestSharedEtcdLeaderKilled(t *testing.T) {
 		})
 	}
 }
+
+// gc and scrub with --data work on the registry and store directly, so on
+// an etcd registry they refuse while any daemon holds a lease on it, and
+// run once the daemons stopped (a clean stop gives the lease up).
+func TestSharedDirectGCRefusesWhileLeased(t *testing.T) {
+	cluster, _, ds := sharedDaemons(t, 1)
+	direct := []string{"--data", filepath.Join(t.TempDir(), "direct"), "--registry", cluster.URL("shared"), "--store", "s3://images/glimpse"}
+	for _, cmd := range []string{"gc", "scrub"} {
+		out, err := glimpse(t, append([]string{cmd}, direct...)...)
+		if err == nil || !strings.Contains(out, "hold a lease on this registry") {
+			t.Fatalf("%s --data beside a live daemon: %v\n%s", cmd, err, out)
+		}
+	}
+	ds[0].stop()
+	if out, err := glimpse(t, append([]string{"gc"}, direct...)...); err != nil {
+		t.Fatalf("gc --data once the daemon stopped: %v\n%s", err, out)
+	}
+}
