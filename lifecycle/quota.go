@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -31,14 +30,8 @@ func (u usage) bytes() int64 { return u.stored + u.live }
 
 // contribution is what one image adds to its owner's usage.
 func contribution(img *meta.Image) usage {
-	u := usage{images: 1}
-	if img.Status.InFlight() {
-		u.uploading = 1
-	}
-	if img.Size != nil {
-		u.stored = *img.Size // active, deactivated, and staged content
-	}
-	return u
+	u := meta.UsageOf(img)
+	return usage{images: u.Images, uploading: u.Uploading, stored: u.Stored}
 }
 
 func (u *usage) add(v usage, sign int64) {
@@ -47,88 +40,35 @@ func (u *usage) add(v usage, sign int64) {
 	u.stored += sign * v.stored
 }
 
-// ledger keeps every project's usage, so that a quota check costs a map
-// lookup instead of a scan of the catalogue: one scan when the service
-// starts, then every committed change (the registry's feed, which carries
-// every daemon's changes) applied to the image it concerns. Each image's
-// share is kept, so an event applied twice changes nothing.
-type ledger struct {
-	mu        sync.Mutex
-	byProject map[string]usage
-	byImage   map[string]share
-	rev       int64 // the scan's revision: older events are already in it
-	err       error // the last scan failed: quota checks fail with it
-}
-
-// share is what one image adds to its owner's usage.
-type share struct {
-	owner string
-	usage
-}
-
-// openLedger scans the catalogue and follows its changes; events that
-// arrive during the scan wait for it.
-func openLedger(store *meta.Store) *ledger {
-	l := &ledger{}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	store.Subscribe(func(ev meta.Event) { l.apply(store, ev) })
-	l.rescan(store)
-	return l
-}
-
-// rescan rebuilds the ledger from the catalogue; l.mu is held.
-func (l *ledger) rescan(store *meta.Store) {
-	l.byProject, l.byImage = map[string]usage{}, map[string]share{}
-	l.rev, l.err = store.Snapshot(func(img *meta.Image) error {
-		l.set(img.ID, img)
-		return nil
-	})
-}
-
-// set makes img (nil: gone) image id's share; l.mu is held.
-func (l *ledger) set(id string, img *meta.Image) {
-	if old, ok := l.byImage[id]; ok {
-		u := l.byProject[old.owner]
-		u.add(old.usage, -1)
-		l.byProject[old.owner] = u
-		delete(l.byImage, id)
-	}
-	if img == nil {
-		return
-	}
-	sh := share{owner: img.Owner, usage: contribution(img)}
-	l.byImage[id] = sh
-	u := l.byProject[sh.owner]
-	u.add(sh.usage, 1)
-	l.byProject[sh.owner] = u
-}
-
-func (l *ledger) apply(store *meta.Store, ev meta.Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// limit is the quota as the registry enforces it, inside the transaction
+// of every change that makes a project hold more (meta.Limit), so that
+// the limits are exact across daemons sharing the catalogue; the checks
+// below, before a change, give the refusals Glance's messages and count
+// this daemon's uploads in flight.
+func (s *Service) limit(project string, before, after meta.Usage) error {
+	q := s.quota
 	switch {
-	case ev.Resync:
-		l.rescan(store)
-	case ev.Rev <= l.rev:
-		// already in the scan
-	case ev.New != nil:
-		l.set(ev.New.ID, ev.New)
-	case ev.Old != nil:
-		l.set(ev.Old.ID, nil)
+	case q.Images > 0 && after.Images > before.Images && after.Images > q.Images:
+		return overLimit(project, "image_count_total", q.Images, before.Images, after.Images-before.Images)
+	case q.Uploading > 0 && after.Uploading > before.Uploading && after.Uploading > q.Uploading:
+		return overLimit(project, "image_count_uploading", q.Uploading, before.Uploading, after.Uploading-before.Uploading)
+	case q.Bytes > 0 && after.Uploading > before.Uploading && before.Stored >= q.Bytes:
+		return overLimit(project, "image_size_total", q.Bytes, before.Stored, 0)
+	case q.Bytes > 0 && after.Stored > before.Stored && after.Stored > q.Bytes:
+		return storageFull(after.Stored-before.Stored, q.Bytes-before.Stored)
 	}
+	return nil
 }
 
 // usageOf is what project holds, leaving out image skip (the one whose
 // upload is being checked), with the bytes written so far by its uploads
 // in flight.
 func (s *Service) usageOf(project, skip string) (usage, error) {
-	s.ledger.mu.Lock()
-	u, err := s.ledger.byProject[project], s.ledger.err
-	s.ledger.mu.Unlock()
+	held, err := s.store.Usage(project)
 	if err != nil {
-		return usage{}, fmt.Errorf("quota: reading the catalogue: %w", err)
+		return usage{}, fmt.Errorf("quota: %w", err)
 	}
+	u := usage{images: held.Images, uploading: held.Uploading, stored: held.Stored}
 	if skip != "" {
 		img, err := s.store.Get(skip)
 		if err != nil && !errors.Is(err, meta.ErrNotFound) {

@@ -60,7 +60,6 @@ type Service struct {
 	inspect func(io.ReaderAt, int64) (convert.Report, error)
 	maxSize int64
 	quota   Quota
-	ledger  *ledger // each project's usage; nil without quotas
 	log     *slog.Logger
 	metrics *Metrics
 
@@ -104,7 +103,7 @@ func New(cfg Config) *Service {
 		s.inspect = convert.Inspect
 	}
 	if s.quota.any() {
-		s.ledger = openLedger(s.store)
+		s.store.SetLimit(s.limit)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -13,6 +13,8 @@ import (
 //	s/<status>/<id>                empty; every image, by status
 //	n/<status>/<name>\x00<id>      empty; images whose name can be a file
 //	                               name (see Listable), by status and name
+//	u/<project>                    JSON of Usage: what the project holds,
+//	                               changed with every change of its images
 //	d/<lease>                      JSON of Daemon; one per daemon holding a
 //	                               lease on the catalogue (kv.LeaseKey),
 //	                               tied to the lease
@@ -20,7 +22,10 @@ import (
 // The name index sorts by name within a status, so the images sharing a
 // name are adjacent: a status directory is one prefix scan, and a name
 // lookup is one shorter one.
-const schemaVersion = "1"
+//
+// Schema 2 added u/; a schema 1 registry is upgraded at Open (stop every
+// daemon of a shared registry before starting the upgraded ones).
+const schemaVersion = "2"
 
 var versionKey = []byte("v")
 
@@ -29,6 +34,8 @@ func imageKey(id string) []byte { return []byte("i/" + id) }
 func imagePrefix() []byte { return []byte("i/") }
 
 func daemonPrefix() []byte { return []byte("d/") }
+
+func usageKey(project string) []byte { return []byte("u/" + project) }
 
 func statusKey(s Status, id string) []byte { return []byte("s/" + string(s) + "/" + id) }
 

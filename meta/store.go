@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/glimpse-project/glimpse/meta/kv"
@@ -43,6 +44,7 @@ type Store struct {
 	now    func() time.Time
 	feed   *feed
 	member membership
+	limit  atomic.Pointer[Limit]
 }
 
 // Option is an option of Open.
@@ -61,15 +63,20 @@ func Open(db kv.KV, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	s := &Store{kv: db, now: func() time.Time { return time.Now().UTC() }}
+	upgrade := false
 	_, err := db.Update(context.Background(), func(tx kv.Txn) error {
+		upgrade = false
 		v, err := tx.Get(versionKey)
-		if errors.Is(err, kv.ErrNotFound) {
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
 			return tx.Set(versionKey, []byte(schemaVersion))
-		}
-		if err != nil {
+		case err != nil:
 			return err
-		}
-		if string(v) != schemaVersion {
+		case string(v) == "1":
+			upgrade = true // usage not yet counted: counted below
+			return nil
+		case string(v) != schemaVersion:
 			return fmt.Errorf("registry schema version %q, this glimpse reads %q", v, schemaVersion)
 		}
 		return nil
@@ -77,7 +84,12 @@ func Open(db kv.KV, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry: %w", err)
 	}
-	s := &Store{kv: db, now: func() time.Time { return time.Now().UTC() }}
+	if upgrade {
+		if err := s.countUsage(context.Background()); err != nil {
+			return nil, fmt.Errorf("open registry: upgrade to schema %s: %w", schemaVersion, err)
+		}
+		o.log.Info("registry upgraded: usage counted per project", "schema", schemaVersion)
+	}
 	rev, err := s.revision(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("open registry: %w", err)
@@ -99,6 +111,9 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 		if _, err := tx.Get(imageKey(img.ID)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+		if err := s.account(tx, nil, img); err != nil {
 			return err
 		}
 		return putImage(tx, nil, img)
@@ -173,6 +188,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 		s.stampWriter(old, img)
 		img.CreatedAt = old.CreatedAt
 		img.UpdatedAt = s.now()
+		if err := s.account(tx, old, img); err != nil {
+			return err
+		}
 		return putImage(tx, old, img)
 	})
 	if err != nil {
@@ -198,6 +216,9 @@ func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error)
 			if err := check(old); err != nil {
 				return err
 			}
+		}
+		if err := s.account(tx, old, nil); err != nil {
+			return err
 		}
 		return deleteImage(tx, old)
 	})
