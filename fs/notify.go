@@ -84,9 +84,16 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 			queue = nil
 			stopping := closed
 			mu.Unlock()
+			events := make([]*meta.Event, 0, len(batch))
 			for _, it := range batch {
 				if it.ev != nil {
-					r.invalidate(*it.ev)
+					events = append(events, it.ev)
+				}
+			}
+			sharing := r.lookupSharing(events)
+			for _, it := range batch {
+				if it.ev != nil {
+					r.invalidate(*it.ev, sharing)
 				}
 				if it.done != nil {
 					close(it.done)
@@ -140,11 +147,55 @@ func imageID(ev meta.Event) string {
 	return ""
 }
 
+// nameIn is a name in a status directory.
+type nameIn struct {
+	status meta.Status
+	name   string
+}
+
+// maxSharingLookups bounds the registry reads lookupSharing runs at once.
+const maxSharingLookups = 8
+
+// lookupSharing finds, for every name the batch's events touch, the images
+// holding it now, with the registry reads run side by side: with a shared
+// registry every daemon's mount sees every daemon's changes, and one read
+// after another would make the busiest catalogue wait on the round trips.
+func (r *Root) lookupSharing(events []*meta.Event) map[nameIn][]string {
+	want := map[nameIn]bool{}
+	for _, ev := range events {
+		for _, img := range []*meta.Image{ev.Old, ev.New} {
+			if img != nil && r.status[img.Status] != nil && meta.Listable(img.Name) {
+				want[nameIn{img.Status, img.Name}] = true
+			}
+		}
+	}
+	out := make(map[nameIn][]string, len(want))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxSharingLookups)
+	for n := range want {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ids, err := r.svc.Named(context.Background(), r.opts.Principal, n.status, n.name)
+			if err != nil {
+				return // the NAME@ID entries expire on their own
+			}
+			mu.Lock()
+			out[n] = ids
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // invalidate drops every kernel cache entry that ev may have made wrong:
 // the image's names before and after (bare and NAME@ID, and those of the
-// images sharing them, whose display names change with a collision), its
-// id entry, and its attributes.
-func (r *Root) invalidate(ev meta.Event) {
+// images sharing them, whose display names change with a collision, from
+// sharing), its id entry, and its attributes.
+func (r *Root) invalidate(ev meta.Event, sharing map[nameIn][]string) {
 	for _, img := range []*meta.Image{ev.Old, ev.New} {
 		if img == nil {
 			continue
@@ -156,11 +207,7 @@ func (r *Root) invalidate(ev meta.Event) {
 		}
 		dir.NotifyEntry(img.Name)
 		dir.NotifyEntry(img.Name + "@" + img.ID)
-		others, err := r.svc.Named(context.Background(), r.opts.Principal, img.Status, img.Name)
-		if err != nil {
-			continue
-		}
-		for _, id := range others {
+		for _, id := range sharing[nameIn{img.Status, img.Name}] {
 			dir.NotifyEntry(img.Name + "@" + id)
 		}
 	}

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 )
 
@@ -13,7 +14,8 @@ import (
 //	s/<status>/<id>                empty; every image, by status
 //	n/<status>/<name>\x00<id>      empty; images whose name can be a file
 //	                               name (see Listable), by status and name
-//	u/<project>                    JSON of Usage: what the project holds,
+//	u/<project>\x00<shard>          JSON of Usage: a share of what the
+//	                               project holds (the sum of its shards),
 //	                               changed with every change of its images
 //	d/<lease>                      JSON of Daemon; one per daemon holding a
 //	                               lease on the catalogue (kv.LeaseKey),
@@ -35,7 +37,11 @@ func imagePrefix() []byte { return []byte("i/") }
 
 func daemonPrefix() []byte { return []byte("d/") }
 
-func usageKey(project string) []byte { return []byte("u/" + project) }
+func usageKey(project string, shard int) []byte {
+	return fmt.Appendf(nil, "u/%s\x00%02d", project, shard)
+}
+
+func usagePrefix(project string) []byte { return []byte("u/" + project + "\x00") }
 
 func statusKey(s Status, id string) []byte { return []byte("s/" + string(s) + "/" + id) }
 

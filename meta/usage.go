@@ -5,15 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sort"
 
 	"github.com/glimpse-project/glimpse/meta/kv"
 )
 
-// Usage is what one project holds, counted in the registry (key
-// u/<project>) in the same transaction as every change to its images, so
-// that every daemon sharing the catalogue sees the same figures and a
-// quota can be enforced exactly across them (see Limit).
+// Usage is what one project holds, counted in the registry in the same
+// transaction as every change to its images, so that every daemon sharing
+// the catalogue sees the same figures and a quota can be enforced exactly
+// across them (see Limit). The count is kept in usageShards keys per
+// project, each image's share in the one its id picks, so that concurrent
+// changes to a project's images rarely touch the same key (on etcd every
+// touch of a key another transaction wrote is a retry); the usage is their
+// sum.
 type Usage struct {
 	Images    int64 `json:"images"`    // images the project owns, whatever their status
 	Uploading int64 `json:"uploading"` // of those, in flight (saving, uploading, importing)
@@ -51,6 +56,16 @@ type Limit func(project string, before, after Usage) error
 // Each daemon sets its own, so give them all the same.
 func (s *Store) SetLimit(fn Limit) { s.limit.Store(&fn) }
 
+// usageShards is how many keys hold one project's usage.
+const usageShards = 32
+
+// usageShard is the key of image id's share of project's usage.
+func usageShard(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % usageShards)
+}
+
 // Usage is what project holds now.
 func (s *Store) Usage(project string) (Usage, error) {
 	var u Usage
@@ -65,30 +80,42 @@ func (s *Store) Usage(project string) (Usage, error) {
 	return u, nil
 }
 
+// getUsage sums project's shards.
 func getUsage(tx kv.Txn, project string) (Usage, error) {
-	v, err := tx.Get(usageKey(project))
-	if errors.Is(err, kv.ErrNotFound) {
-		return Usage{}, nil
-	}
-	if err != nil {
-		return Usage{}, err
-	}
 	var u Usage
-	if err := json.Unmarshal(v, &u); err != nil {
-		return Usage{}, fmt.Errorf("decode usage of project %s: %w", project, err)
-	}
-	return u, nil
+	err := tx.Scan(usagePrefix(project), func(k, v []byte) error {
+		var shard Usage
+		if err := json.Unmarshal(v, &shard); err != nil {
+			return fmt.Errorf("decode usage %q: %w", k, err)
+		}
+		u = u.add(shard, 1)
+		return nil
+	})
+	return u, err
 }
 
-func putUsage(tx kv.Txn, project string, u Usage) error {
-	if u == (Usage{}) {
-		return tx.Delete(usageKey(project))
+// addUsage adds d to one shard of project's usage.
+func addUsage(tx kv.Txn, project string, shard int, d Usage) error {
+	key := usageKey(project, shard)
+	var u Usage
+	v, err := tx.Get(key)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		if err := json.Unmarshal(v, &u); err != nil {
+			return fmt.Errorf("decode usage %q: %w", key, err)
+		}
 	}
-	v, err := json.Marshal(u)
-	if err != nil {
+	u = u.add(d, 1)
+	if u == (Usage{}) {
+		return tx.Delete(key)
+	}
+	if v, err = json.Marshal(u); err != nil {
 		return err
 	}
-	return tx.Set(usageKey(project), v)
+	return tx.Set(key, v)
 }
 
 // account moves the usage of the change from old to img (either nil) in
@@ -114,18 +141,27 @@ func (s *Store) account(tx kv.Txn, old, img *Image) error {
 	if l := s.limit.Load(); l != nil {
 		limit = *l
 	}
+	id := ""
+	if img != nil {
+		id = img.ID
+	} else {
+		id = old.ID
+	}
 	for _, p := range projects {
-		before, err := getUsage(tx, p)
-		if err != nil {
-			return err
-		}
-		after := before.add(deltas[p], 1)
-		if limit != nil && before.growsTo(after) {
-			if err := limit(p, before, after); err != nil {
+		d := deltas[p]
+		// Only a change that adds, with a limit, reads the whole count:
+		// that read makes concurrent additions to the project take turns,
+		// which exactness needs.
+		if limit != nil && (Usage{}).growsTo(d) {
+			before, err := getUsage(tx, p)
+			if err != nil {
+				return err
+			}
+			if err := limit(p, before, before.add(d, 1)); err != nil {
 				return err
 			}
 		}
-		if err := putUsage(tx, p, after); err != nil {
+		if err := addUsage(tx, p, usageShard(id), d); err != nil {
 			return err
 		}
 	}
@@ -155,7 +191,7 @@ func (s *Store) countUsage(ctx context.Context) error {
 		last := n == len(projects)
 		if _, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 			for _, p := range batch {
-				if err := putUsage(tx, p, byProject[p]); err != nil {
+				if err := addUsage(tx, p, 0, byProject[p]); err != nil {
 					return err
 				}
 			}

@@ -72,8 +72,15 @@ func TestUsageUpgrade(t *testing.T) {
 	}
 	// Back to what schema 1 wrote: no counters.
 	if _, err := db.Update(ctx, func(tx kv.Txn) error {
-		for _, p := range []string{"p0", "p1"} {
-			if err := tx.Delete(usageKey(p)); err != nil {
+		var keys [][]byte
+		if err := tx.Scan([]byte("u/"), func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := tx.Delete(k); err != nil {
 				return err
 			}
 		}

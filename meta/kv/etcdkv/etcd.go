@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"time"
@@ -130,6 +131,14 @@ func (db *DB) Update(ctx context.Context, fn func(kv.Txn) error) (int64, error) 
 		}
 		if i >= maxConflictRetries {
 			return 0, fmt.Errorf("etcd transaction: still conflicting after %d attempts", i+1)
+		}
+		// A short random pause, growing with the retries, so that writers
+		// that keep colliding on one key spread out instead of retrying in
+		// step.
+		select {
+		case <-time.After(time.Duration(rand.Int64N(int64(100*time.Microsecond) << min(i, 6)))):
+		case <-ctx.Done():
+			return 0, mapErr(ctx.Err())
 		}
 	}
 }
