@@ -444,3 +444,109 @@ func TestSharedDirectGCRefusesWhileLeased(t *testing.T) {
 		t.Fatalf("gc --data once the daemon stopped: %v\n%s", err, out)
 	}
 }
+
+// etcd stalled: one member SIGSTOPped (the leader) while a daemon writes,
+// then every member, as when a daemon is cut off from etcd. With one member
+// stalled, writes go on after an election and none acknowledged is lost;
+// with all of them, writes fail with 503 (REST) and EIO (mount) within a
+// bounded time, reads of an open image go on from the store, and once etcd
+// answers again the daemons write and see each other's changes as before.
+func TestSharedEtcdStalled(t *testing.T) {
+	cluster, _, ds := sharedDaemons(t, 2)
+	a, b := ds[0], ds[1]
+	ra, rb := rest{t: t, base: "http://" + a.addr}, rest{t: t, base: "http://" + b.addr}
+	tmp := t.TempDir()
+	src := randomFile(t, tmp, "open.img", 8<<20)
+	mustRun(t, "cp", src, filepath.Join(a.mnt, "active", "open.img"))
+	open, err := os.Open(filepath.Join(a.mnt, "active", "open.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+
+	// One member stalled: the leader.
+	leader := cluster.Leader(t)
+	cluster.Pause(t, leader)
+	paused := []int{leader}
+	defer func() {
+		for _, i := range paused {
+			cluster.Resume(t, i)
+		}
+	}()
+	var acked []string
+	refused := 0
+	stalledAt := time.Now()
+	var firstAck time.Duration
+	for i := 0; time.Since(stalledAt) < 15*time.Second && len(acked) < 20; i++ {
+		st, body := ra.do("POST", "/v2/images", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"name": "stalled-%d", "disk_format": "raw", "container_format": "bare"}`, i)))
+		switch st {
+		case http.StatusCreated:
+			if acked = append(acked, ra.decode(body)["id"].(string)); len(acked) == 1 {
+				firstAck = time.Since(stalledAt)
+			}
+		case http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Fatalf("create with the leader stalled: %d %s", st, body)
+		}
+	}
+	if len(acked) == 0 {
+		t.Fatalf("no write acknowledged in 15 s with one member of three stalled (%d refused with 503)", refused)
+	}
+	// A stalled member keeps its connections open: the client gives up on
+	// it only after its keep-alive and request timeouts, unlike a killed
+	// one, whose connections reset at once.
+	t.Logf("leader stalled: the first create acknowledged %v after, %d refused with 503 before", firstAck.Round(time.Millisecond), refused)
+	cluster.Resume(t, leader)
+	paused = nil
+	for _, id := range acked {
+		if st, _ := rb.do("GET", "/v2/images/"+id, "", nil); st != http.StatusOK {
+			t.Fatalf("acknowledged image %s missing after the leader stalled", id)
+		}
+	}
+	t.Logf("leader stalled: %d creates acknowledged, all present after", len(acked))
+
+	// Every member stalled: the daemons are cut off.
+	for i := range cluster.Endpoints {
+		cluster.Pause(t, i)
+		paused = append(paused, i)
+	}
+	start := time.Now()
+	st, body := ra.do("POST", "/v2/images", "application/json", strings.NewReader(`{"name": "cut-off"}`))
+	took := time.Since(start)
+	if st != http.StatusServiceUnavailable {
+		t.Fatalf("create cut off from etcd: %d %s, want 503", st, body)
+	}
+	if took > 15*time.Second {
+		t.Fatalf("create cut off from etcd took %v to fail", took)
+	}
+	start = time.Now()
+	err = os.WriteFile(filepath.Join(a.mnt, "queued", "cut-off.raw"), nil, 0o644)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("touch in the mount cut off from etcd: %v, want EIO", err)
+	}
+	t.Logf("cut off: REST create refused with 503 after %v, touch with EIO after %v", took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	buf := make([]byte, 1<<20)
+	if _, err := open.ReadAt(buf, 4<<20); err != nil {
+		t.Fatalf("reading an open image while cut off: %v", err)
+	}
+	for _, i := range paused {
+		cluster.Resume(t, i)
+	}
+	paused = nil
+
+	// Back: writes work and changes propagate.
+	eventually(t, 30*time.Second, "a create once etcd is back", func() bool {
+		st, _ := ra.do("POST", "/v2/images", "application/json", strings.NewReader(`{"name": "back"}`))
+		return st == http.StatusCreated
+	})
+	if exists(filepath.Join(b.mnt, "queued", "back-again")) {
+		t.Fatal("back-again in B before it was made")
+	}
+	ra.create("back-again")
+	eventually(t, propagationBudget, "A's change in B's mount after the outage", func() bool {
+		return exists(filepath.Join(b.mnt, "queued", "back-again"))
+	})
+	mustRun(t, "cmp", src, filepath.Join(b.mnt, "active", "open.img"))
+}

@@ -94,6 +94,23 @@ func (e *Etcd) Kill(t testing.TB, i int) {
 	}
 }
 
+// Pause SIGSTOPs member i: it holds its connections but answers nothing,
+// as a member cut off or stalled does.
+func (e *Etcd) Pause(t testing.TB, i int) {
+	t.Helper()
+	if err := syscall.Kill(e.PID(t, i), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Resume SIGCONTs member i.
+func (e *Etcd) Resume(t testing.TB, i int) {
+	t.Helper()
+	if err := syscall.Kill(e.PID(t, i), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Restart starts member i again with its first command line and data.
 func (e *Etcd) Restart(t testing.TB, i int) {
 	t.Helper()
