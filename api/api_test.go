@@ -20,7 +20,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 type env struct {
@@ -33,7 +33,7 @@ func newEnv(t *testing.T, maxSize int64, opts api.Options) *env {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
-	db, err := kv.OpenBadger(filepath.Join(dir, "registry"), log)
+	db, err := badgerkv.Open(filepath.Join(dir, "registry"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,5 +569,25 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if r := e.do("GET", "/v2/glimpse/scrub", admin, nil); r.status != 404 {
 		t.Errorf("GET scrub: %d", r.status)
+	}
+}
+
+// Properties that together exceed what the registry keeps for one image
+// are refused with 413, as Glance refuses too many properties, and the
+// image keeps what it had.
+func TestRecordTooLargeAnswers413(t *testing.T) {
+	e := newEnv(t, 1<<20, api.Options{})
+	id := e.create(`{"name": "props", "disk_format": "raw", "container_format": "bare"}`)["id"].(string)
+	var ops []string
+	for i := 0; i < 9; i++ {
+		ops = append(ops, fmt.Sprintf(`{"op": "add", "path": "/p%d", "value": "%s"}`, i, strings.Repeat("v", 60000)))
+	}
+	r := e.do("PATCH", "/v2/images/"+id, map[string]string{"Content-Type": "application/openstack-images-v2.1-json-patch"},
+		strings.NewReader("["+strings.Join(ops, ",")+"]"))
+	if r.status != http.StatusRequestEntityTooLarge || !strings.Contains(string(r.body), "record too large") {
+		t.Fatalf("a patch past the record limit: %d %.200s, want 413 saying why", r.status, r.body)
+	}
+	if v := e.do("GET", "/v2/images/"+id, nil, nil).json(t); v["p0"] != nil {
+		t.Fatal("part of the refused patch was kept")
 	}
 }

@@ -51,17 +51,19 @@ func statusOf(err error) int {
 		errors.Is(err, lifecycle.ErrProtected):
 		return http.StatusForbidden
 	case errors.Is(err, lifecycle.ErrTooLarge),
+		errors.Is(err, lifecycle.ErrRecordTooLarge),
 		errors.Is(err, lifecycle.ErrOverQuota),
 		errors.Is(err, lifecycle.ErrStoreFull):
 		// Glance: image_size_cap, StorageQuotaFull, ProjectOverLimit
 		// and StorageFull are all 413.
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, lifecycle.ErrStoreUnavailable):
+	case errors.Is(err, lifecycle.ErrStoreUnavailable), errors.Is(err, lifecycle.ErrRegistryUnavailable):
 		// Glance's download answers 503 when the store cannot be reached
 		// (RemoteServiceUnavailable); glimpse says the same of an upload
 		// the store failed, where Glance's generic path answers 500: the
 		// request was fine and may be repeated once the store is back.
-		// Content at an HTTP location that does not answer is the same.
+		// Content at an HTTP location that does not answer is the same,
+		// and so is a registry (etcd) without a quorum.
 		return http.StatusServiceUnavailable
 	case errors.Is(err, lifecycle.ErrConflict),
 		errors.Is(err, metadefs.ErrDuplicate),

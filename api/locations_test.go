@@ -18,7 +18,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 // newLocationEnv is a listener whose lifecycle reads HTTP locations
@@ -28,7 +28,7 @@ func newLocationEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
-	db, err := kv.OpenBadger(filepath.Join(dir, "registry"), log)
+	db, err := badgerkv.Open(filepath.Join(dir, "registry"), log)
 	if err != nil {
 		t.Fatal(err)
 	}

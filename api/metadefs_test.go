@@ -15,7 +15,7 @@ import (
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/lifecycle/lifecycletest"
 	"github.com/glimpse-project/glimpse/lifecycle/metadefs"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 // mdEnv is a REST listener with the metadefs API and three callers: an
@@ -29,7 +29,7 @@ func newMetadefsEnv(t *testing.T) mdEnv {
 		"admin": {"project": "admin", "roles": ["admin", "member", "reader"]},
 		"p1": {"project": "p1", "roles": ["member", "reader"]},
 		"p2": {"project": "p2", "roles": ["member", "reader"]}}}`), 0o600)
-	db, err := kv.OpenBadger("", slog.New(slog.DiscardHandler))
+	db, err := badgerkv.Open("", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

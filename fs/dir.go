@@ -353,7 +353,22 @@ func (d *statusDir) Rename(ctx context.Context, name string, newParent gofs.Inod
 	if to == d && img.Status == meta.Saving {
 		target = meta.Saving // a file still being written, renamed in place
 	}
-	if _, err := d.root.svc.Move(ctx, d.root.opts.Principal, id, newName, target); err != nil {
+	// On the path's name and directory, not on the record read after the
+	// lookup: another daemon sharing the catalogue may have renamed or
+	// moved the image in between, and then this rename must fail.
+	wasName, wasStatus := name, d.status
+	if base, ok := strings.CutSuffix(name, "@"+id); ok && img.Name != name {
+		wasName = base
+	}
+	d.root.mu.Lock()
+	_, pending := d.root.pending[pendingPath{d.status, name}]
+	d.root.mu.Unlock()
+	if pending {
+		// A file this mount is writing, under the path it was created
+		// with: only this mount renames it.
+		wasName, wasStatus = img.Name, img.Status
+	}
+	if _, err := d.root.svc.MoveFrom(ctx, d.root.opts.Principal, id, wasName, wasStatus, newName, target); err != nil {
 		return toErrno(d.root.log, "rename", err)
 	}
 	d.root.mu.Lock()

@@ -23,11 +23,12 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return 0
 	case errors.Is(err, lifecycle.ErrStoreFull):
 		return syscall.ENOSPC
-	case errors.Is(err, lifecycle.ErrStoreUnavailable):
+	case errors.Is(err, lifecycle.ErrStoreUnavailable), errors.Is(err, lifecycle.ErrRegistryUnavailable):
 		// Not the errno of the store's client (ECONNREFUSED, ETIMEDOUT),
 		// which would say the file itself refused or timed out; the same
-		// for content at an HTTP location that does not answer.
-		log.Warn("store unavailable", "op", op, "err", err)
+		// for content at an HTTP location that does not answer, and for
+		// a registry without a quorum.
+		log.Warn("store or registry unavailable", "op", op, "err", err)
 		return syscall.EIO
 	case errors.As(err, &errno):
 		return errno
@@ -44,6 +45,9 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.EBUSY
 	case errors.Is(err, lifecycle.ErrTooLarge):
 		return syscall.EFBIG
+	case errors.Is(err, lifecycle.ErrRecordTooLarge):
+		// What a filesystem answers when an inode's attributes are full.
+		return syscall.ENOSPC
 	case errors.Is(err, lifecycle.ErrOverQuota), errors.Is(err, lifecycle.ErrStoreFull):
 		// Out of quota or out of store space: what a full filesystem
 		// answers. (EDQUOT would name the quota, but the project's quota

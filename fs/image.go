@@ -132,16 +132,21 @@ func (r *Root) imageAttr(img *meta.Image, a *fuse.Attr) {
 func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.root.settleGone(ctx, imageIs(n.id))
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
-	if errors.Is(err, lifecycle.ErrNotFound) {
-		// Removed while open: the open file still is what it was. The
-		// kernel sends fstat(2) without the handle, so the node keeps it.
+	if errors.Is(err, lifecycle.ErrNotFound) || errors.Is(err, lifecycle.ErrRegistryUnavailable) {
+		// Removed while open, or the registry cannot be asked now (etcd
+		// without a quorum): the open file still is what it was, and
+		// its reads, which the kernel may precede with this, go on from
+		// the store. The kernel sends fstat(2) without the handle, so
+		// the node keeps it.
 		opened := n.openedImage()
 		if rh, ok := f.(*readHandle); ok {
 			opened = rh.img
 		}
 		if opened != nil {
 			n.root.imageAttr(opened, &out.Attr)
-			out.Attr.Nlink = 0
+			if errors.Is(err, lifecycle.ErrNotFound) {
+				out.Attr.Nlink = 0
+			}
 			return 0
 		}
 	}

@@ -56,20 +56,24 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 		return true
 	}
 	cancel := r.svc.Subscribe(func(ev meta.Event) {
-		it := item{ev: &ev}
-		_, fromMount := fuse.FromContext(ev.Context)
-		if !fromMount {
-			it.done = make(chan struct{})
-		}
-		if !enqueue(it) {
+		if ev.Resync {
+			// Changes were missed: the names and attributes they made
+			// stale leave the kernel's caches when their timeouts expire.
+			r.log.Warn("the registry feed resynchronised; the mount may show old entries for a second")
 			return
 		}
-		if it.done != nil {
-			select {
-			case <-it.done:
-			case <-time.After(syncInvalidateTimeout):
-				r.log.Warn("kernel cache invalidation is slow; the mount may show the old state for a second", "image", imageID(ev))
-			}
+		enqueue(item{ev: &ev})
+	})
+	var settleFor func(timeout time.Duration) bool
+	// A change made elsewhere in this daemon (the REST listener) waits
+	// until its notifications are done; one made through the mount, or by
+	// another daemon, does not.
+	cancelHook := r.svc.AfterCommit(func(ctx context.Context) {
+		if _, fromMount := fuse.FromContext(ctx); fromMount {
+			return
+		}
+		if !settleFor(syncInvalidateTimeout) {
+			r.log.Warn("kernel cache invalidation is slow; the mount may show the old state for a second")
 		}
 	})
 	go func() {
@@ -80,9 +84,16 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 			queue = nil
 			stopping := closed
 			mu.Unlock()
+			events := make([]*meta.Event, 0, len(batch))
 			for _, it := range batch {
 				if it.ev != nil {
-					r.invalidate(*it.ev)
+					events = append(events, it.ev)
+				}
+			}
+			sharing := r.lookupSharing(events)
+			for _, it := range batch {
+				if it.ev != nil {
+					r.invalidate(*it.ev, sharing)
 				}
 				if it.done != nil {
 					close(it.done)
@@ -95,6 +106,7 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 	}()
 	stop = func() {
 		cancel()
+		cancelHook()
 		mu.Lock()
 		closed = true
 		mu.Unlock()
@@ -104,13 +116,25 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 		}
 		<-exited
 	}
-	settle = func() {
+	settleFor = func(timeout time.Duration) bool {
 		it := item{done: make(chan struct{})}
-		if enqueue(it) {
+		if !enqueue(it) {
+			return true
+		}
+		if timeout <= 0 {
 			<-it.done
+			return true
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-it.done:
+			return true
+		case <-t.C:
+			return false
 		}
 	}
-	return stop, settle
+	return stop, func() { settleFor(0) }
 }
 
 func imageID(ev meta.Event) string {
@@ -123,11 +147,55 @@ func imageID(ev meta.Event) string {
 	return ""
 }
 
+// nameIn is a name in a status directory.
+type nameIn struct {
+	status meta.Status
+	name   string
+}
+
+// maxSharingLookups bounds the registry reads lookupSharing runs at once.
+const maxSharingLookups = 8
+
+// lookupSharing finds, for every name the batch's events touch, the images
+// holding it now, with the registry reads run side by side: with a shared
+// registry every daemon's mount sees every daemon's changes, and one read
+// after another would make the busiest catalogue wait on the round trips.
+func (r *Root) lookupSharing(events []*meta.Event) map[nameIn][]string {
+	want := map[nameIn]bool{}
+	for _, ev := range events {
+		for _, img := range []*meta.Image{ev.Old, ev.New} {
+			if img != nil && r.status[img.Status] != nil && meta.Listable(img.Name) {
+				want[nameIn{img.Status, img.Name}] = true
+			}
+		}
+	}
+	out := make(map[nameIn][]string, len(want))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxSharingLookups)
+	for n := range want {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ids, err := r.svc.Named(context.Background(), r.opts.Principal, n.status, n.name)
+			if err != nil {
+				return // the NAME@ID entries expire on their own
+			}
+			mu.Lock()
+			out[n] = ids
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // invalidate drops every kernel cache entry that ev may have made wrong:
 // the image's names before and after (bare and NAME@ID, and those of the
-// images sharing them, whose display names change with a collision), its
-// id entry, and its attributes.
-func (r *Root) invalidate(ev meta.Event) {
+// images sharing them, whose display names change with a collision, from
+// sharing), its id entry, and its attributes.
+func (r *Root) invalidate(ev meta.Event, sharing map[nameIn][]string) {
 	for _, img := range []*meta.Image{ev.Old, ev.New} {
 		if img == nil {
 			continue
@@ -139,11 +207,7 @@ func (r *Root) invalidate(ev meta.Event) {
 		}
 		dir.NotifyEntry(img.Name)
 		dir.NotifyEntry(img.Name + "@" + img.ID)
-		others, err := r.svc.Named(context.Background(), r.opts.Principal, img.Status, img.Name)
-		if err != nil {
-			continue
-		}
-		for _, id := range others {
+		for _, id := range sharing[nameIn{img.Status, img.Name}] {
 			dir.NotifyEntry(img.Name + "@" + id)
 		}
 	}

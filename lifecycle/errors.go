@@ -32,6 +32,10 @@ var (
 	ErrConflict = errors.New("conflict with image status")
 	// ErrTooLarge: the upload exceeds the size cap.
 	ErrTooLarge = errors.New("image exceeds the size limit")
+	// ErrRecordTooLarge: the image's properties, tags and locations
+	// together exceed what the registry keeps for one image
+	// (meta.MaxRecordBytes).
+	ErrRecordTooLarge = meta.ErrRecordTooLarge
 	// ErrOverQuota: the project would exceed its quota (images, uploads
 	// in flight or bytes), or the image its member limit.
 	ErrOverQuota = errors.New("over quota")
@@ -51,6 +55,9 @@ var (
 	// with the request, and the same request may succeed once the store
 	// is back.
 	ErrStoreUnavailable = errors.New("image store unavailable")
+	// ErrRegistryUnavailable: the registry cannot be reached now (see
+	// meta.ErrUnavailable): nothing is wrong with the request.
+	ErrRegistryUnavailable = meta.ErrUnavailable
 )
 
 // storeError classifies an error that came from the store, so that each

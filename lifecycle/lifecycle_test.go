@@ -17,7 +17,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 var admin = Principal{Project: "admin", Admin: true}
@@ -30,7 +30,7 @@ type env struct {
 
 func newEnv(t testing.TB) env {
 	t.Helper()
-	db, err := kv.OpenBadger("", slog.New(slog.DiscardHandler))
+	db, err := badgerkv.Open("", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -378,29 +378,6 @@ func mismatch(img *meta.Image, md5sum, shasum string) string {
 	return strings.Join(bad, "; ")
 }
 
-// resumeHashes restarts the background hashes a stop interrupted.
-func (s *Service) resumeHashes() error {
-	for _, st := range []meta.Status{meta.Importing, meta.Active, meta.Deactivated} {
-		ids, err := s.store.InStatus(st)
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			img, err := s.store.Get(id)
-			if err != nil {
-				if errors.Is(err, meta.ErrNotFound) {
-					continue
-				}
-				return err
-			}
-			if img.HashPending && len(img.Locations) > 0 {
-				s.startHash(img)
-			}
-		}
-	}
-	return nil
-}
-
 // Locations returns the locations of image id for GET
 // /v2/images/{id}/locations, if fetch_image_location allows (Glance: the
 // service role and admins; others see locations, where get_image_location

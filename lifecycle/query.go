@@ -15,9 +15,31 @@ import (
 // members by default, as in Glance); any other move is refused with an
 // error wrapping meta.ErrIllegalMove and changes nothing.
 func (s *Service) Move(ctx context.Context, p Principal, id, name string, to meta.Status) (*meta.Image, error) {
+	return s.move(ctx, p, id, nil, name, to)
+}
+
+// MoveFrom is Move on the condition that the image still has the name
+// and status it was found under when the change commits, else
+// ErrNotFound: the rename of a path, so that of two daemons renaming the
+// same file at once exactly one wins, as of two rename(2) calls on one
+// filesystem.
+func (s *Service) MoveFrom(ctx context.Context, p Principal, id, wasName string, wasStatus meta.Status, name string, to meta.Status) (*meta.Image, error) {
+	return s.move(ctx, p, id, &pathOf{wasName, wasStatus}, name, to)
+}
+
+// pathOf is where the mount found an image.
+type pathOf struct {
+	name   string
+	status meta.Status
+}
+
+func (s *Service) move(ctx context.Context, p Principal, id string, was *pathOf, name string, to meta.Status) (*meta.Image, error) {
 	return s.store.Update(ctx, id, func(img *meta.Image) error {
-		if !s.auth.CanSee(p, img) {
+		if !s.sees(p, img) {
 			return ErrNotFound
+		}
+		if was != nil && (img.Name != was.name || img.Status != was.status) {
+			return fmt.Errorf("%w: image %s is no longer %s/%s", ErrNotFound, id, was.status, was.name)
 		}
 		from := img.Status
 		switch {

@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -31,14 +30,8 @@ func (u usage) bytes() int64 { return u.stored + u.live }
 
 // contribution is what one image adds to its owner's usage.
 func contribution(img *meta.Image) usage {
-	u := usage{images: 1}
-	if img.Status.InFlight() {
-		u.uploading = 1
-	}
-	if img.Size != nil {
-		u.stored = *img.Size // active, deactivated, and staged content
-	}
-	return u
+	u := meta.UsageOf(img)
+	return usage{images: u.Images, uploading: u.Uploading, stored: u.Stored}
 }
 
 func (u *usage) add(v usage, sign int64) {
@@ -47,57 +40,35 @@ func (u *usage) add(v usage, sign int64) {
 	u.stored += sign * v.stored
 }
 
-// ledger keeps every project's usage, so that a quota check costs a map
-// lookup instead of a scan of the catalogue: one scan when the service
-// starts, then every committed change (the registry's events) applied as
-// a difference.
-type ledger struct {
-	mu        sync.Mutex
-	byProject map[string]usage
-	err       error // the first scan failed: quota checks fail with it
-}
-
-// openLedger scans the catalogue and follows its changes. It runs in New,
-// before anyone else can change the catalogue through this service, so no
-// change is counted twice or missed.
-func openLedger(store *meta.Store) *ledger {
-	l := &ledger{byProject: map[string]usage{}}
-	l.err = store.All(func(img *meta.Image) error {
-		u := l.byProject[img.Owner]
-		u.add(contribution(img), 1)
-		l.byProject[img.Owner] = u
-		return nil
-	})
-	store.Subscribe(l.apply)
-	return l
-}
-
-func (l *ledger) apply(ev meta.Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, side := range []struct {
-		img  *meta.Image
-		sign int64
-	}{{ev.Old, -1}, {ev.New, 1}} {
-		if side.img == nil {
-			continue
-		}
-		u := l.byProject[side.img.Owner]
-		u.add(contribution(side.img), side.sign)
-		l.byProject[side.img.Owner] = u
+// limit is the quota as the registry enforces it, inside the transaction
+// of every change that makes a project hold more (meta.Limit), so that
+// the limits are exact across daemons sharing the catalogue; the checks
+// below, before a change, give the refusals Glance's messages and count
+// this daemon's uploads in flight.
+func (s *Service) limit(project string, before, after meta.Usage) error {
+	q := s.quota
+	switch {
+	case q.Images > 0 && after.Images > before.Images && after.Images > q.Images:
+		return overLimit(project, "image_count_total", q.Images, before.Images, after.Images-before.Images)
+	case q.Uploading > 0 && after.Uploading > before.Uploading && after.Uploading > q.Uploading:
+		return overLimit(project, "image_count_uploading", q.Uploading, before.Uploading, after.Uploading-before.Uploading)
+	case q.Bytes > 0 && after.Uploading > before.Uploading && before.Stored >= q.Bytes:
+		return overLimit(project, "image_size_total", q.Bytes, before.Stored, 0)
+	case q.Bytes > 0 && after.Stored > before.Stored && after.Stored > q.Bytes:
+		return storageFull(after.Stored-before.Stored, q.Bytes-before.Stored)
 	}
+	return nil
 }
 
 // usageOf is what project holds, leaving out image skip (the one whose
 // upload is being checked), with the bytes written so far by its uploads
 // in flight.
 func (s *Service) usageOf(project, skip string) (usage, error) {
-	s.ledger.mu.Lock()
-	u, err := s.ledger.byProject[project], s.ledger.err
-	s.ledger.mu.Unlock()
+	held, err := s.store.Usage(project)
 	if err != nil {
-		return usage{}, fmt.Errorf("quota: reading the catalogue: %w", err)
+		return usage{}, fmt.Errorf("quota: %w", err)
 	}
+	u := usage{images: held.Images, uploading: held.Uploading, stored: held.Stored}
 	if skip != "" {
 		img, err := s.store.Get(skip)
 		if err != nil && !errors.Is(err, meta.ErrNotFound) {

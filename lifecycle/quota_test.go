@@ -113,7 +113,7 @@ func BenchmarkCreateWithQuota(b *testing.B) {
 	}
 }
 
-// The ledger follows every change: after creates, uploads, a kill and
+// The usage the registry counts follows every change: after creates, uploads, a kill and
 // deletes it agrees with a fresh scan of the catalogue, and a service
 // started on an existing catalogue counts what is there.
 func TestQuotaLedgerMatchesTheCatalogue(t *testing.T) {

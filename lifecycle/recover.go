@@ -10,46 +10,39 @@ import (
 )
 
 // Recover settles what a crash left behind. It must run before either face
-// serves: every image still saving, uploading or importing is killed (its
-// writer died with the old process), incomplete writes in the store are
-// aborted, and stored content that no image owns is removed.
+// serves, once the Store has joined the catalogue (meta.Store.Join): every
+// image saving, uploading or importing whose daemon is gone is killed (its
+// writer died with that process; on badger, that is every one), the
+// incomplete writes in the store that no live upload owns are aborted, and
+// stored content that no image owns is removed. The work of other live
+// daemons sharing the catalogue is left alone.
 func (s *Service) Recover(ctx context.Context) error {
-	if err := s.backend.AbortIncomplete(ctx); err != nil {
+	if _, err := s.settleOrphans(ctx, "upload interrupted: glimpse stopped before the upload completed"); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
-	for _, st := range meta.Statuses {
-		if !st.InFlight() {
-			continue
-		}
-		ids, err := s.store.InStatus(st)
-		if err != nil {
-			return fmt.Errorf("recover: %w", err)
-		}
-		for _, id := range ids {
-			_, err := s.store.Update(ctx, id, func(img *meta.Image) error {
-				if len(img.Locations) > 0 && img.HashPending {
-					return errStale // a location being verified: resumed below
-				}
-				markKilled(img, "upload interrupted: glimpse stopped before the upload completed")
-				return nil
-			})
-			if errors.Is(err, errStale) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("recover image %s: %w", id, err)
-			}
-			s.log.Warn("killed an upload interrupted by a restart", "image", id, "was", st)
-		}
+	if err := s.backend.AbortStale(ctx, s.liveWrite(ctx)); err != nil {
+		return fmt.Errorf("recover: %w", err)
 	}
 	var orphans []string
 	err := s.backend.List(ctx, func(info backend.Info) error {
 		img, err := s.store.Get(info.Key)
-		if errors.Is(err, meta.ErrNotFound) || err == nil && (!img.Status.HasData() || img.StoreKey != info.Key) {
+		if errors.Is(err, meta.ErrNotFound) {
 			orphans = append(orphans, info.Key)
 			return nil
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		if img.Status.HasData() && img.StoreKey == info.Key {
+			return nil
+		}
+		// Content committed by a live daemon's upload a moment before
+		// its record is: that daemon's.
+		if orphaned, err := s.orphanedWork(ctx, img); err != nil || img.Status.InFlight() && !orphaned {
+			return err
+		}
+		orphans = append(orphans, info.Key)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("recover: list store: %w", err)
@@ -59,12 +52,6 @@ func (s *Service) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover: remove orphaned content %s: %w", key, err)
 		}
 		s.log.Warn("removed orphaned content", "key", key)
-	}
-	// Images whose content stays at a URL own nothing in the store (no
-	// StoreKey), so the sweep above never touches them; a hash that a
-	// stop interrupted starts again.
-	if err := s.resumeHashes(); err != nil {
-		return fmt.Errorf("recover: resume hashes of location images: %w", err)
 	}
 	return nil
 }

@@ -71,7 +71,6 @@ type Service struct {
 	inspect func(io.ReaderAt, int64) (convert.Report, error)
 	maxSize int64
 	quota   Quota
-	ledger  *ledger // each project's usage; nil without quotas
 	log     *slog.Logger
 	metrics *Metrics
 	auth    *Authorizer
@@ -126,7 +125,7 @@ func New(cfg Config) *Service {
 		s.inspect = convert.Inspect
 	}
 	if s.quota.any() {
-		s.ledger = openLedger(s.store)
+		s.store.SetLimit(s.limit)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -141,6 +140,13 @@ func (s *Service) Authorizer() *Authorizer { return s.auth }
 // Subscribe registers fn for every committed change to the catalogue (see
 // meta.Store.Subscribe).
 func (s *Service) Subscribe(fn func(meta.Event)) (cancel func()) { return s.store.Subscribe(fn) }
+
+// AfterCommit registers fn to run, with the caller's context, in the
+// goroutine of every change this daemon makes, once the subscribers have
+// been handed it (see meta.Store.AfterCommit).
+func (s *Service) AfterCommit(fn func(context.Context)) (cancel func()) {
+	return s.store.AfterCommit(fn)
+}
 
 // CreateSpec is what a caller may give a new image.
 type CreateSpec struct {

@@ -1,9 +1,6 @@
 package meta
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // Image is the registry's record of one image: Glance's image fields plus
 // glimpse's own facts. It is stored as JSON (see keys.go).
@@ -44,6 +41,10 @@ type Image struct {
 	// HashPending is true while the content at Locations has not yet been
 	// hashed (or, with validation data, verified) in the background.
 	HashPending bool `json:"hash_pending,omitempty"`
+	// WriterLease is the lease of the daemon doing the image's work in
+	// flight (its upload, import or background hash), 0 when none: see
+	// daemons.go. The Store keeps it.
+	WriterLease int64 `json:"writer_lease,omitempty"`
 }
 
 // Location is one place where an image's content stays, read-only.
@@ -80,17 +81,15 @@ func (img *Image) Clone() *Image {
 }
 
 // Event reports one committed change: Old is nil for a creation, New is nil
-// for a deletion.
+// for a deletion. The change may come from any daemon sharing the
+// catalogue.
 type Event struct {
 	Old, New *Image
-	// Member is set when the change is to one of the image's members: the
-	// membership as it is now, or as it was before its removal. Old and New
-	// are then the image, unchanged.
-	Member *Member
-	// Context is the context of the call that made the change, so that a
-	// subscriber can tell who made it (the mount tells its own requests
-	// from the REST listener's).
-	Context context.Context
+	// Rev is the registry revision of the change.
+	Rev int64
+	// Resync, with Old and New nil, says that the feed may have missed
+	// changes up to Rev: rebuild what was derived from the catalogue.
+	Resync bool
 }
 
 // cloneJSON deep-copies a decoded JSON object.

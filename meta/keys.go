@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 )
 
@@ -35,6 +36,13 @@ import (
 //	M/<member>\x00<id>             the member's status (text); every image
 //	                               shared with a project, by project
 //
+//	u/<project>\x00<shard>          JSON of Usage: a share of what the
+//	                               project holds (the sum of its shards),
+//	                               changed with every change of its images
+//	d/<lease>                      JSON of Daemon; one per daemon holding a
+//	                               lease on the catalogue (kv.LeaseKey),
+//	                               tied to the lease
+//
 // The name index sorts by name within a status, so the images sharing a
 // name are adjacent: a status directory is one prefix scan, and a name
 // lookup is one shorter one. A metadefs namespace's contents share the
@@ -44,7 +52,10 @@ import (
 // without NUL, so the M index separates them from the image id with one.
 // The member keys came after version 1 without changing it: a registry
 // without them has no members.
-const schemaVersion = "1"
+//
+// Schema 2 added u/; a schema 1 registry is upgraded at Open (stop every
+// daemon of a shared registry before starting the upgraded ones).
+const schemaVersion = "2"
 
 var versionKey = []byte("v")
 
@@ -55,6 +66,14 @@ func imagePrefix() []byte { return []byte("i/") }
 func taskKey(id string) []byte { return []byte("t/" + id) }
 
 func taskPrefix() []byte { return []byte("t/") }
+
+func daemonPrefix() []byte { return []byte("d/") }
+
+func usageKey(project string, shard int) []byte {
+	return fmt.Appendf(nil, "u/%s\x00%02d", project, shard)
+}
+
+func usagePrefix(project string) []byte { return []byte("u/" + project + "\x00") }
 
 func statusKey(s Status, id string) []byte { return []byte("s/" + string(s) + "/" + id) }
 

@@ -57,7 +57,7 @@ func (s *Store) AddMember(ctx context.Context, imageID, member string, check fun
 	var img *Image
 	m := &Member{ImageID: imageID, MemberID: member, Status: MemberPending, CreatedAt: s.now()}
 	m.UpdatedAt = m.CreatedAt
-	err := s.kv.Update(func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		if img, err = getImage(tx, imageID); err != nil {
 			return err
@@ -77,12 +77,15 @@ func (s *Store) AddMember(ctx context.Context, imageID, member string, check fun
 		if slices.ContainsFunc(members, func(o *Member) bool { return o.MemberID == member }) {
 			return ErrMemberExists
 		}
+		if err := touchImage(tx, imageID); err != nil {
+			return err
+		}
 		return putMember(tx, m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add member %s to image %s: %w", member, imageID, err)
 	}
-	s.publish(Event{Old: img, New: img.Clone(), Member: m.clone(), Context: ctx})
+	s.await(ctx, rev)
 	return m, nil
 }
 
@@ -91,7 +94,7 @@ func (s *Store) AddMember(ctx context.Context, imageID, member string, check fun
 func (s *Store) Members(imageID string) (*Image, []*Member, error) {
 	var img *Image
 	var members []*Member
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		var err error
 		if img, err = getImage(tx, imageID); err != nil {
 			return err
@@ -110,7 +113,7 @@ func (s *Store) Members(imageID string) (*Image, []*Member, error) {
 func (s *Store) Member(imageID, member string) (*Image, *Member, error) {
 	var img *Image
 	var m *Member
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		var err error
 		if img, err = getImage(tx, imageID); err != nil {
 			return err
@@ -131,7 +134,7 @@ func (s *Store) Member(imageID, member string) (*Image, *Member, error) {
 func (s *Store) UpdateMember(ctx context.Context, imageID, member string, fn func(*Image, *Member) error) (*Member, error) {
 	var img *Image
 	var m *Member
-	err := s.kv.Update(func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		if img, err = getImage(tx, imageID); err != nil {
 			return err
@@ -148,12 +151,15 @@ func (s *Store) UpdateMember(ctx context.Context, imageID, member string, fn fun
 			return fmt.Errorf("invalid member status %q", m.Status)
 		}
 		m.ImageID, m.MemberID, m.CreatedAt, m.UpdatedAt = old.ImageID, old.MemberID, old.CreatedAt, s.now()
+		if err := touchImage(tx, imageID); err != nil {
+			return err
+		}
 		return putMember(tx, m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update member %s of image %s: %w", member, imageID, err)
 	}
-	s.publish(Event{Old: img, New: img.Clone(), Member: m.clone(), Context: ctx})
+	s.await(ctx, rev)
 	return m, nil
 }
 
@@ -163,7 +169,7 @@ func (s *Store) UpdateMember(ctx context.Context, imageID, member string, fn fun
 func (s *Store) DeleteMember(ctx context.Context, imageID, member string, check func(*Image, *Member) error) error {
 	var img *Image
 	var m *Member
-	err := s.kv.Update(func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		if img, err = getImage(tx, imageID); err != nil {
 			return err
@@ -183,12 +189,15 @@ func (s *Store) DeleteMember(ctx context.Context, imageID, member string, check 
 		if err := countMembers(tx, imageID, len(members)-1); err != nil {
 			return err
 		}
+		if err := touchImage(tx, imageID); err != nil {
+			return err
+		}
 		return deleteMember(tx, m)
 	})
 	if err != nil {
 		return fmt.Errorf("delete member %s of image %s: %w", member, imageID, err)
 	}
-	s.publish(Event{Old: img, New: img.Clone(), Member: m, Context: ctx})
+	s.await(ctx, rev)
 	return nil
 }
 
@@ -200,7 +209,7 @@ func (s *Store) SharedWith(member string) (map[string]string, error) {
 		return shared, nil
 	}
 	prefix := sharedPrefix(member)
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(prefix, func(k, v []byte) error {
 			shared[string(k[len(prefix):])] = string(v)
 			return nil
@@ -296,4 +305,16 @@ func countMembers(tx kv.Txn, imageID string, n int) error {
 		return tx.Delete(memberCountKey(imageID))
 	}
 	return tx.Set(memberCountKey(imageID), []byte(strconv.Itoa(n)))
+}
+
+// touchImage writes image id's record again, unchanged, in a member
+// change's transaction: the change feed follows the image records only,
+// so this is what tells every daemon's mount (and this one's) that who
+// sees the image changed.
+func touchImage(tx kv.Txn, id string) error {
+	raw, err := tx.Get(imageKey(id))
+	if err != nil {
+		return err
+	}
+	return tx.Set(imageKey(id), raw)
 }

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -66,7 +67,7 @@ func TestMembersAddUpdateDelete(t *testing.T) {
 		if _, _, err := s.Member(img.ID, "p3"); !errors.Is(err, ErrNoMember) {
 			t.Fatalf("deleted member: %v", err)
 		}
-		if len(events) != 5 || events[len(events)-1].Member.MemberID != "p3" || events[0].New.ID != img.ID {
+		if len(events) != 5 || events[len(events)-1].New == nil || events[len(events)-1].New.ID != img.ID || events[0].New.ID != img.ID {
 			t.Fatalf("events: %d", len(events))
 		}
 		_, ms, err := s.Members(img.ID)
@@ -93,7 +94,7 @@ func TestDeleteImageRemovesItsMembers(t *testing.T) {
 			t.Fatalf("shared with p2 after delete: %v", shared)
 		}
 		left := 0
-		s.kv.View(func(tx kv.Txn) error {
+		s.kv.View(context.Background(), func(tx kv.Txn) error {
 			return tx.Scan(memberPrefix(img.ID), func(_, _ []byte) error { left++; return nil })
 		})
 		if left != 0 {

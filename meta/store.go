@@ -9,7 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/glimpse-project/glimpse/meta/kv"
@@ -22,29 +23,60 @@ var (
 	ErrExists = errors.New("image already exists")
 	// ErrIllegalMove: the status change is not allowed by the state machine.
 	ErrIllegalMove = errors.New("illegal status change")
+	// ErrRecordTooLarge: the image's record would exceed MaxRecordBytes.
+	ErrRecordTooLarge = errors.New("image record too large")
+	// ErrUnavailable: the registry cannot be reached now (etcd without a
+	// quorum, or this daemon cut off from it); the same call may succeed
+	// later. A write that failed so may or may not have been made.
+	ErrUnavailable = kv.ErrUnavailable
 )
+
+// MaxRecordBytes bounds one image's record (its JSON: every property, tag
+// and location), the same on every engine, so that a catalogue that works
+// on badger works on etcd: half of what one registry transaction may write
+// (kv.MaxTxnBytes, under etcd's 1.5 MiB request limit), the rest being
+// the indexes written with it.
+const MaxRecordBytes = kv.MaxTxnBytes / 2
 
 // Store is the image registry. It is safe for concurrent use.
 type Store struct {
-	kv  kv.KV
-	now func() time.Time
-
-	mu   sync.Mutex // guards subs and nextSub
-	subs map[int]func(Event)
-	next int
+	kv     kv.KV
+	now    func() time.Time
+	feed   *feed
+	member membership
+	limit  atomic.Pointer[Limit]
 }
 
-// Open returns the registry kept on db, initialising an empty one.
-func Open(db kv.KV) (*Store, error) {
-	err := db.Update(func(tx kv.Txn) error {
+// Option is an option of Open.
+type Option func(*options)
+
+type options struct{ log *slog.Logger }
+
+// WithLogger sends the Store's own warnings (a slow or broken change feed)
+// to log; the default discards them.
+func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
+
+// Open returns the registry kept on db, initialising an empty one, and
+// starts following its change feed (stopped by Close, or when db closes).
+func Open(db kv.KV, opts ...Option) (*Store, error) {
+	o := options{log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Store{kv: db, now: func() time.Time { return time.Now().UTC() }}
+	upgrade := false
+	_, err := db.Update(context.Background(), func(tx kv.Txn) error {
+		upgrade = false
 		v, err := tx.Get(versionKey)
-		if errors.Is(err, kv.ErrNotFound) {
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
 			return tx.Set(versionKey, []byte(schemaVersion))
-		}
-		if err != nil {
+		case err != nil:
 			return err
-		}
-		if string(v) != schemaVersion {
+		case string(v) == "1":
+			upgrade = true // usage not yet counted: counted below
+			return nil
+		case string(v) != schemaVersion:
 			return fmt.Errorf("registry schema version %q, this glimpse reads %q", v, schemaVersion)
 		}
 		return nil
@@ -52,35 +84,18 @@ func Open(db kv.KV) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry: %w", err)
 	}
-	return &Store{kv: db, now: func() time.Time { return time.Now().UTC() }, subs: map[int]func(Event){}}, nil
-}
-
-// Subscribe registers fn to be called, in the committing goroutine, after
-// every committed change, before the call that made it returns. fn must not
-// call back into the Store's writers. The returned function unsubscribes.
-func (s *Store) Subscribe(fn func(Event)) (cancel func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id := s.next
-	s.next++
-	s.subs[id] = fn
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		delete(s.subs, id)
+	if upgrade {
+		if err := s.countUsage(context.Background()); err != nil {
+			return nil, fmt.Errorf("open registry: upgrade to schema %s: %w", schemaVersion, err)
+		}
+		o.log.Info("registry upgraded: usage counted per project", "schema", schemaVersion)
 	}
-}
-
-func (s *Store) publish(ev Event) {
-	s.mu.Lock()
-	subs := make([]func(Event), 0, len(s.subs))
-	for _, fn := range s.subs {
-		subs = append(subs, fn)
+	rev, err := s.revision(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("open registry: %w", err)
 	}
-	s.mu.Unlock()
-	for _, fn := range subs {
-		fn(ev)
-	}
+	s.startFeed(rev, o.log)
+	return s, nil
 }
 
 // Create stores a new image. CreatedAt and UpdatedAt are set to now.
@@ -89,12 +104,16 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 		return nil, fmt.Errorf("create image %s: invalid status %q", img.ID, img.Status)
 	}
 	img = img.Clone()
+	s.stampWriter(nil, img)
 	img.CreatedAt = s.now()
 	img.UpdatedAt = img.CreatedAt
-	err := s.kv.Update(func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		if _, err := tx.Get(imageKey(img.ID)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+		if err := s.account(tx, nil, img); err != nil {
 			return err
 		}
 		return putImage(tx, nil, img)
@@ -102,14 +121,14 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create image %s: %w", img.ID, err)
 	}
-	s.publish(Event{New: img.Clone(), Context: ctx})
+	s.await(ctx, rev)
 	return img, nil
 }
 
 // Get returns the image with the id.
 func (s *Store) Get(id string) (*Image, error) {
 	var img *Image
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		var err error
 		img, err = getImage(tx, id)
 		return err
@@ -124,7 +143,7 @@ func (s *Store) Get(id string) (*Image, error) {
 // is ids[i]'s record, nil where there is none.
 func (s *Store) GetMany(ids []string) ([]*Image, error) {
 	imgs := make([]*Image, len(ids))
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		for i, id := range ids {
 			img, err := getImage(tx, id)
 			if errors.Is(err, ErrNotFound) {
@@ -150,7 +169,7 @@ func (s *Store) GetMany(ids []string) ([]*Image, error) {
 // aborts the update and is returned as is.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*Image, error) {
 	var old, img *Image
-	err := s.kv.Update(func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -166,14 +185,18 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 		if !CanMove(old.Status, img.Status) {
 			return fmt.Errorf("%w: %s to %s", ErrIllegalMove, old.Status, img.Status)
 		}
+		s.stampWriter(old, img)
 		img.CreatedAt = old.CreatedAt
 		img.UpdatedAt = s.now()
+		if err := s.account(tx, old, img); err != nil {
+			return err
+		}
 		return putImage(tx, old, img)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.publish(Event{Old: old, New: img.Clone(), Context: ctx})
+	s.await(ctx, rev)
 	return img, nil
 }
 
@@ -183,7 +206,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 // "protected images stay" cannot race with a concurrent update).
 func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error) (*Image, error) {
 	var old *Image
-	err := s.kv.Update(func(tx kv.Txn) error {
+	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -194,18 +217,34 @@ func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error)
 				return err
 			}
 		}
+		if err := s.account(tx, old, nil); err != nil {
+			return err
+		}
 		return deleteImage(tx, old)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delete image %s: %w", id, err)
 	}
-	s.publish(Event{Old: old, Context: ctx})
+	s.await(ctx, rev)
 	return old, nil
 }
 
 // All calls fn for every image, in id order, stopping at fn's first error.
 func (s *Store) All(fn func(*Image) error) error {
-	return s.kv.View(func(tx kv.Txn) error {
+	_, err := s.Snapshot(fn)
+	return err
+}
+
+// Snapshot is All, and returns the revision it read at: a subscriber that
+// built its state from it applies the events after that revision (events
+// at or before it may still arrive, and a badger snapshot may already show
+// a few later ones, so apply them idempotently).
+func (s *Store) Snapshot(fn func(*Image) error) (rev int64, err error) {
+	err = s.kv.View(context.Background(), func(tx kv.Txn) error {
+		var err error
+		if rev, err = tx.Revision(); err != nil {
+			return err
+		}
 		return tx.Scan(imagePrefix(), func(_, v []byte) error {
 			img, err := decode(v)
 			if err != nil {
@@ -214,13 +253,14 @@ func (s *Store) All(fn func(*Image) error) error {
 			return fn(img)
 		})
 	})
+	return rev, err
 }
 
 // InStatus returns the ids of every image in status st.
 func (s *Store) InStatus(st Status) ([]string, error) {
 	var ids []string
 	prefix := statusPrefix(st)
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(prefix, func(k, _ []byte) error {
 			ids = append(ids, string(k[len(prefix):]))
 			return nil
@@ -239,7 +279,7 @@ type Entry struct {
 // by name (images sharing a name are adjacent, by id).
 func (s *Store) Names(st Status, fn func(Entry) error) error {
 	prefix := namePrefix(st, "", false)
-	return s.kv.View(func(tx kv.Txn) error {
+	return s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(prefix, func(k, _ []byte) error {
 			name, id := splitNameKey(prefix, k)
 			return fn(Entry{Name: name, ID: id})
@@ -251,7 +291,7 @@ func (s *Store) Names(st Status, fn func(Entry) error) error {
 func (s *Store) Named(st Status, name string) ([]string, error) {
 	var ids []string
 	prefix := namePrefix(st, name, true)
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(prefix, func(k, _ []byte) error {
 			ids = append(ids, string(k[len(prefix):]))
 			return nil
@@ -290,6 +330,9 @@ func putImage(tx kv.Txn, old, img *Image) error {
 	v, err := json.Marshal(img)
 	if err != nil {
 		return err
+	}
+	if len(v) > MaxRecordBytes {
+		return fmt.Errorf("%w: %d bytes, at most %d: use fewer or shorter properties", ErrRecordTooLarge, len(v), MaxRecordBytes)
 	}
 	if err := tx.Set(imageKey(img.ID), v); err != nil {
 		return err

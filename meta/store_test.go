@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 // stores runs fn against an on-disk badger and an in-memory one, each
@@ -22,7 +22,7 @@ func stores(t *testing.T, fn func(t *testing.T, s *Store)) {
 			if kind == "disk" {
 				dir = t.TempDir()
 			}
-			db, err := kv.OpenBadger(dir, slog.New(slog.DiscardHandler))
+			db, err := badgerkv.Open(dir, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,14 +159,14 @@ func TestConcurrentUpdatesAllLand(t *testing.T) {
 
 func TestReopenKeepsRecords(t *testing.T) {
 	dir := t.TempDir()
-	db, err := kv.OpenBadger(dir, slog.New(slog.DiscardHandler))
+	db, err := badgerkv.Open(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, _ := Open(db)
 	s.Create(ctx, &Image{ID: "keep", Name: "k", Status: Active})
 	db.Close()
-	db, err = kv.OpenBadger(dir, slog.New(slog.DiscardHandler))
+	db, err = badgerkv.Open(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +39,7 @@ func (s *Store) CreateTask(t *Task) (*Task, error) {
 	t2 := *t
 	t2.CreatedAt = s.now()
 	t2.UpdatedAt = t2.CreatedAt
-	err := s.kv.Update(func(tx kv.Txn) error {
+	_, err := s.kv.Update(context.Background(), func(tx kv.Txn) error {
 		if _, err := tx.Get(taskKey(t2.ID)); err == nil {
 			return fmt.Errorf("task %s already exists", t2.ID)
 		} else if !errors.Is(err, kv.ErrNotFound) {
@@ -55,7 +56,7 @@ func (s *Store) CreateTask(t *Task) (*Task, error) {
 // GetTask returns the task with the id.
 func (s *Store) GetTask(id string) (*Task, error) {
 	var t *Task
-	err := s.kv.View(func(tx kv.Txn) error {
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		var err error
 		t, err = getTask(tx, id)
 		return err
@@ -70,7 +71,7 @@ func (s *Store) GetTask(id string) (*Task, error) {
 // result atomically, setting UpdatedAt. fn may run more than once.
 func (s *Store) UpdateTask(id string, fn func(*Task) error) (*Task, error) {
 	var t *Task
-	err := s.kv.Update(func(tx kv.Txn) error {
+	_, err := s.kv.Update(context.Background(), func(tx kv.Txn) error {
 		var err error
 		if t, err = getTask(tx, id); err != nil {
 			return err
@@ -90,12 +91,13 @@ func (s *Store) UpdateTask(id string, fn func(*Task) error) (*Task, error) {
 
 // DeleteTask removes task id; a missing task is not an error.
 func (s *Store) DeleteTask(id string) error {
-	return s.kv.Update(func(tx kv.Txn) error { return tx.Delete(taskKey(id)) })
+	_, err := s.kv.Update(context.Background(), func(tx kv.Txn) error { return tx.Delete(taskKey(id)) })
+	return err
 }
 
 // Tasks calls fn for every task, in id order, stopping at fn's first error.
 func (s *Store) Tasks(fn func(*Task) error) error {
-	return s.kv.View(func(tx kv.Txn) error {
+	return s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(taskPrefix(), func(_, v []byte) error {
 			var t Task
 			if err := json.Unmarshal(v, &t); err != nil {

@@ -52,7 +52,7 @@ func metadefsCommand() *cli.Command {
 				}
 				var load func(ctx context.Context, raw []byte) (string, bool, error)
 				if data := c.String("data"); data != "" {
-					db, err := openRegistry(data)
+					db, err := openLocalRegistry(c.Context, data)
 					if err != nil {
 						return fmt.Errorf("metadefs load: %w", err)
 					}
@@ -114,20 +114,21 @@ func loadOverREST(ctx context.Context, cl *client.Client, raw []byte) (string, b
 	return head.Namespace, err == nil, err
 }
 
-// openRegistry opens the registry under data for a command that works on
-// it directly; badger's lock refuses it while a daemon runs on it.
-func openRegistry(data string) (kv.KV, error) {
-	dir := filepath.Join(data, "registry")
-	if _, err := os.Stat(dir); err != nil {
+// openLocalRegistry opens the registry under data for a command that works
+// on it directly; badger's lock refuses it while a daemon runs on it.
+func openLocalRegistry(ctx context.Context, data string) (kv.KV, error) {
+	if _, err := os.Stat(filepath.Join(data, "registry")); err != nil {
 		return nil, fmt.Errorf("--data %s holds no registry: %w", data, err)
 	}
-	db, err := kv.OpenBadger(dir, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	db, _, err := openRegistry(ctx, "", data, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return nil, fmt.Errorf("%w (is glimpse serve running on it? then leave out --data and it is asked over REST)", err)
 	}
-	if _, err := meta.Open(db); err != nil {
+	store, err := meta.Open(db)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	store.Close()
 	return db, nil
 }

@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/glimpse-project/glimpse/backend/metered"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
 )
 
 // scrub and gc run in the daemon when it serves (asked over REST, admin
@@ -26,6 +26,7 @@ func adminTargetFlags() []cli.Flag {
 	return append(connectionFlags(),
 		&cli.StringFlag{Name: "data", Usage: "work on the registry in DIR directly (the daemon must be stopped) instead of asking the daemon over REST"},
 		&cli.StringFlag{Name: "store", Usage: "with --data: the store, as serve's --store (default DATA/images)", EnvVars: []string{"GLIMPSE_STORE"}},
+		&cli.StringFlag{Name: "registry", Usage: "with --data: the registry, as serve's --registry (an etcd one is refused while any daemon holds a lease on it)", EnvVars: []string{"GLIMPSE_REGISTRY"}},
 		jsonFlag(),
 	)
 }
@@ -115,13 +116,17 @@ func onTarget(c *cli.Context, direct func(context.Context, *lifecycle.Service) e
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(data, "registry")); err != nil {
-		return fmt.Errorf("--data %s holds no registry: %w", data, err)
+	registry := c.String("registry")
+	if registry == "" {
+		if _, err := os.Stat(filepath.Join(data, "registry")); err != nil {
+			return fmt.Errorf("--data %s holds no registry: %w", data, err)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// The registry first: its lock proves no daemon runs on it before the
-	// store (and its spool) is touched.
-	db, err := kv.OpenBadger(filepath.Join(data, "registry"), log)
+	// The registry first: badger's lock, or no lease on an etcd one,
+	// proves no daemon runs on it before the store (and its spool) is
+	// touched.
+	db, _, err := openRegistry(c.Context, registry, data, log)
 	if err != nil {
 		return fmt.Errorf("%w (is glimpse serve running on it? then leave out --data and it is asked over REST)", err)
 	}
@@ -129,6 +134,16 @@ func onTarget(c *cli.Context, direct func(context.Context, *lifecycle.Service) e
 	store, err := meta.Open(db)
 	if err != nil {
 		return err
+	}
+	defer store.Close()
+	daemons, err := store.Daemons(c.Context)
+	if err != nil {
+		return err
+	}
+	if len(daemons) > 0 {
+		d := daemons[0]
+		return fmt.Errorf("%d glimpse daemon(s) hold a lease on this registry (%s pid %d, since %s, and maybe others): stop them, or leave out --data and ask one over REST",
+			len(daemons), d.Host, d.PID, d.Started.Format(time.RFC3339))
 	}
 	be, _, err := openStore(c.Context, c.String("store"), data, defaultStoreTimeout, metered.NewMetrics(nil))
 	if err != nil {

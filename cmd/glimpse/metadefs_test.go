@@ -12,7 +12,7 @@ import (
 
 	"github.com/glimpse-project/glimpse/lifecycle/metadefs"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 // glanceMetadefs is where Debian's glance-common puts Glance's definition
@@ -110,7 +110,7 @@ func TestMetadefsLoadData(t *testing.T) {
 	t.Parallel()
 	files := definitionFiles(t)
 	data := t.TempDir()
-	db, err := kv.OpenBadger(filepath.Join(data, "registry"), slog.New(slog.DiscardHandler))
+	db, err := badgerkv.Open(filepath.Join(data, "registry"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,11 +35,12 @@ import (
 	"github.com/glimpse-project/glimpse/lifecycle/metadefs"
 	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
 )
 
 type serveOptions struct {
 	data         string
+	registry     string
+	leaseTTL     time.Duration
 	mount        string
 	listen       string
 	store        string
@@ -95,6 +96,8 @@ Examples:
 		Flags: withEnv([]cli.Flag{
 			&cli.StringFlag{Name: "config", Category: "Configuration", Usage: "YAML file of settings, keyed by flag name (flags and environment variables override it)", TakesFile: true},
 			&cli.StringFlag{Name: "data", Category: "Storage", Usage: "directory for the registry and the default local store", Value: defaultDataDir(), Destination: &o.data, EnvVars: []string{"GLIMPSE_DATA"}},
+			&cli.StringFlag{Name: "registry", Category: "Storage", Usage: "where the catalogue lives: badger under --data (default), or etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/PREFIX][?cacert=F&cert=F&key=F] (etcds:// for TLS) shared by several daemons", Destination: &o.registry, EnvVars: []string{"GLIMPSE_REGISTRY"}},
+			&cli.DurationFlag{Name: "registry-lease", Category: "Storage", Usage: "how long after this daemon dies the others sharing its registry kill its uploads in flight", Value: defaultLeaseTTL, Destination: &o.leaseTTL, EnvVars: []string{"GLIMPSE_REGISTRY_LEASE"}},
 			&cli.StringFlag{Name: "mount", Category: "Mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Category: "REST listener", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
 			&cli.StringFlag{Name: "store", Category: "Storage", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
@@ -204,15 +207,22 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("--data: %w", err)
 	}
 
-	db, err := kv.OpenBadger(filepath.Join(data, "registry"), log)
+	db, registry, err := openRegistry(ctx, o.registry, data, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	store, err := meta.Open(db)
+	store, err := meta.Open(db, meta.WithLogger(log))
 	if err != nil {
 		return err
 	}
+	defer store.Close()
+	if err := store.Join(ctx, o.leaseTTL); err != nil {
+		return err
+	}
+	// Given up after Shutdown (deferred below, so run first) settled this
+	// daemon's uploads.
+	defer store.Leave(context.Background())
 	if o.storeTimeout <= 0 {
 		o.storeTimeout = defaultStoreTimeout
 	}
@@ -247,6 +257,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
+	reapCtx, stopReaper := context.WithCancel(ctx)
+	defer stopReaper()
+	go svc.RunReaper(reapCtx, reapInterval(o.leaseTTL))
 
 	rest, err := api.New(svc, api.Options{Metadefs: metadefs.New(db, svc.Authorizer()), Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts, TaskTimeToLive: o.taskTTL})
 	if err != nil {
@@ -293,7 +306,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 
 	rest.SetReady(true)
-	log.Info("glimpse ready", "data", data, "version", strings.ReplaceAll(buildVersion(), "\n", ", "))
+	log.Info("glimpse ready", "data", data, "registry", registry, "version", strings.ReplaceAll(buildVersion(), "\n", ", "))
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("telling systemd we are ready", "err", err)
 	}

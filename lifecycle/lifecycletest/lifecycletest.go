@@ -9,7 +9,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 // Admin is the principal the daemon's mount uses by default.
@@ -32,7 +32,7 @@ func New(t testing.TB, cfg lifecycle.Config) Env {
 // fill it).
 func NewIn(t testing.TB, cfg lifecycle.Config, storeDir string) Env {
 	t.Helper()
-	db, err := kv.OpenBadger("", slog.New(slog.DiscardHandler))
+	db, err := badgerkv.Open("", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func (s *Service) Load(p lifecycle.Principal, raw []byte) (namespace string, loa
 	if err := checkContents(&d.Contents); err != nil {
 		return d.Namespace.Namespace, false, err
 	}
-	err = s.db.Update(func(tx kv.Txn) error {
+	err = s.update(func(tx kv.Txn) error {
 		loaded = false
 		if _, err := readNamespace(tx, d.Namespace.Namespace); err == nil {
 			return nil // skipped, as glance-manage does

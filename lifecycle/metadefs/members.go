@@ -183,7 +183,7 @@ func page[T any, P recordPtr[T]](list []T, pg Page, k meta.MetadefKind, ns strin
 
 func (s *Service) ListObjects(p lifecycle.Principal, ns string, pg Page) ([]Object, error) {
 	var out []Object
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefObjects); err != nil {
 			return err
 		}
@@ -200,7 +200,7 @@ func (s *Service) ListObjects(p lifecycle.Principal, ns string, pg Page) ([]Obje
 
 func (s *Service) GetObject(p lifecycle.Principal, ns, name string) (*Object, error) {
 	var out *Object
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefObject); err != nil {
 			return err
 		}
@@ -215,7 +215,7 @@ func (s *Service) CreateObject(p lifecycle.Principal, ns string, o Object) (*Obj
 	if err := checkObject(&o); err != nil {
 		return nil, err
 	}
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefObject); err != nil {
 			return err
 		}
@@ -235,7 +235,7 @@ func (s *Service) UpdateObject(p lifecycle.Principal, ns, name string, o Object)
 	if err := checkObject(&o); err != nil {
 		return nil, err
 	}
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefObject); err != nil {
 			return err
 		}
@@ -260,7 +260,7 @@ func (s *Service) DeleteObject(p lifecycle.Principal, ns, name string) error {
 }
 
 func (s *Service) deleteRecord(p lifecycle.Principal, k meta.MetadefKind, ns, name string, rule string) error {
-	return s.db.Update(func(tx kv.Txn) error {
+	return s.update(func(tx kv.Txn) error {
 		n, err := s.writable(tx, p, ns, rule)
 		if err != nil {
 			return err
@@ -282,7 +282,7 @@ func (s *Service) deleteRecord(p lifecycle.Principal, k meta.MetadefKind, ns, na
 
 func (s *Service) ListProperties(p lifecycle.Principal, ns string) ([]Property, error) {
 	var out []Property
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefProperties); err != nil {
 			return err
 		}
@@ -298,7 +298,7 @@ func (s *Service) ListProperties(p lifecycle.Principal, ns string) ([]Property, 
 // ?resource_type= does.
 func (s *Service) GetProperty(p lifecycle.Principal, ns, name, resourceType string) (*Property, error) {
 	var out *Property
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		n, err := s.readable(tx, p, ns, policy.GetMetadefProperty)
 		if err != nil {
 			return err
@@ -326,7 +326,7 @@ func (s *Service) CreateProperty(p lifecycle.Principal, ns string, pr Property) 
 	if err := checkName("property name", pr.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefProperty); err != nil {
 			return err
 		}
@@ -346,7 +346,7 @@ func (s *Service) UpdateProperty(p lifecycle.Principal, ns, name string, pr Prop
 	if err := checkName("property name", pr.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefProperty); err != nil {
 			return err
 		}
@@ -374,7 +374,7 @@ func (s *Service) DeleteProperty(p lifecycle.Principal, ns, name string) error {
 
 func (s *Service) ListTags(p lifecycle.Principal, ns string, pg Page) ([]Tag, error) {
 	var out []Tag
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefTags); err != nil {
 			return err
 		}
@@ -391,7 +391,7 @@ func (s *Service) ListTags(p lifecycle.Principal, ns string, pg Page) ([]Tag, er
 
 func (s *Service) GetTag(p lifecycle.Principal, ns, name string) (*Tag, error) {
 	var out *Tag
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefTag); err != nil {
 			return err
 		}
@@ -407,7 +407,7 @@ func (s *Service) CreateTag(p lifecycle.Principal, ns, name string) (*Tag, error
 		return nil, err
 	}
 	t := Tag{Name: name}
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefTag); err != nil {
 			return err
 		}
@@ -433,7 +433,7 @@ func (s *Service) CreateTags(p lifecycle.Principal, ns string, names []string, a
 		}
 	}
 	var out []Tag
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		out = nil
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefTags); err != nil {
 			return err
@@ -469,7 +469,7 @@ func (s *Service) UpdateTag(p lifecycle.Principal, ns, name, newName string) (*T
 		return nil, err
 	}
 	t := Tag{Name: newName}
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefTag); err != nil {
 			return err
 		}
@@ -501,7 +501,7 @@ func (s *Service) ListResourceTypes(p lifecycle.Principal) ([]ResourceType, erro
 		return nil, refuse(lifecycle.ErrForbidden, "You are not authorized to complete this action.")
 	}
 	var out []ResourceType
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		out = nil
 		return tx.Scan(meta.MetadefResourceTypeKey(""), func(key, value []byte) error {
 			var rt ResourceType
@@ -528,7 +528,7 @@ func ensureResourceType(tx kv.Txn, name string, seeded bool, now time.Time) erro
 
 func (s *Service) ListAssociations(p lifecycle.Principal, ns string) ([]Association, error) {
 	var out []Association
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		n, err := s.readable(tx, p, ns, policy.ListMetadefResourceTypes)
 		if err != nil {
 			return err
@@ -549,7 +549,7 @@ func (s *Service) Associate(p lifecycle.Principal, ns string, a Association) (*A
 	if err := checkName("resource type name", a.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefResourceTypeAssociation); err != nil {
 			return err
 		}

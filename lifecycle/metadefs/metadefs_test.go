@@ -11,7 +11,7 @@ import (
 
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/lifecycle/metadefs"
-	"github.com/glimpse-project/glimpse/meta/kv"
+	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
 var (
@@ -23,7 +23,7 @@ var (
 
 func newService(t testing.TB) *metadefs.Service {
 	t.Helper()
-	db, err := kv.OpenBadger("", slog.New(slog.DiscardHandler))
+	db, err := badgerkv.Open("", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestHugeBodies(t *testing.T) {
 // (nothing written), and can still be renamed and deleted, each one
 // registry transaction.
 func TestFullNamespace(t *testing.T) {
-	db, err := kv.OpenBadger(t.TempDir(), slog.New(slog.DiscardHandler))
+	db, err := badgerkv.Open(t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package metadefs
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -176,7 +177,7 @@ func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail
 		return nil, refuse(lifecycle.ErrInvalid, "Invalid visibility value: %s", o.Visibility)
 	}
 	var out []Detail
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		out = nil
 		var all []*Namespace
 		err := tx.Scan(meta.MetadefNamespaceKey(""), func(key, value []byte) error {
@@ -275,7 +276,7 @@ func (s *Service) CreateNamespace(p lifecycle.Principal, d Detail) (*Detail, err
 		return nil, err
 	}
 	var out *Detail
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		c, err := s.insertNamespace(tx, d, false)
 		out = c
 		return err
@@ -376,7 +377,7 @@ func (s *Service) insertNamespace(tx kv.Txn, d Detail, seeded bool) (*Detail, er
 // GetNamespace returns the namespace with its contents.
 func (s *Service) GetNamespace(p lifecycle.Principal, name string) (*Detail, error) {
 	var out *Detail
-	err := s.db.View(func(tx kv.Txn) error {
+	err := s.view(func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -413,7 +414,7 @@ func (s *Service) GetNamespace(p lifecycle.Principal, name string) (*Detail, err
 // private, false and p's project. A new name moves the contents along.
 func (s *Service) UpdateNamespace(p lifecycle.Principal, name string, u Namespace) (*Namespace, error) {
 	var out *Namespace
-	err := s.db.Update(func(tx kv.Txn) error {
+	err := s.update(func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -483,7 +484,7 @@ func moveContents(tx kv.Txn, from, to string) error {
 // DeleteNamespace deletes the namespace and everything in it; a protected
 // one is refused.
 func (s *Service) DeleteNamespace(p lifecycle.Principal, name string) error {
-	return s.db.Update(func(tx kv.Txn) error {
+	return s.update(func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -517,7 +518,7 @@ const (
 // (DELETE .../objects, .../properties, .../tags), as Glance: it needs the
 // right to delete the namespace, which must not be protected.
 func (s *Service) DeleteContents(p lifecycle.Principal, name string, k meta.MetadefKind) error {
-	return s.db.Update(func(tx kv.Txn) error {
+	return s.update(func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -552,4 +553,16 @@ func deleteAll(tx kv.Txn, k meta.MetadefKind, ns string) error {
 		}
 	}
 	return nil
+}
+
+// view and update run fn in a registry transaction. Metadefs are read and
+// written by short requests that do not outlive the registry, so they run
+// without a caller's deadline.
+func (s *Service) view(fn func(kv.Txn) error) error {
+	return s.db.View(context.Background(), fn)
+}
+
+func (s *Service) update(fn func(kv.Txn) error) error {
+	_, err := s.db.Update(context.Background(), fn)
+	return err
 }
