@@ -11,10 +11,13 @@ import (
 // A namespace holds at most maxRecords records in at most maxBytes of
 // keys and JSON. Glance sets no bound; glimpse does because every change
 // to a namespace, its rename and its delete included, is one transaction,
-// and a registry transaction is bounded (badger's is about 1 MiB with the
-// registry's memtables). Glance's largest definition file is 18 KB.
+// and a registry transaction is bounded on every engine (kv.MaxTxnOps keys,
+// kv.MaxTxnBytes: what one etcd request takes). A rename deletes and
+// writes every record, so a namespace holds at most half of MaxTxnOps,
+// less a margin for the namespace and resource type keys. Glance's largest
+// definition file has 22 records in 18 KB.
 const (
-	maxRecords = 2000
+	maxRecords = (kv.MaxTxnOps - 8) / 2
 	maxBytes   = 256 << 10
 )
 

@@ -564,5 +564,8 @@ func (s *Service) view(fn func(kv.Txn) error) error {
 
 func (s *Service) update(fn func(kv.Txn) error) error {
 	_, err := s.db.Update(context.Background(), fn)
+	if errors.Is(err, kv.ErrTooLarge) {
+		return refuse(lifecycle.ErrTooLarge, "The change is larger than the registry takes in one transaction.")
+	}
 	return err
 }
