@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/glimpse-project/glimpse/backend"
@@ -133,6 +134,12 @@ func (s *Server) downloadData(w http.ResponseWriter, r *http.Request, p lifecycl
 		// Glance also takes the legacy request header Content-Range.
 		r.Header.Set("Range", contentRangeToRange(r.Header.Get("Content-Range")))
 	}
+	if onlyEmptySuffixes(r.Header.Get("Range")) {
+		// Go's ServeContent answers "bytes=-0" with an empty 206; a
+		// suffix of no bytes is unsatisfiable (RFC 9110 14.1.2).
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", rd.Size()))
+		return errorf(http.StatusRequestedRangeNotSatisfiable, "Requested range not satisfiable: a suffix of 0 bytes selects nothing.")
+	}
 	var content io.ReadSeeker = bufferedSection(rd)
 	if f := dupFile(rd); f != nil {
 		// An *os.File lets the server send with sendfile(2).
@@ -157,6 +164,22 @@ func dupFile(rd backend.Reader) *os.File {
 	}
 	syscall.CloseOnExec(fd)
 	return os.NewFile(uintptr(fd), "image")
+}
+
+// onlyEmptySuffixes reports whether a Range header asks only for suffixes
+// of zero bytes ("bytes=-0", "bytes=-0, -00").
+func onlyEmptySuffixes(rangeHeader string) bool {
+	specs, ok := strings.CutPrefix(rangeHeader, "bytes=")
+	if !ok {
+		return false
+	}
+	for spec := range strings.SplitSeq(specs, ",") {
+		digits, ok := strings.CutPrefix(strings.TrimSpace(spec), "-")
+		if !ok || digits == "" || strings.Trim(digits, "0") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // contentRangeToRange turns "bytes a-b/*" into "bytes=a-b".

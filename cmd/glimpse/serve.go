@@ -44,17 +44,20 @@ type serveOptions struct {
 	fsProject    string
 	maxImageSize int64
 	allowOther   bool
-	pprof        bool
-	uid, gid     int
-	tlsCert      string
-	tlsKey       string
-	debugFUSE    bool
-	logLevel     string
-	logFormat    string
-	authTokens   string
-	allowPrivate bool
-	timeouts     api.Timeouts
-	quota        lifecycle.Quota
+	// allowOtherWithAuth: the operator knows --allow-other opens what the
+	// fs project sees to every local user, whatever the REST tokens say.
+	allowOtherWithAuth bool
+	pprof              bool
+	uid, gid           int
+	tlsCert            string
+	tlsKey             string
+	debugFUSE          bool
+	logLevel           string
+	logFormat          string
+	authTokens         string
+	allowPrivate       bool
+	timeouts           api.Timeouts
+	quota              lifecycle.Quota
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -102,6 +105,7 @@ Examples:
 			&cli.StringFlag{Name: "tls-cert", Category: "REST listener", Usage: "serve REST over TLS with this certificate (PEM)", Destination: &o.tlsCert, EnvVars: []string{"GLIMPSE_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Category: "REST listener", Usage: "the TLS certificate's private key (PEM)", Destination: &o.tlsKey, EnvVars: []string{"GLIMPSE_TLS_KEY"}},
 			&cli.BoolFlag{Name: "allow-other", Category: "Mount", Usage: "let other users use the mount (with default_permissions)", Destination: &o.allowOther},
+			&cli.BoolFlag{Name: "allow-other-with-auth", Category: "Mount", Usage: "accept --allow-other together with --auth-tokens: every local user then reads, through the mount, all that --fs-project sees", Destination: &o.allowOtherWithAuth},
 			&cli.BoolFlag{Name: "debug-pprof", Category: "Logs and debugging", Usage: "serve Go profiles under /debug/pprof/ on the listener (no auth: for debugging only)", Destination: &o.pprof},
 			&cli.BoolFlag{Name: "debug-fuse", Category: "Logs and debugging", Usage: "log every FUSE request", Destination: &o.debugFUSE},
 			&cli.StringFlag{Name: "log-level", Category: "Logs and debugging", Usage: "debug, info, warn or error", Value: "info", Destination: &o.logLevel, EnvVars: []string{"GLIMPSE_LOG_LEVEL"}},
@@ -153,6 +157,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	if o.mount == "" && o.listen == "" {
 		return errors.New("nothing to serve: both --mount and --listen are empty")
+	}
+	if o.allowOther && o.mount != "" && o.authTokens != "" && !o.allowOtherWithAuth {
+		return fmt.Errorf("--allow-other with --auth-tokens would let every local user read, through the mount, every image project %q sees, whatever their token; add --allow-other-with-auth if that is meant", o.fsProject)
 	}
 	data, err := filepath.Abs(o.data)
 	if err != nil {
