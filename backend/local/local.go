@@ -13,6 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/glimpse-project/glimpse/backend"
 )
@@ -22,11 +25,18 @@ const partialDir = ".partial"
 // Config names the directory that holds the objects.
 type Config struct {
 	Dir string
+	// Reserve is free space, in bytes, that writes leave on Dir's
+	// filesystem: a write that would take the filesystem below it fails
+	// with ENOSPC. The daemon sets it when the registry shares the
+	// filesystem: badger writes through mmapped files, and a page it
+	// touches on a full filesystem kills the process with SIGBUS.
+	Reserve int64
 }
 
 // Local is a backend.Backend on a local directory.
 type Local struct {
-	dir string
+	dir     string
+	reserve int64
 }
 
 var _ backend.Backend = (*Local)(nil)
@@ -39,7 +49,24 @@ func Open(cfg Config) (*Local, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, partialDir), 0o700); err != nil {
 		return nil, fmt.Errorf("local store: %w", err)
 	}
-	return &Local{dir: cfg.Dir}, nil
+	return &Local{dir: cfg.Dir, reserve: cfg.Reserve}, nil
+}
+
+// checkSpace fails with ENOSPC when writing n more bytes would leave less
+// than the reserve free. Concurrent writers may each pass and overshoot
+// by one write, which the reserve absorbs.
+func (l *Local) checkSpace(n int) error {
+	if l.reserve <= 0 {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(l.dir, &st); err != nil {
+		return fmt.Errorf("local store: statfs: %w", err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free-int64(n) < l.reserve {
+		return fmt.Errorf("local store: %d bytes free, %d kept for the registry: %w", free, l.reserve, syscall.ENOSPC)
+	}
+	return nil
 }
 
 // Dir is the directory holding the objects.
@@ -195,6 +222,9 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.f == nil {
 		return 0, os.ErrClosed
 	}
+	if err := w.l.checkSpace(len(p)); err != nil {
+		return 0, err
+	}
 	n, err := w.f.WriteAt(p, w.off)
 	w.off += int64(n)
 	return n, err
@@ -203,6 +233,9 @@ func (w *writer) Write(p []byte) (int, error) {
 func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 	if w.f == nil {
 		return 0, os.ErrClosed
+	}
+	if err := w.l.checkSpace(len(p)); err != nil {
+		return 0, err
 	}
 	return w.f.WriteAt(p, off)
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,7 @@ type serveOptions struct {
 	fsProject    string
 	maxImageSize int64
 	allowOther   bool
+	dataReserve  int64
 	// allowOtherWithAuth: the operator knows --allow-other opens what the
 	// fs project sees to every local user, whatever the REST tokens say.
 	allowOtherWithAuth bool
@@ -89,6 +91,7 @@ Examples:
 			&cli.StringFlag{Name: "mount", Category: "Mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Category: "REST listener", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
 			&cli.StringFlag{Name: "store", Category: "Storage", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
+			&cli.Int64Flag{Name: "data-reserve", Category: "Storage", Usage: "bytes a file store on the registry's filesystem leaves free for the registry: an upload that would take more fails with 413/ENOSPC (0: none; badger dies of SIGBUS on a full filesystem)", Value: defaultDataReserve, Destination: &o.dataReserve, EnvVars: []string{"GLIMPSE_DATA_RESERVE"}},
 			&cli.DurationFlag{Name: "store-timeout", Category: "Storage", Usage: "fail a store request (S3, Swift, RBD) that makes no progress for this long: the upload is killed, the read fails", Value: defaultStoreTimeout, Destination: &o.storeTimeout, EnvVars: []string{"GLIMPSE_STORE_TIMEOUT"}},
 			&cli.StringFlag{Name: "fs-project", Category: "Mount", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Category: "Limits", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
@@ -121,6 +124,22 @@ Examples:
 			return run(c.Context, o)
 		},
 	}
+}
+
+// defaultDataReserve covers what badger may write between two flushes and
+// a compaction of a registry of some 10,000 images: two 8 MiB memtables'
+// logs, the level-0 tables they become, and the tables a compaction
+// writes before it removes the old ones.
+const defaultDataReserve = 64 << 20
+
+// sameFilesystem reports whether two directories are on one filesystem
+// (when it cannot tell, it says yes: the reserve is then kept for nothing).
+func sameFilesystem(a, b string) bool {
+	var sa, sb syscall.Stat_t
+	if syscall.Stat(a, &sa) != nil || syscall.Stat(b, &sb) != nil {
+		return true
+	}
+	return sa.Dev == sb.Dev
 }
 
 // defaultStoreTimeout: long enough for a busy store to answer a large
@@ -183,7 +202,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	reg := newMetricsRegistry()
 	storeMetrics := metered.NewMetrics(reg)
-	be, storeDir, err := openStore(ctx, o.store, data, o.storeTimeout, storeMetrics)
+	be, storeDir, err := openStore(ctx, o.store, data, o.storeTimeout, o.dataReserve, storeMetrics)
 	if err != nil {
 		return err
 	}
@@ -291,7 +310,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 // that the mount can take out-of-order writes; whatever a crash left in the
 // spool is removed here.
 // timeout bounds a remote store's request that makes no progress.
-func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *metered.Metrics) (backend.Backend, string, error) {
+// reserve is the free space a file store on the registry's filesystem
+// leaves to the registry.
+func openStore(ctx context.Context, raw, data string, timeout time.Duration, reserve int64, m *metered.Metrics) (backend.Backend, string, error) {
 	if raw == "" {
 		raw = "file://" + filepath.Join(data, "images")
 	}
@@ -304,7 +325,13 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *
 		if !filepath.IsAbs(rest) {
 			return nil, "", fmt.Errorf("--store %q: a file store needs an absolute path (file:///path)", raw)
 		}
-		l, err := local.Open(local.Config{Dir: rest})
+		if err := os.MkdirAll(rest, 0o700); err != nil {
+			return nil, "", fmt.Errorf("--store: %w", err)
+		}
+		if !sameFilesystem(rest, data) {
+			reserve = 0 // the store cannot fill the registry's filesystem
+		}
+		l, err := local.Open(local.Config{Dir: rest, Reserve: reserve})
 		if err != nil {
 			return nil, "", err
 		}
