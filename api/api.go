@@ -31,6 +31,10 @@ type Options struct {
 	// Timeouts: only BodyStall is the handler's; NewHTTPServer takes the
 	// others.
 	Timeouts Timeouts
+	// MaxUploads bounds the uploads in flight, for everyone together:
+	// beyond it an upload, stage or web-download answers 503 with
+	// Retry-After. 0: DefaultMaxUploads.
+	MaxUploads int
 }
 
 // Server is the REST listener's handler.
@@ -44,6 +48,7 @@ type Server struct {
 	rules   map[string]propRule // the image schema's rules for custom properties
 	ready   atomic.Bool         // set once the whole daemon serves
 	closed  chan struct{}
+	uploads *uploadSlots
 }
 
 // New returns the REST handler for svc.
@@ -52,6 +57,11 @@ func New(svc *lifecycle.Service, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxUploads <= 0 {
+		opts.MaxUploads = DefaultMaxUploads
+		s.opts.MaxUploads = DefaultMaxUploads
+	}
+	s.uploads = newUploadSlots(opts.MaxUploads)
 	if s.metrics = opts.Metrics; s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}

@@ -41,7 +41,12 @@ func (s *Server) uploadData(w http.ResponseWriter, r *http.Request, p lifecycle.
 	if img.Status == meta.Queued && (img.DiskFormat == "" || img.ContainerFormat == "") {
 		return errorf(http.StatusBadRequest, "Properties disk_format, container_format must be set prior to saving data.")
 	}
-	if _, err := s.receive(r, p, id); err != nil {
+	buf, err := s.uploads.take(w)
+	if err != nil {
+		return err
+	}
+	defer s.uploads.put(buf)
+	if _, err := s.receive(r, p, id, buf); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -50,12 +55,13 @@ func (s *Server) uploadData(w http.ResponseWriter, r *http.Request, p lifecycle.
 
 // receive streams r's body into image id through the lifecycle's upload,
 // and settles the image: active, or killed with the reason.
-func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string) (*meta.Image, error) {
+// buf is the copy buffer, taken from the upload slots.
+func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string, buf []byte) (*meta.Image, error) {
 	up, err := s.svc.BeginUpload(r.Context(), p, id)
 	if err != nil {
 		return nil, notFound(id, err)
 	}
-	err = copyFull(up, r.Body)
+	err = copyFull(up, r.Body, buf)
 	if err != nil {
 		// A failed write is the upload's own error (size cap, store); a
 		// failed read is the client's.
@@ -81,8 +87,7 @@ func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string) (*me
 // copyFull streams src into dst in whole buffers: chunked request bodies
 // arrive in small pieces, and each Write of an upload hashes and stores in
 // parallel, which pays off only for large writes.
-func copyFull(dst io.Writer, src io.Reader) error {
-	buf := make([]byte, copyBuffer)
+func copyFull(dst io.Writer, src io.Reader, buf []byte) error {
 	for {
 		// Fill the buffer; unlike io.ReadFull, keep a truncated body's
 		// io.ErrUnexpectedEOF distinct from a clean end.

@@ -17,6 +17,11 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request, p lifecycle.P
 		return err
 	}
 	id := r.PathValue("id")
+	buf, err := s.uploads.take(w)
+	if err != nil {
+		return err
+	}
+	defer s.uploads.put(buf) // a slot, not a buffer: Stage copies with its own
 	if _, err := s.svc.Stage(r.Context(), p, id, r.Body); err != nil {
 		return notFound(id, err)
 	}
@@ -62,11 +67,16 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p lifecycle
 		if err != nil {
 			return err
 		}
+		buf, err := s.uploads.take(w)
+		if err != nil {
+			return err
+		}
 		up, err := s.svc.BeginImport(r.Context(), p, id)
 		if err != nil {
+			s.uploads.put(buf)
 			return notFound(id, err)
 		}
-		go s.webDownload(up, u)
+		go s.webDownload(up, u, buf)
 	default:
 		return errorf(http.StatusBadRequest, "Unknown import method name '%s'.", req.Method.Name)
 	}
@@ -96,7 +106,9 @@ func (s *Server) httpClient() *http.Client {
 }
 
 // webDownload fetches u into the image being imported and settles it.
-func (s *Server) webDownload(up *lifecycle.Upload, u *url.URL) {
+// buf is the copy buffer of its upload slot, given back at the end.
+func (s *Server) webDownload(up *lifecycle.Upload, u *url.URL, buf []byte) {
+	defer s.uploads.put(buf)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -124,7 +136,7 @@ func (s *Server) webDownload(up *lifecycle.Upload, u *url.URL) {
 		fail(fmt.Errorf("server answered %s", resp.Status))
 		return
 	}
-	if err := copyFull(up, resp.Body); err != nil {
+	if err := copyFull(up, resp.Body, buf); err != nil {
 		fail(err)
 		return
 	}

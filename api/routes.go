@@ -71,7 +71,9 @@ func (s *Server) api(h handler) http.Handler {
 				// The client stalled: waiting for the rest of its body
 				// would hold the connection for nothing.
 				w.Header().Set("Connection", "close")
-			} else {
+			} else if w.Header().Get("Connection") != "close" {
+				// (A handler that closes the connection, as a full
+				// upload slots table does, answers at once.)
 				drainBody(w, r)
 			}
 			s.writeError(w, r, err)

@@ -46,6 +46,7 @@ type serveOptions struct {
 	maxImageSize int64
 	allowOther   bool
 	dataReserve  int64
+	maxUploads   int
 	// allowOtherWithAuth: the operator knows --allow-other opens what the
 	// fs project sees to every local user, whatever the REST tokens say.
 	allowOtherWithAuth bool
@@ -95,6 +96,7 @@ Examples:
 			&cli.DurationFlag{Name: "store-timeout", Category: "Storage", Usage: "fail a store request (S3, Swift, RBD) that makes no progress for this long: the upload is killed, the read fails", Value: defaultStoreTimeout, Destination: &o.storeTimeout, EnvVars: []string{"GLIMPSE_STORE_TIMEOUT"}},
 			&cli.StringFlag{Name: "fs-project", Category: "Mount", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Category: "Limits", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
+			&cli.IntFlag{Name: "max-uploads", Category: "Limits", Usage: "most REST uploads (PUT file, stage, web-download) in flight for everyone together, each holding a 1 MiB buffer; beyond it 503 with Retry-After", Value: api.DefaultMaxUploads, Destination: &o.maxUploads, EnvVars: []string{"GLIMPSE_MAX_UPLOADS"}},
 			&cli.Int64Flag{Name: "quota-images", Category: "Limits", Usage: "most images one project may own, in any status (Glance's image_count_total; 0: no limit)", Destination: &o.quota.Images, EnvVars: []string{"GLIMPSE_QUOTA_IMAGES"}},
 			&cli.Int64Flag{Name: "quota-uploading", Category: "Limits", Usage: "most images one project may be uploading at once (Glance's image_count_uploading; 0: no limit)", Destination: &o.quota.Uploading, EnvVars: []string{"GLIMPSE_QUOTA_UPLOADING"}},
 			&cli.Int64Flag{Name: "quota-bytes", Category: "Limits", Usage: "most bytes of content one project may store, uploads in flight included (Glance's image_size_total, user_storage_quota; 0: no limit)", Destination: &o.quota.Bytes, EnvVars: []string{"GLIMPSE_QUOTA_BYTES"}},
@@ -171,6 +173,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 	}
+	if o.maxUploads < 1 {
+		return errors.New("--max-uploads takes 1 or more")
+	}
 	if o.quota.Images < 0 || o.quota.Uploading < 0 || o.quota.Bytes < 0 {
 		return errors.New("--quota-images, --quota-uploading and --quota-bytes take 0 (no limit) or more")
 	}
@@ -229,7 +234,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Whatever happens next, nothing is left saving.
 	defer svc.Shutdown(context.Background())
 
-	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts})
+	rest, err := api.New(svc, api.Options{Logger: log, AuthTokens: o.authTokens, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts, MaxUploads: o.maxUploads})
 	if err != nil {
 		return err
 	}

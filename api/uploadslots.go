@@ -1,0 +1,51 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// DefaultMaxUploads bounds the uploads in flight (PUT file, PUT stage,
+// web-download imports) when Options.MaxUploads is 0: each holds a
+// 1 MiB copy buffer, so the bound is also what they can hold of memory.
+const DefaultMaxUploads = 64
+
+// uploadRetryAfter is the Retry-After, in seconds, of a 503 for an upload
+// that found no slot: uploads last seconds to minutes.
+const uploadRetryAfter = 10
+
+// uploadSlots is the global bound on uploads in flight. Each slot is a
+// copy buffer, so taking a slot is taking the buffer, and the buffers in
+// use never outnumber the slots.
+type uploadSlots struct {
+	free chan []byte
+}
+
+func newUploadSlots(n int) *uploadSlots {
+	s := &uploadSlots{free: make(chan []byte, n)}
+	for range n {
+		s.free <- nil // buffers are made on first use, then reused
+	}
+	return s
+}
+
+// take returns a copy buffer, or an error answering 503 with Retry-After
+// when every slot is in use. The caller gives the buffer back with put.
+func (s *uploadSlots) take(w http.ResponseWriter) ([]byte, error) {
+	select {
+	case buf := <-s.free:
+		if buf == nil {
+			buf = make([]byte, copyBuffer)
+		}
+		return buf, nil
+	default:
+		w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
+		// Shedding load means not reading the body either: the answer
+		// goes at once and the connection closes (a client that sends
+		// its whole body before reading may see a broken pipe instead).
+		w.Header().Set("Connection", "close")
+		return nil, errorf(http.StatusServiceUnavailable, "Too many uploads in flight (%d): try again later.", cap(s.free))
+	}
+}
+
+func (s *uploadSlots) put(buf []byte) { s.free <- buf }
