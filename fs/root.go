@@ -175,6 +175,9 @@ type Server struct {
 // mount left on dir by a crashed daemon is detached first.
 func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 	root := NewRoot(svc, opts)
+	if _, err := AbortDeadConnection(dir, root.log); err != nil {
+		return nil, err
+	}
 	if err := recoverStaleMount(dir, root.log); err != nil {
 		return nil, err
 	}
@@ -226,6 +229,9 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
+	if err := recordConnection(dir); err != nil {
+		root.log.Warn("the mount's FUSE connection is not recorded: after a crash, abort it by hand", "dir", dir, "err", err)
+	}
 	stop, settle := root.startInvalidator()
 	return &Server{server: server, root: root, stop: stop, settle: settle, dir: dir}, nil
 }
@@ -242,6 +248,7 @@ func (m *Server) Unmount() error {
 	}
 	m.server.Wait()
 	m.stop()
+	forgetConnection(m.dir)
 	return err
 }
 

@@ -29,6 +29,7 @@ func newApp() *cli.App {
 			versionCommand(),
 			scrubCommand(),
 			gcCommand(),
+			abortMountCommand(),
 		}, imageCommands()...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler: func(*cli.Context, error) {},
