@@ -26,6 +26,7 @@ func (d *idsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrO
 }
 
 func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer d.root.busy.enter(&d.Inode)()
 	if !lifecycle.ValidID(name) {
 		return nil, syscall.ENOENT
 	}
@@ -37,6 +38,7 @@ func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	defer d.root.busy.enter(&d.Inode)()
 	var entries []fuse.DirEntry
 	err := d.root.svc.All(ctx, d.root.opts.Principal, func(img *meta.Image) error {
 		entries = append(entries, fuse.DirEntry{Name: img.ID, Mode: syscall.S_IFREG, Ino: imageIno(img.ID)})
@@ -49,6 +51,7 @@ func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 }
 
 func (d *idsDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	defer d.root.busy.enter(&d.Inode)()
 	return toErrno(d.root.log, "unlink", d.root.svc.Delete(ctx, d.root.opts.Principal, name))
 }
 
@@ -118,6 +121,7 @@ func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
 }
 
 func (d *statusDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer d.root.busy.enter(&d.Inode)()
 	id, err := d.resolve(ctx, name)
 	if err != nil {
 		return nil, toErrno(d.root.log, "lookup", err)
@@ -208,6 +212,7 @@ type statusDirHandle struct {
 const readAhead = 128
 
 func (h *statusDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	defer h.dir.root.busy.enter(&h.dir.Inode)()
 	if !h.listed {
 		entries, ids, errno := h.dir.list(ctx)
 		if errno != 0 {
@@ -245,6 +250,7 @@ func (h *statusDirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
 // its name). A name being written (a pending path) or an image that has
 // left the directory since the listing is resolved as a plain lookup would.
 func (h *statusDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer h.dir.root.busy.enter(&h.dir.Inode)()
 	d := h.dir
 	i := h.next - 1
 	if i < 0 || i >= len(h.entries) || h.entries[i].Name != name {
@@ -283,6 +289,7 @@ func (h *statusDirHandle) record(ctx context.Context, i int) *meta.Image {
 // uploaded at once (the image is saving until close, then active or
 // killed); in queued/ the image stays queued until data is written.
 func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	defer d.root.busy.enter(&d.Inode)()
 	if d.status != meta.Active && d.status != meta.Queued {
 		return nil, nil, 0, syscall.EPERM
 	}
@@ -320,6 +327,7 @@ func (d *statusDir) Mkdir(ctx context.Context, name string, mode uint32, out *fu
 }
 
 func (d *statusDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	defer d.root.busy.enter(&d.Inode)()
 	id, err := d.resolve(ctx, name)
 	if err != nil {
 		return toErrno(d.root.log, "unlink", err)
@@ -332,6 +340,7 @@ func (d *statusDir) Unlink(ctx context.Context, name string) syscall.Errno {
 // Renaming onto a name another image holds replaces nothing: both images
 // keep the name and show as NAME@ID.
 func (d *statusDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	defer d.root.busy.enter(&d.Inode, newParent.EmbeddedInode())()
 	to, ok := newParent.(*statusDir)
 	if !ok {
 		return syscall.EPERM

@@ -56,6 +56,7 @@ type Root struct {
 
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
+	busy   *dirBusy                    // requests in flight under a directory's kernel lock
 
 	mu      sync.Mutex             // guards pending, live and writers
 	pending map[pendingPath]string // image id created at a path and still being written
@@ -120,6 +121,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		opts:    opts,
 		log:     opts.Logger,
 		status:  map[meta.Status]*gofs.Inode{},
+		busy:    newDirBusy(),
 		pending: map[pendingPath]string{},
 		live:    map[string]*imageNode{},
 		writers: map[string]int{},
