@@ -13,11 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/backend/freespace"
 )
 
 const partialDir = ".partial"
@@ -53,18 +51,10 @@ func Open(cfg Config) (*Local, error) {
 }
 
 // checkSpace fails with ENOSPC when writing n more bytes would leave less
-// than the reserve free. Concurrent writers may each pass and overshoot
-// by one write, which the reserve absorbs.
+// than the reserve free.
 func (l *Local) checkSpace(n int) error {
-	if l.reserve <= 0 {
-		return nil
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(l.dir, &st); err != nil {
-		return fmt.Errorf("local store: statfs: %w", err)
-	}
-	if free := int64(st.Bavail) * st.Bsize; free-int64(n) < l.reserve {
-		return fmt.Errorf("local store: %d bytes free, %d kept for the registry: %w", free, l.reserve, syscall.ENOSPC)
+	if err := freespace.Check(l.dir, l.reserve, int64(n)); err != nil {
+		return fmt.Errorf("local store: %w", err)
 	}
 	return nil
 }

@@ -351,7 +351,7 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration, res
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		return spooled(metered.Wrap(st, scheme, m), data)
+		return spooled(metered.Wrap(st, scheme, m), data, reserve)
 	case "swift":
 		cfg, err := swift.ParseURL(raw, os.Getenv)
 		if err != nil {
@@ -362,7 +362,7 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration, res
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		return spooled(metered.Wrap(st, scheme, m), data)
+		return spooled(metered.Wrap(st, scheme, m), data, reserve)
 	case "rbd":
 		cfg, err := rbd.ParseURL(raw, os.Getenv)
 		if err != nil {
@@ -379,8 +379,9 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration, res
 }
 
 // spooled wraps a store that only streams in a spool under DATA/spool,
-// removing what a crash left there.
-func spooled(st backend.Backend, data string) (backend.Backend, string, error) {
+// removing what a crash left there; spool files leave reserve bytes free
+// for the registry beside them.
+func spooled(st backend.Backend, data string, reserve int64) (backend.Backend, string, error) {
 	dir := filepath.Join(data, "spool")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		st.Close()
@@ -390,7 +391,7 @@ func spooled(st backend.Backend, data string) (backend.Backend, string, error) {
 		st.Close()
 		return nil, "", err
 	}
-	return spool.Wrap(st, dir), "", nil
+	return spool.WrapReserving(st, dir, reserve), "", nil
 }
 
 // checkMountOverlap refuses a mount point that holds or lies inside the
