@@ -41,7 +41,7 @@ func (s *Server) uploadData(w http.ResponseWriter, r *http.Request, p lifecycle.
 	if img.Status == meta.Queued && (img.DiskFormat == "" || img.ContainerFormat == "") {
 		return errorf(http.StatusBadRequest, "Properties disk_format, container_format must be set prior to saving data.")
 	}
-	buf, err := s.uploads.take(w)
+	buf, err := s.uploads.take(w, r)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request, p lifecycle.P
 		return err
 	}
 	id := r.PathValue("id")
-	buf, err := s.uploads.take(w)
+	buf, err := s.uploads.take(w, r)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p lifecycle
 		if err != nil {
 			return err
 		}
-		buf, err := s.uploads.take(w)
+		buf, err := s.uploads.take(w, r)
 		if err != nil {
 			return err
 		}

@@ -73,7 +73,7 @@ func (s *Server) api(h handler) http.Handler {
 				w.Header().Set("Connection", "close")
 			} else if w.Header().Get("Connection") != "close" {
 				// (A handler that closes the connection, as a full
-				// upload slots table does, answers at once.)
+				// table of upload slots does, drained what it meant to.)
 				drainBody(w, r)
 			}
 			s.writeError(w, r, err)

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"io"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // DefaultMaxUploads bounds the uploads in flight (PUT file, PUT stage,
@@ -31,7 +33,7 @@ func newUploadSlots(n int) *uploadSlots {
 
 // take returns a copy buffer, or an error answering 503 with Retry-After
 // when every slot is in use. The caller gives the buffer back with put.
-func (s *uploadSlots) take(w http.ResponseWriter) ([]byte, error) {
+func (s *uploadSlots) take(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	select {
 	case buf := <-s.free:
 		if buf == nil {
@@ -39,13 +41,26 @@ func (s *uploadSlots) take(w http.ResponseWriter) ([]byte, error) {
 		}
 		return buf, nil
 	default:
-		w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
-		// Shedding load means not reading the body either: the answer
-		// goes at once and the connection closes (a client that sends
-		// its whole body before reading may see a broken pipe instead).
-		w.Header().Set("Connection", "close")
-		return nil, errorf(http.StatusServiceUnavailable, "Too many uploads in flight (%d): try again later.", cap(s.free))
 	}
+	w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
+	// Shedding load means not taking the body: read (and drop) only what
+	// arrives within a moment, so that a client busy sending reads the
+	// answer rather than a reset, then close the connection.
+	w.Header().Set("Connection", "close")
+	body := r.Body
+	if sr, ok := body.(*stallReader); ok {
+		body = sr.body // which would move the deadline on at each read
+	}
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(shedDrainTime))
+	io.CopyN(io.Discard, body, shedDrainBytes)
+	return nil, errorf(http.StatusServiceUnavailable, "Too many uploads in flight (%d): try again later.", cap(s.free))
 }
+
+// What a refused upload's body may cost before the answer: a moment, and
+// as much as one copy buffer.
+const (
+	shedDrainTime  = time.Second
+	shedDrainBytes = copyBuffer
+)
 
 func (s *uploadSlots) put(buf []byte) { s.free <- buf }

@@ -14,7 +14,8 @@ import (
 
 // TestServeUploadsInFlightBounded: 200 REST uploads that stall after
 // their first MiB, against --max-uploads 16: 16 hold a slot, the other
-// 184 get 503 with Retry-After at once, and the daemon's RSS grows by
+// 184 get 503 with Retry-After within a second (a client still sending
+// then may see the connection reset first), nothing of theirs stored, and the daemon's RSS grows by
 // about the 16 buffers (unbounded, the 200 took 200 MiB more). Then every
 // stalled upload finishes and a new one gets a slot.
 func TestServeUploadsInFlightBounded(t *testing.T) {
@@ -39,7 +40,9 @@ func TestServeUploadsInFlightBounded(t *testing.T) {
 			req.Header.Set("Content-Type", "application/octet-stream")
 			resp, err := client.Do(req)
 			if err != nil {
-				t.Errorf("upload %d: %v", i, err)
+				// A refused client still sending when the daemon
+				// closes may see the reset before the 503.
+				codes[i] = -1
 				answered <- i
 				return
 			}
@@ -56,12 +59,15 @@ func TestServeUploadsInFlightBounded(t *testing.T) {
 		go pw.Write(make([]byte, 1<<20-4096))
 	}
 	// Every upload beyond the limit is answered while the others stall.
-	refused := 0
+	refused, reset := 0, 0
 	timeout := time.After(60 * time.Second)
 	for refused < tries-limit {
 		select {
 		case i := <-answered:
-			if codes[i] != http.StatusServiceUnavailable {
+			switch {
+			case codes[i] == -1 && r.image(ids[i])["status"] == "queued":
+				reset++
+			case codes[i] != http.StatusServiceUnavailable:
 				t.Fatalf("upload %d answered %d while %d stalled, want 503", i, codes[i], limit)
 			}
 			refused++
@@ -71,8 +77,15 @@ func TestServeUploadsInFlightBounded(t *testing.T) {
 	}
 	during := rssKiB(t, d.cmd.Process.Pid)
 	grew := (during - before) / 1024
-	t.Logf("RSS %d MiB before, %d MiB with %d uploads stalled and %d refused", before/1024, during/1024, limit, refused)
-	if grew > 40 {
+	t.Logf("RSS %d MiB before, %d MiB with %d uploads stalled and %d refused (%d saw the connection reset first)", before/1024, during/1024, limit, refused, reset)
+	if reset > refused/2 {
+		t.Errorf("%d of %d refused uploads saw a reset, not the 503", reset, refused)
+	}
+	bound := 40 // MiB: the 16 buffers and what serving 200 requests costs
+	if raceDetector && os.Getenv("GLIMPSE_TEST_DAEMON") == "" {
+		bound = 160 // the shadow memory of the -race daemon grows with the heap
+	}
+	if grew > bound {
 		t.Errorf("RSS grew by %d MiB with %d uploads stalled", grew, limit)
 	}
 	for _, w := range writers {
