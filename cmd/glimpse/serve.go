@@ -276,6 +276,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 		go func() { mnt.Wait(); close(mountGone) }()
 		log.Info("catalogue mounted", "mount", o.mount)
+		startMountWatchdog(o.mount, log)
 	}
 
 	rest.SetReady(true)
