@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -93,6 +94,32 @@ func TestQCOW2CompressionType(t *testing.T) {
 		_, err := Inspect(bytes.NewReader(b), int64(len(b)))
 		if !errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "compression type") {
 			t.Errorf("%s: %v, want a refusal naming the compression type", c.name, err)
+		}
+	}
+}
+
+// TestFuzzCorpusDescriptorsAreRefused: the vmdk descriptor seeds in the
+// fuzz corpus (testdata/fuzz) stay what they were made to be: forms qemu
+// probes as vmdk, each refused.
+func TestFuzzCorpusDescriptorsAreRefused(t *testing.T) {
+	files, err := filepath.Glob("testdata/fuzz/*/vmdk-descriptor-*")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no descriptor seeds: %v", err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lit, ok := strings.CutPrefix(strings.TrimSpace(string(raw)), "go test fuzz v1\n[]byte(")
+		lit, ok2 := strings.CutSuffix(lit, ")")
+		b, err := strconv.Unquote(lit)
+		if !ok || !ok2 || err != nil {
+			t.Fatalf("%s: not a fuzz corpus file (%v)", f, err)
+		}
+		s := decodeSparse([]byte(b))
+		if _, err := Inspect(s, s.size); !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "names other files") {
+			t.Errorf("%s: %v, want the descriptor refused", f, err)
 		}
 	}
 }
