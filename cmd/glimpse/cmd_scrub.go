@@ -130,7 +130,7 @@ func onTarget(c *cli.Context, direct func(context.Context, *lifecycle.Service) e
 	if err != nil {
 		return err
 	}
-	be, _, err := openStore(c.Context, c.String("store"), data, defaultStoreTimeout, metered.NewMetrics(nil))
+	be, _, err := openStore(c.Context, c.String("store"), data, defaultStoreTimeout, 0, metered.NewMetrics(nil))
 	if err != nil {
 		return err
 	}
