@@ -246,3 +246,132 @@ func shareWithGophercloud(t *testing.T, ksURL string, owner *gophercloud.Service
 		t.Errorf("gophercloud members.List after Delete: %+v", l)
 	}
 }
+
+// TestKeystoneMembers: image sharing decided on real Keystone tokens, role
+// by role and project by project: the owner's reader lists members but
+// changes none, another project sees neither a private image nor a shared
+// one it is not a member of (404), a member's reader cannot accept.
+func TestKeystoneMembers(t *testing.T) {
+	ksURL := testKeystone.Need(t)
+	t.Parallel()
+	kc := testKeystone.Client(t)
+	url := serveInProcess(t, keystoneOptions(ksURL))
+	r := rest{t: t, base: url}
+
+	owner := kc.NewIdentity("members-owner", "member")
+	ownerReader := kc.NewUserIn(owner, "members-owner-reader", "reader")
+	consumer := kc.NewIdentity("members-consumer", "member")
+	consumerReader := kc.NewUserIn(consumer, "members-consumer-reader", "reader")
+	stranger := kc.NewIdentity("members-stranger", "member")
+	ownerTok, ownerReaderTok := kc.TokenOf(owner), kc.TokenOf(ownerReader)
+	consumerTok, consumerReaderTok, strangerTok := kc.TokenOf(consumer), kc.TokenOf(consumerReader), kc.TokenOf(stranger)
+
+	create := func(body string) string {
+		t.Helper()
+		resp, out := call(t, "POST", url+"/v2/images", ownerTok, body)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("create %s: %d %s", body, resp.StatusCode, out)
+		}
+		return r.decode(out)["id"].(string)
+	}
+	private := create(`{"name": "members-private", "visibility": "private"}`)
+	shared := create(`{"name": "members-shared"}`)
+	members := url + "/v2/images/" + shared + "/members"
+	membership := members + "/" + consumer.ProjectID
+	// memberIDs is the member list as tok sees it.
+	memberIDs := func(tok string) string {
+		t.Helper()
+		resp, out := call(t, "GET", members, tok, "")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("member list: %d %s", resp.StatusCode, out)
+		}
+		var l struct {
+			Members []struct {
+				MemberID string `json:"member_id"`
+			}
+		}
+		json.Unmarshal(out, &l)
+		var ids []string
+		for _, m := range l.Members {
+			ids = append(ids, m.MemberID)
+		}
+		return strings.Join(ids, ",")
+	}
+	status := func(method, u, tok, body string) int {
+		t.Helper()
+		resp, _ := call(t, method, u, tok, body)
+		return resp.StatusCode
+	}
+
+	// Another project sees neither image.
+	for _, id := range []string{private, shared} {
+		resp, out := call(t, "GET", url+"/v2/images/"+id, consumerTok, "")
+		r.wantGlanceError("another project shows an image not shared with it", resp.StatusCode, out, 404, "")
+	}
+	if st := status("GET", members, consumerTok, ""); st != http.StatusNotFound {
+		t.Errorf("another project lists the members of an image not shared with it: %d, want 404", st)
+	}
+
+	// The owner's reader cannot share; nothing is added.
+	resp, out := call(t, "POST", members, ownerReaderTok, `{"member": "`+consumer.ProjectID+`"}`)
+	r.wantGlanceError("the owner's reader adds a member", resp.StatusCode, out, 403, "Not allowed to create members for image "+shared)
+	if got := memberIDs(ownerTok); got != "" {
+		t.Errorf("after the reader's refused add the members are %q", got)
+	}
+	// Only shared images have members.
+	resp, out = call(t, "POST", url+"/v2/images/"+private+"/members", ownerTok, `{"member": "`+consumer.ProjectID+`"}`)
+	r.wantGlanceError("sharing a private image", resp.StatusCode, out, 403, "Not allowed to create members")
+
+	if st := status("POST", members, ownerTok, `{"member": "`+consumer.ProjectID+`"}`); st != http.StatusOK {
+		t.Fatalf("the owner adds a member: %d", st)
+	}
+	// The owner's reader lists and shows members, changes none.
+	if got := memberIDs(ownerReaderTok); got != consumer.ProjectID {
+		t.Errorf("the owner's reader lists members %q, want %s", got, consumer.ProjectID)
+	}
+	if st := status("GET", membership, ownerReaderTok, ""); st != http.StatusOK {
+		t.Errorf("the owner's reader shows a member: %d", st)
+	}
+	resp, out = call(t, "DELETE", membership, ownerReaderTok, "")
+	r.wantGlanceError("the owner's reader removes a member", resp.StatusCode, out, 403, "Not allowed to delete members")
+	if st := status("PUT", membership, ownerReaderTok, `{"status": "accepted"}`); st != http.StatusForbidden {
+		t.Errorf("the owner's reader accepts for the member: %d, want 403", st)
+	}
+
+	// The member project: sees the shared image (not the private one),
+	// only its own membership; its reader cannot accept, its member can.
+	if st := status("GET", url+"/v2/images/"+shared, consumerReaderTok, ""); st != http.StatusOK {
+		t.Errorf("the member's reader shows the shared image: %d", st)
+	}
+	if st := status("GET", url+"/v2/images/"+private, consumerTok, ""); st != http.StatusNotFound {
+		t.Errorf("the member shows the owner's private image: %d, want 404", st)
+	}
+	resp, out = call(t, "PUT", membership, consumerReaderTok, `{"status": "accepted"}`)
+	r.wantGlanceError("the member's reader accepts", resp.StatusCode, out, 403, "Not allowed to update members")
+	if st := status("PUT", membership, consumerTok, `{"status": "accepted"}`); st != http.StatusOK {
+		t.Errorf("the member accepts: %d", st)
+	}
+	if got := memberIDs(consumerReaderTok); got != consumer.ProjectID {
+		t.Errorf("the member's reader lists members %q", got)
+	}
+	resp, out = call(t, "POST", members, consumerTok, `{"member": "`+stranger.ProjectID+`"}`)
+	r.wantGlanceError("the member shares further", resp.StatusCode, out, 403, "Not allowed to create members")
+
+	// A third project still sees nothing of it.
+	if st := status("GET", url+"/v2/images/"+shared, strangerTok, ""); st != http.StatusNotFound {
+		t.Errorf("a third project shows the shared image: %d, want 404", st)
+	}
+	if st := status("GET", membership, strangerTok, ""); st != http.StatusNotFound {
+		t.Errorf("a third project shows a membership: %d, want 404", st)
+	}
+
+	// Removed: 404 for the former member, image and membership alike.
+	if st := status("DELETE", membership, ownerTok, ""); st != http.StatusNoContent {
+		t.Fatalf("the owner removes the member: %d", st)
+	}
+	for _, u := range []string{url + "/v2/images/" + shared, membership} {
+		if st := status("GET", u, consumerTok, ""); st != http.StatusNotFound {
+			t.Errorf("after removal GET %s: %d, want 404", strings.TrimPrefix(u, url), st)
+		}
+	}
+}
