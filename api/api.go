@@ -43,6 +43,10 @@ type Options struct {
 	// TaskTimeToLive: how long a settled task of the tasks API is kept
 	// (Glance's task_time_to_live); 0: 48 hours.
 	TaskTimeToLive time.Duration
+	// MaxUploads bounds the uploads in flight, for everyone together:
+	// beyond it an upload, stage or web-download answers 503 with
+	// Retry-After. 0: DefaultMaxUploads.
+	MaxUploads int
 }
 
 // Server is the REST listener's handler.
@@ -61,6 +65,7 @@ type Server struct {
 	rules           map[string]propRule // the image schema's rules for custom properties
 	ready           atomic.Bool         // set once the whole daemon serves
 	closed          chan struct{}
+	uploads         *uploadSlots
 }
 
 // New returns the REST handler for svc.
@@ -69,6 +74,11 @@ func New(svc *lifecycle.Service, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxUploads <= 0 {
+		opts.MaxUploads = DefaultMaxUploads
+		s.opts.MaxUploads = DefaultMaxUploads
+	}
+	s.uploads = newUploadSlots(opts.MaxUploads)
 	if s.metrics = opts.Metrics; s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}
@@ -81,7 +91,7 @@ func New(svc *lifecycle.Service, opts Options) (*Server, error) {
 	if opts.Keystone.URL != "" {
 		s.wwwAuthenticate = fmt.Sprintf("Keystone uri=%q", opts.Keystone.URL)
 	}
-	s.tasks = lifecycle.NewTasks(svc, lifecycle.TasksConfig{TimeToLive: opts.TaskTimeToLive, Fetch: s.fetchInto, Logger: s.log})
+	s.tasks = lifecycle.NewTasks(svc, lifecycle.TasksConfig{TimeToLive: opts.TaskTimeToLive, Fetch: s.fetchForTask, Logger: s.log})
 	if err := s.tasks.Recover(context.Background()); err != nil {
 		return nil, err
 	}

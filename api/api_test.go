@@ -279,6 +279,14 @@ func TestDownloadHeadersAndRange(t *testing.T) {
 	if r := e.do("GET", "/v2/images/"+id+"/file", map[string]string{"Range": "bytes=99-"}, nil); r.status != 416 {
 		t.Fatalf("range past the end: %d", r.status)
 	}
+	for _, empty := range []string{"bytes=-0", "bytes=-000, -0"} {
+		if r := e.do("GET", "/v2/images/"+id+"/file", map[string]string{"Range": empty}, nil); r.status != 416 || r.header.Get("Content-Range") != "bytes */16" {
+			t.Fatalf("%s: %d %q, want 416 and bytes */16", empty, r.status, r.header.Get("Content-Range"))
+		}
+	}
+	if r := e.do("GET", "/v2/images/"+id+"/file", map[string]string{"Range": "bytes=-3"}, nil); r.status != 206 || string(r.body) != "def" {
+		t.Fatalf("suffix of 3: %d %q", r.status, r.body)
+	}
 	if ts := show["created_at"].(string); !strings.HasSuffix(ts, "Z") || strings.Contains(ts, ".") {
 		t.Fatalf("timestamp %q", ts)
 	}

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/glimpse-project/glimpse/backend"
@@ -40,7 +41,12 @@ func (s *Server) uploadData(w http.ResponseWriter, r *http.Request, p lifecycle.
 	if img.Status == meta.Queued && (img.DiskFormat == "" || img.ContainerFormat == "") {
 		return errorf(http.StatusBadRequest, "Properties disk_format, container_format must be set prior to saving data.")
 	}
-	if _, err := s.receive(r, p, id); err != nil {
+	buf, err := s.uploads.take(w, r)
+	if err != nil {
+		return err
+	}
+	defer s.uploads.put(buf)
+	if _, err := s.receive(r, p, id, buf); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -49,12 +55,13 @@ func (s *Server) uploadData(w http.ResponseWriter, r *http.Request, p lifecycle.
 
 // receive streams r's body into image id through the lifecycle's upload,
 // and settles the image: active, or killed with the reason.
-func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string) (*meta.Image, error) {
+// buf is the copy buffer, taken from the upload slots.
+func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string, buf []byte) (*meta.Image, error) {
 	up, err := s.svc.BeginUpload(r.Context(), p, id)
 	if err != nil {
 		return nil, notFound(id, err)
 	}
-	err = copyFull(up, r.Body)
+	err = copyFull(up, r.Body, buf)
 	if err != nil {
 		// A failed write is the upload's own error (size cap, store); a
 		// failed read is the client's.
@@ -80,8 +87,7 @@ func (s *Server) receive(r *http.Request, p lifecycle.Principal, id string) (*me
 // copyFull streams src into dst in whole buffers: chunked request bodies
 // arrive in small pieces, and each Write of an upload hashes and stores in
 // parallel, which pays off only for large writes.
-func copyFull(dst io.Writer, src io.Reader) error {
-	buf := make([]byte, copyBuffer)
+func copyFull(dst io.Writer, src io.Reader, buf []byte) error {
 	for {
 		// Fill the buffer; unlike io.ReadFull, keep a truncated body's
 		// io.ErrUnexpectedEOF distinct from a clean end.
@@ -130,6 +136,12 @@ func (s *Server) downloadData(w http.ResponseWriter, r *http.Request, p lifecycl
 		// Glance also takes the legacy request header Content-Range.
 		r.Header.Set("Range", contentRangeToRange(r.Header.Get("Content-Range")))
 	}
+	if onlyEmptySuffixes(r.Header.Get("Range")) {
+		// Go's ServeContent answers "bytes=-0" with an empty 206; a
+		// suffix of no bytes is unsatisfiable (RFC 9110 14.1.2).
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", rd.Size()))
+		return errorf(http.StatusRequestedRangeNotSatisfiable, "Requested range not satisfiable: a suffix of 0 bytes selects nothing.")
+	}
 	var content io.ReadSeeker = bufferedSection(rd)
 	if f := dupFile(rd); f != nil {
 		// An *os.File lets the server send with sendfile(2).
@@ -154,6 +166,22 @@ func dupFile(rd backend.Reader) *os.File {
 	}
 	syscall.CloseOnExec(fd)
 	return os.NewFile(uintptr(fd), "image")
+}
+
+// onlyEmptySuffixes reports whether a Range header asks only for suffixes
+// of zero bytes ("bytes=-0", "bytes=-0, -00").
+func onlyEmptySuffixes(rangeHeader string) bool {
+	specs, ok := strings.CutPrefix(rangeHeader, "bytes=")
+	if !ok {
+		return false
+	}
+	for spec := range strings.SplitSeq(specs, ",") {
+		digits, ok := strings.CutPrefix(strings.TrimSpace(spec), "-")
+		if !ok || digits == "" || strings.Trim(digits, "0") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // contentRangeToRange turns "bytes a-b/*" into "bytes=a-b".

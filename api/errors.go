@@ -92,7 +92,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized && s.wwwAuthenticate != "" {
 		w.Header().Set("WWW-Authenticate", s.wwwAuthenticate)
 	}
-	if status >= 500 {
+	if status >= 500 && w.Header().Get("Retry-After") == "" {
+		// (A 503 with Retry-After is load shed on purpose: logging each
+		// as an error would let a flood of uploads flood the log too.)
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	} else {
 		s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)

@@ -105,6 +105,12 @@ func readJSON(r *http.Request, v any) error {
 		// would quietly replace the bad bytes instead.
 		return errorf(http.StatusBadRequest, "Malformed JSON in request body: it is not valid UTF-8.")
 	}
+	if hasLoneSurrogate(body) {
+		// Go's decoder would turn \udc80 into U+FFFD, so two different
+		// keys could become one; Python's keeps the surrogate, which
+		// cannot be stored as UTF-8. Refuse it as the bytes it stands for.
+		return errorf(http.StatusBadRequest, "Malformed JSON in request body: a \\u escape is a lone UTF-16 surrogate, not a character.")
+	}
 	if string(trimmed) == "null" {
 		return errorf(http.StatusBadRequest, "Unexpected body type. Expected list/dict.")
 	}

@@ -18,6 +18,11 @@ func (s *Server) stageData(w http.ResponseWriter, r *http.Request, p lifecycle.P
 		return err
 	}
 	id := r.PathValue("id")
+	buf, err := s.uploads.take(w, r)
+	if err != nil {
+		return err
+	}
+	defer s.uploads.put(buf) // a slot, not a buffer: Stage copies with its own
 	if _, err := s.svc.Stage(r.Context(), p, id, r.Body); err != nil {
 		return notFound(id, err)
 	}
@@ -63,11 +68,16 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p lifecycle
 		if err != nil {
 			return err
 		}
+		buf, err := s.uploads.take(w, r)
+		if err != nil {
+			return err
+		}
 		up, err := s.svc.BeginImport(r.Context(), p, id)
 		if err != nil {
+			s.uploads.put(buf)
 			return notFound(id, err)
 		}
-		go s.webDownload(up, u)
+		go s.webDownload(up, u, buf)
 	default:
 		return errorf(http.StatusBadRequest, "Unknown import method name '%s'.", req.Method.Name)
 	}
@@ -97,20 +107,35 @@ func (s *Server) httpClient() *http.Client {
 }
 
 // webDownload fetches u into the image being imported and settles it.
-func (s *Server) webDownload(up *lifecycle.Upload, u *url.URL) {
+// buf is the copy buffer of its upload slot, given back at the end.
+func (s *Server) webDownload(up *lifecycle.Upload, u *url.URL, buf []byte) {
+	defer s.uploads.put(buf)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := s.fetchInto(ctx, up, u); err != nil {
+	if err := s.fetchInto(ctx, up, u, buf); err != nil {
 		s.log.Warn("web-download import failed", "image", up.ID(), "err", err)
 		return
 	}
 	s.log.Info("web-download import done", "image", up.ID(), "uri", u.Redacted())
 }
 
-// fetchInto copies the content at u into up and commits it: the
-// web-download import, also run by import tasks. Whatever fails, up is
-// settled (killed with the reason) and the error says why.
-func (s *Server) fetchInto(ctx context.Context, up *lifecycle.Upload, u *url.URL) error {
+// fetchForTask is fetchInto for an import task, once an upload slot is
+// free: tasks count against --max-uploads as web-download imports do.
+func (s *Server) fetchForTask(ctx context.Context, up *lifecycle.Upload, u *url.URL) error {
+	buf, err := s.uploads.wait(ctx)
+	if err != nil {
+		reason := fmt.Sprintf("web-download of %s failed: %v", u.Redacted(), err)
+		up.Abort(context.Background(), reason)
+		return errors.New(reason)
+	}
+	defer s.uploads.put(buf)
+	return s.fetchInto(ctx, up, u, buf)
+}
+
+// fetchInto copies the content at u into up and commits it, through buf:
+// the web-download import, also run by import tasks. Whatever fails, up
+// is settled (killed with the reason) and the error says why.
+func (s *Server) fetchInto(ctx context.Context, up *lifecycle.Upload, u *url.URL, buf []byte) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -138,7 +163,7 @@ func (s *Server) fetchInto(ctx context.Context, up *lifecycle.Upload, u *url.URL
 	if resp.StatusCode != http.StatusOK {
 		return fail(fmt.Errorf("server answered %s", resp.Status))
 	}
-	if err := copyFull(up, resp.Body); err != nil {
+	if err := copyFull(up, resp.Body, buf); err != nil {
 		return fail(err)
 	}
 	if _, err := up.Commit(context.Background()); err != nil {

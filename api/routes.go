@@ -83,7 +83,9 @@ func (s *Server) api(h handler) http.Handler {
 				// The client stalled: waiting for the rest of its body
 				// would hold the connection for nothing.
 				w.Header().Set("Connection", "close")
-			} else {
+			} else if w.Header().Get("Connection") != "close" {
+				// (A handler that closes the connection, as a full
+				// table of upload slots does, drained what it meant to.)
 				drainBody(w, r)
 			}
 			s.writeError(w, r, err)

@@ -126,6 +126,18 @@ func addSeeds(f *testing.F, format string) {
 	}
 	f.Add([]byte{})
 	f.Add(encodeSparse([]byte("QFI\xfb\x00\x00\x00\x03")))
+	// The vmdk descriptor forms qemu probes (converttest.VMDKDescriptors
+	// has them whole, for the faces' tests).
+	for _, d := range []string{
+		"# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"/etc/passwd\" 0\n",
+		"version=1\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"/etc/passwd\" 0\n",
+		"# by hand\n#\nversion=2\nRW 2048 FLAT \"/etc/passwd\" 0\n",
+		"   \n \nversion=1\nRW 2048 FLAT \"/etc/passwd\" 0\n",
+		"version=1\r\ncreateType=\"monolithicFlat\"\r\nRW 2048 FLAT \"/etc/passwd\" 0\r\n",
+		"#!\r\n  \r\n# x\r\nversion=3\r\nRW 2048 FLAT \"/etc/passwd\" 0\r\n",
+	} {
+		f.Add(encodeSparse([]byte(d)))
+	}
 }
 
 // FuzzInspect: Inspect must never panic, hang or allocate without bound,

@@ -58,12 +58,12 @@ func Open(r io.ReaderAt, size int64, format string) (Image, error) {
 	case VDI:
 		return openVDI(r, size)
 	case VPC:
+		if rep.FixedVHD {
+			return openFixedVHD(r, size)
+		}
 		return openVPC(r, size)
 	case VHDX:
 		return openVHDX(r, size)
-	}
-	if rep.FixedVHD && (format == VPC || format == "vhd") {
-		return openFixedVHD(r, size)
 	}
 	return newRawImage(r, size), nil
 }

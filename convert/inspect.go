@@ -57,8 +57,9 @@ type Report struct {
 	Compression string
 	// CreateType is the vmdk createType.
 	CreateType string
-	// FixedVHD is set when raw content ends in a valid fixed-VHD footer:
-	// qemu probes such a file as raw, but it may be declared "vhd".
+	// FixedVHD is set for a fixed VHD (Format vpc): the guest's bytes then
+	// a footer at the end. qemu probes such a file as raw, so it may also
+	// be declared "raw" (read raw, it is the disk and one more sector).
 	FixedVHD bool
 	// GPT is set when the content carries a protective MBR and GPT header.
 	GPT bool
@@ -80,7 +81,9 @@ func (r Report) Matches(declared string) bool {
 	case "", r.Format:
 		return true
 	case "vhd", VPC:
-		return r.Format == VPC || (r.Format == Raw && r.FixedVHD)
+		return r.Format == VPC
+	case Raw:
+		return r.FixedVHD
 	case "aki", "ari", "ami":
 		// Kernels, ramdisks and machine images carry no magic: Glance
 		// accepts them when nothing specific is detected.
@@ -114,12 +117,30 @@ func Inspect(r io.ReaderAt, size int64) (Report, error) {
 	if name := bannedFormat(head); name != "" {
 		return Report{}, fmt.Errorf("%w: the %s format is not accepted", ErrUnsafe, name)
 	}
+	tail, err := readTail(r, size)
+	if err != nil {
+		return Report{}, err
+	}
+	if bytes.HasPrefix(tail, []byte(dmgTrailer)) {
+		return Report{}, fmt.Errorf("%w: the dmg format is not accepted", ErrUnsafe)
+	}
 	matches, err := detect(r, size, head)
 	if err != nil {
 		return Report{}, err
 	}
 	gpt := matches["gpt"]
 	delete(matches, "gpt")
+	fixedVHD := !matches[VPC] && isFixedVHDFooter(tail)
+	guestGPT := false
+	if fixedVHD {
+		// The guest's disk comes first, so a partition table or an ISO
+		// there is the guest's; another format's header is a polyglot.
+		guestGPT, gpt = gpt, false
+		delete(matches, ISO)
+		if len(matches) > 0 {
+			matches[VPC] = true
+		}
+	}
 	if matches[ISO] && gpt {
 		// Hybrid ISOs legitimately boot from a GPT in the system area.
 		gpt = false
@@ -149,14 +170,17 @@ func Inspect(r io.ReaderAt, size int64) (Report, error) {
 		rep, err = inspectVDI(r, size)
 	case VPC:
 		rep, err = inspectVPC(r, size)
+	case "":
+		if fixedVHD {
+			rep, err = inspectFixedVHD(r, size, guestGPT)
+			break
+		}
+		rep = Report{Format: Raw, VirtualSize: size, GPT: gpt}
 	case VHDX:
 		rep, err = inspectVHDX(r, size)
 	case ISO:
 		// qemu reads an ISO as raw, so its virtual size is the file size.
 		rep = Report{Format: ISO, VirtualSize: size}
-	default:
-		rep = Report{Format: Raw, VirtualSize: size, GPT: gpt}
-		rep.FixedVHD = hasFixedVHDFooter(r, size)
 	}
 	return rep, err
 }
@@ -167,8 +191,7 @@ func detect(r io.ReaderAt, size int64, head []byte) (map[string]bool, error) {
 	switch {
 	case bytes.HasPrefix(head, []byte("QFI\xfb")):
 		m[QCOW2] = true
-	case bytes.HasPrefix(head, []byte("KDMV")), bytes.HasPrefix(head, []byte("COWD")),
-		bytes.HasPrefix(head, []byte("# Disk DescriptorFile")):
+	case bytes.HasPrefix(head, []byte("KDMV")), bytes.HasPrefix(head, []byte("COWD")), isVMDKDescriptor(head):
 		m[VMDK] = true
 	case bytes.HasPrefix(head, []byte("conectix")):
 		m[VPC] = true
@@ -206,12 +229,26 @@ func bannedFormat(head []byte) string {
 		{"WithoutFreeSpace", "parallels"},
 		{"WithouFreSpacExt", "parallels"},
 		{"Bochs Virtual HD Image", "bochs"},
+		{cloopMagic, "cloop"},
 	} {
 		if bytes.HasPrefix(head, []byte(b.magic)) {
 			return b.name
 		}
 	}
 	return ""
+}
+
+// readTail reads the last sector, where a fixed VHD keeps its footer and a
+// dmg its trailer; nil for files shorter than two sectors.
+func readTail(r io.ReaderAt, size int64) ([]byte, error) {
+	if size < 1024 {
+		return nil, nil
+	}
+	tail := make([]byte, 512)
+	if _, err := r.ReadAt(tail, size-512); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read the last sector: %w", err)
+	}
+	return tail, nil
 }
 
 // readHeader reads n bytes at off, failing with ErrCorrupt when the file

@@ -58,6 +58,7 @@ const (
 	qcow2OffsetMask      = 0x00fffffffffffe00
 	qcow2FlagCompressed  = 1 << 62
 	qcow2FlagZero        = 1 << 0
+	qcow2CompressionZlib = 0
 	qcow2CompressionZstd = 1
 )
 
@@ -117,19 +118,24 @@ func parseQCOW2(r io.ReaderAt, size int64) (*qcow2Meta, error) {
 		if h3.RefcountOrder > 6 {
 			return nil, fmt.Errorf("%w: qcow2 refcount_order %d is above 6", ErrCorrupt, h3.RefcountOrder)
 		}
-		if h3.IncompatibleFeatures&qcow2IncompatCompression != 0 {
-			if headerLen <= qcow2V3HeaderLen {
-				return nil, fmt.Errorf("%w: qcow2 compression type bit set without the field", ErrCorrupt)
-			}
+		// qemu's validate_compression_type: the byte is read whenever
+		// the header holds it, must name zlib or zstd, and the feature
+		// bit must be set exactly when it is not zlib.
+		var compression byte
+		if headerLen > qcow2V3HeaderLen {
 			ct, err := readHeader(r, size, qcow2V3HeaderLen, 1, "qcow2 compression type")
 			if err != nil {
 				return nil, err
 			}
-			if ct[0] != qcow2CompressionZstd {
-				return nil, fmt.Errorf("%w: qcow2 compression type %d is unknown", ErrUnsafe, ct[0])
-			}
-			m.zstd = true
+			compression = ct[0]
 		}
+		if compression != qcow2CompressionZlib && compression != qcow2CompressionZstd {
+			return nil, fmt.Errorf("%w: qcow2 compression type %d is unknown", ErrUnsafe, compression)
+		}
+		if (compression != qcow2CompressionZlib) != (h3.IncompatibleFeatures&qcow2IncompatCompression != 0) {
+			return nil, fmt.Errorf("%w: the qcow2 compression type feature bit disagrees with compression type %d", ErrCorrupt, compression)
+		}
+		m.zstd = compression == qcow2CompressionZstd
 		if h3.IncompatibleFeatures&qcow2IncompatExtendedL2 != 0 && h.ClusterBits < 14 {
 			return nil, fmt.Errorf("%w: qcow2 extended L2 needs clusters of at least 16 KiB", ErrCorrupt)
 		}

@@ -100,23 +100,28 @@ func vhdVirtualSize(f *vhdFooter) int64 {
 	return sectors * 512
 }
 
-// hasFixedVHDFooter reports whether the last sector is a valid footer of a
-// fixed VHD, which qemu's probe (and ours) otherwise sees as raw.
-func hasFixedVHDFooter(r io.ReaderAt, size int64) bool {
-	if size < 1024 {
+// isFixedVHDFooter reports whether tail, a file's last sector, is a valid
+// footer of a fixed VHD, which qemu's probe sees as raw.
+func isFixedVHDFooter(tail []byte) bool {
+	if len(tail) != 512 {
 		return false
 	}
-	buf := make([]byte, 512)
-	if _, err := r.ReadAt(buf, size-512); err != nil && err != io.EOF {
-		return false
-	}
-	f, err := parseVHDFooter(buf)
+	f, err := parseVHDFooter(tail)
 	return err == nil && f.DiskType == vhdTypeFixed
 }
 
-// openFixedVHD reads a fixed VHD: raw data followed by its footer, with
-// the virtual size the footer gives (qemu's rule), which must fit.
-func openFixedVHD(r io.ReaderAt, size int64) (Image, error) {
+// inspectFixedVHD reports a fixed VHD, its virtual size from the footer.
+func inspectFixedVHD(r io.ReaderAt, size int64, gpt bool) (Report, error) {
+	f, err := parseFixedVHD(r, size)
+	if err != nil {
+		return Report{}, err
+	}
+	return Report{Format: VPC, VirtualSize: vhdVirtualSize(f), FixedVHD: true, GPT: gpt}, nil
+}
+
+// parseFixedVHD checks the footer of a fixed VHD: its virtual size must
+// fit in the data before it.
+func parseFixedVHD(r io.ReaderAt, size int64) (*vhdFooter, error) {
 	buf, err := readHeader(r, size, size-512, 512, "vhd footer")
 	if err != nil {
 		return nil, err
@@ -125,11 +130,22 @@ func openFixedVHD(r io.ReaderAt, size int64) (Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	vsize := vhdVirtualSize(f)
-	if vsize > size-512 {
+	if vsize := vhdVirtualSize(f); vsize > size-512 {
 		return nil, fmt.Errorf("%w: the fixed vhd is shorter than its virtual size", ErrCorrupt)
+	} else if vsize/512 > vhdMaxSectors {
+		return nil, fmt.Errorf("%w: the vhd virtual size %d is above 2040 GiB", ErrCorrupt, vsize)
 	}
-	return newRawImage(r, vsize), nil
+	return f, nil
+}
+
+// openFixedVHD reads a fixed VHD: raw data followed by its footer, with
+// the virtual size the footer gives (qemu's rule), which must fit.
+func openFixedVHD(r io.ReaderAt, size int64) (Image, error) {
+	f, err := parseFixedVHD(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return newRawImage(r, vhdVirtualSize(f)), nil
 }
 
 type vpcMeta struct {

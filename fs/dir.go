@@ -22,6 +22,7 @@ type idsDir struct {
 }
 
 func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer d.root.busy.enter(&d.Inode)()
 	d.root.settleGone(ctx, imageIs(name))
 	if !lifecycle.ValidID(name) {
 		return nil, syscall.ENOENT
@@ -34,6 +35,7 @@ func (d *idsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	defer d.root.busy.enter(&d.Inode)()
 	d.root.settleGone(ctx, nil)
 	entries := dotEntries(idsIno, rootIno)
 	err := d.root.svc.All(ctx, d.root.opts.Principal, func(img *meta.Image) error {
@@ -47,6 +49,7 @@ func (d *idsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 }
 
 func (d *idsDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	defer d.root.busy.enter(&d.Inode)()
 	return toErrno(d.root.log, "unlink", d.root.svc.Delete(ctx, d.root.opts.Principal, name))
 }
 
@@ -107,6 +110,7 @@ func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
 }
 
 func (d *statusDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer d.root.busy.enter(&d.Inode)()
 	id, err := d.resolve(ctx, name)
 	if err != nil {
 		return nil, toErrno(d.root.log, "lookup", err)
@@ -198,6 +202,7 @@ type statusDirHandle struct {
 const readAhead = 128
 
 func (h *statusDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	defer h.dir.root.busy.enter(&h.dir.Inode)()
 	if !h.listed {
 		entries, ids, errno := h.dir.list(ctx)
 		if errno != 0 {
@@ -237,6 +242,7 @@ func (h *statusDirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
 // its name). A name being written (a pending path) or an image that has
 // left the directory since the listing is resolved as a plain lookup would.
 func (h *statusDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	defer h.dir.root.busy.enter(&h.dir.Inode)()
 	d := h.dir
 	i := h.next - 1
 	if i < 0 || i >= len(h.entries) || h.entries[i].Name != name {
@@ -275,6 +281,7 @@ func (h *statusDirHandle) record(ctx context.Context, i int) *meta.Image {
 // uploaded at once (the image is saving until close, then active or
 // killed); in queued/ the image stays queued until data is written.
 func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	defer d.root.busy.enter(&d.Inode)()
 	if d.status != meta.Active && d.status != meta.Queued {
 		return nil, nil, 0, syscall.EPERM
 	}
@@ -311,6 +318,7 @@ func (d *statusDir) Create(ctx context.Context, name string, flags uint32, mode 
 }
 
 func (d *statusDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	defer d.root.busy.enter(&d.Inode)()
 	id, err := d.resolve(ctx, name)
 	if err != nil {
 		return toErrno(d.root.log, "unlink", err)
@@ -323,6 +331,7 @@ func (d *statusDir) Unlink(ctx context.Context, name string) syscall.Errno {
 // Renaming onto a name another image holds replaces nothing: both images
 // keep the name and show as NAME@ID.
 func (d *statusDir) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	defer d.root.busy.enter(&d.Inode, newParent.EmbeddedInode())()
 	to, ok := newParent.(*statusDir)
 	if !ok {
 		return syscall.EPERM

@@ -16,6 +16,12 @@ import (
 // entries expire on their own (after the 1 s entry timeout).
 const syncInvalidateTimeout = 2 * time.Second
 
+// notifyIdleWait bounds how long the invalidator waits for a directory to
+// have no request in flight before notifying its entries (see dirBusy):
+// short, so that a change made elsewhere still shows at once whenever the
+// directory is not kept busy.
+const notifyIdleWait = 500 * time.Millisecond
+
 // startInvalidator subscribes to the catalogue's changes and tells the
 // kernel which of its cached names and attributes went stale. The kernel
 // calls go out from one goroutine, never from inside a FUSE handler: a
@@ -200,9 +206,16 @@ func (r *Root) invalidate(ev meta.Event, sharing map[nameIn][]string) {
 		if img == nil {
 			continue
 		}
-		r.ids.NotifyEntry(img.ID)
+		if r.busy.waitIdle(r.ids, notifyIdleWait) {
+			r.ids.NotifyEntry(img.ID)
+		}
 		dir := r.status[img.Status]
 		if dir == nil || !meta.Listable(img.Name) {
+			continue
+		}
+		if !r.busy.waitIdle(dir, notifyIdleWait) {
+			// Its entries expire on their own within the entry timeout.
+			r.log.Debug("directory busy: its entries are left to expire", "dir", img.Status)
 			continue
 		}
 		dir.NotifyEntry(img.Name)

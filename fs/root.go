@@ -58,6 +58,7 @@ type Root struct {
 
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
+	busy   *dirBusy                    // requests in flight under a directory's kernel lock
 
 	mu      sync.Mutex             // guards pending, live, writers, creators and holders
 	pending map[pendingPath]string // image id created at a path and still being written
@@ -135,6 +136,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		opts:    opts,
 		log:     opts.Logger,
 		status:  map[meta.Status]*gofs.Inode{},
+		busy:    newDirBusy(),
 		pending: map[pendingPath]string{},
 		live:    map[string]*imageNode{},
 		writers: map[string]int{},
@@ -240,6 +242,9 @@ type Server struct {
 // mount left on dir by a crashed daemon is detached first.
 func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 	root := NewRoot(svc, opts)
+	if _, err := AbortDeadConnection(dir, root.log); err != nil {
+		return nil, err
+	}
 	if err := recoverStaleMount(dir, root.log); err != nil {
 		return nil, err
 	}
@@ -296,6 +301,9 @@ func Mount(dir string, svc *lifecycle.Service, opts Options) (*Server, error) {
 	if root.exits = watchExits(root.log); root.exits != nil {
 		go root.exits.run(root.creatorExited, root.lostExits)
 	}
+	if err := recordConnection(dir); err != nil {
+		root.log.Warn("the mount's FUSE connection is not recorded: after a crash, abort it by hand", "dir", dir, "err", err)
+	}
 	stop, settle := root.startInvalidator()
 	return &Server{server: server, root: root, stop: stop, settle: settle, dir: dir}, nil
 }
@@ -317,6 +325,7 @@ func (m *Server) Unmount() error {
 			m.root.log.Warn("stop watching exits", "err", cerr)
 		}
 	}
+	forgetConnection(m.dir)
 	return err
 }
 

@@ -34,7 +34,15 @@ func recoverStaleMount(dir string, log *slog.Logger) error {
 	}()
 	select {
 	case err := <-stat:
-		if err == nil || !errors.Is(err, syscall.ENOTCONN) {
+		if err == nil {
+			if minor, ok, _ := fuseMountMinor(dir); ok {
+				// It answers: a daemon serves it. Taking a mount point
+				// over is only for a dead daemon's mount.
+				return fmt.Errorf("%s is already mounted and served by a running FUSE daemon (connection %s): stop it, or choose another --mount", dir, minor)
+			}
+			return nil
+		}
+		if !errors.Is(err, syscall.ENOTCONN) {
 			return nil
 		}
 	case <-time.After(hungMountWait):
@@ -127,4 +135,145 @@ func abortFuseConnection(minor string) error {
 		}
 	}
 	return os.WriteFile(abort, []byte("1"), 0)
+}
+
+// A daemon killed while a thread of it waited in the kernel can leave its
+// FUSE connection alive after everything else of it is gone, and a lazy
+// unmount (systemd's stop, an operator's umount -l) hides that connection
+// from mountinfo while the clients inside it hang. To find it again, a
+// mount records its connection, by mount point, in connRecordDir: the
+// next daemon on that mount point, and glimpse abort-mount, abort the
+// recorded connection of a daemon that no longer serves.
+
+// connRecordDir holds one record per mount point: the fusectl connection
+// (the mount's minor device number) and the daemon's pid.
+func connRecordDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/glimpse"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "glimpse")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("glimpse-%d", os.Geteuid()))
+}
+
+// ConnRecord is where the connection of the mount on dir is recorded:
+// the absolute path, with "/" as "_" and "_" as "__".
+func ConnRecord(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	name := strings.ReplaceAll(strings.ReplaceAll(strings.TrimPrefix(abs, "/"), "_", "__"), "/", "_")
+	return filepath.Join(connRecordDir(), name+".conn"), nil
+}
+
+// recordConnection notes the connection of this process's mount on dir.
+func recordConnection(dir string) error {
+	minor, ok, err := fuseMountMinor(dir)
+	if err != nil || !ok {
+		return fmt.Errorf("find the FUSE connection of %s: %v", dir, err)
+	}
+	path, err := ConnRecord(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, fmt.Appendf(nil, "%s %d\n", minor, os.Getpid()), 0o600)
+}
+
+// forgetConnection removes the record of dir's mount after a clean unmount.
+func forgetConnection(dir string) {
+	if path, err := ConnRecord(dir); err == nil {
+		os.Remove(path)
+	}
+}
+
+// AbortDeadConnection aborts the FUSE connection recorded for dir when
+// the daemon that made it no longer serves (it is gone, a zombie, or
+// stopped) and the connection is not mounted anywhere else, visible or
+// not; then it detaches what is left on dir. It does nothing to a
+// serving daemon. It reports whether it aborted a connection.
+func AbortDeadConnection(dir string, log *slog.Logger) (bool, error) {
+	path, err := ConnRecord(dir)
+	if err != nil {
+		return false, err
+	}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var minor string
+	var pid int
+	if n, _ := fmt.Sscanf(string(raw), "%s %d", &minor, &pid); n != 2 || strings.ContainsAny(minor, "/.") {
+		os.Remove(path)
+		return false, nil
+	}
+	if pid == os.Getpid() || processServes(pid) {
+		return false, nil
+	}
+	if _, err := os.Stat(filepath.Join(fusectlDir, minor)); errors.Is(err, os.ErrNotExist) {
+		os.Remove(path) // the connection ended with its daemon
+		return false, nil
+	}
+	if elsewhere, err := mountedElsewhere(minor, dir); err != nil || elsewhere {
+		// The number now belongs to another mount.
+		os.Remove(path)
+		return false, err
+	}
+	log.Warn("aborting the FUSE connection a dead daemon left on the mount point", "dir", dir, "connection", minor, "pid", pid)
+	if err := abortFuseConnection(minor); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("abort the dead daemon's FUSE connection %s on %s: %w", minor, dir, err)
+	}
+	os.Remove(path)
+	if m, ok, _ := fuseMountMinor(dir); ok && m == minor {
+		syscall.Unmount(dir, syscall.MNT_DETACH)
+	}
+	return true, nil
+}
+
+// processServes reports whether pid is a process that may still answer
+// FUSE requests: it exists and is neither a zombie nor stopped.
+func processServes(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 || i+2 >= len(stat) {
+		return false
+	}
+	switch stat[i+2] {
+	case 'Z', 'X', 'T', 't':
+		return false
+	}
+	return true
+}
+
+// mountedElsewhere reports whether device 0:minor is mounted on another
+// mount point than dir (in this process's mount namespace).
+func mountedElsewhere(minor, dir string) (bool, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false, err
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 5 && fields[2] == "0:"+minor && unescapeMountinfo(fields[4]) != abs {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
 }

@@ -39,7 +39,7 @@ func (s *Service) Patch(ctx context.Context, p Principal, id string, ops []Op) (
 }
 
 func readOnlyOrReserved(key string) bool {
-	return readOnlyKeys[key] || strings.HasPrefix(key, glimpsePrefix) || strings.HasPrefix(key, reservedKeyPrefix)
+	return readOnlyKeys[key] || reservedKeys[key] || strings.HasPrefix(key, glimpsePrefix) || strings.HasPrefix(key, reservedKeyPrefix)
 }
 
 // AddTag adds tag to image id; adding a tag the image has succeeds.

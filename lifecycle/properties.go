@@ -43,6 +43,11 @@ var readOnlyKeys = map[string]bool{
 	"direct_url": true, "stores": true,
 }
 
+// reservedKeys are Glance's reserved attributes: no image carries them as
+// properties, whoever asks and through whichever face (Glance refuses them
+// at create and in a patch alike).
+var reservedKeys = map[string]bool{"location": true, "deleted": true, "deleted_at": true}
+
 // writableBaseKeys are the base properties a caller may change (but not
 // remove).
 var writableBaseKeys = map[string]bool{
@@ -166,7 +171,9 @@ type Op struct {
 func apply(img *meta.Image, op Op, may grants) error {
 	key := op.Key
 	switch {
-	case readOnlyKeys[key], strings.HasPrefix(key, glimpsePrefix), strings.HasPrefix(key, reservedKeyPrefix):
+	case reservedKeys[key]:
+		return fmt.Errorf("%w: %s is reserved", ErrReadOnly, key)
+	case readOnlyOrReserved(key):
 		return fmt.Errorf("%w: %s", ErrReadOnly, key)
 	case op.Op == "remove":
 		if writableBaseKeys[key] {

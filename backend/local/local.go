@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/backend/freespace"
 )
 
 const partialDir = ".partial"
@@ -22,11 +23,18 @@ const partialDir = ".partial"
 // Config names the directory that holds the objects.
 type Config struct {
 	Dir string
+	// Reserve is free space, in bytes, that writes leave on Dir's
+	// filesystem: a write that would take the filesystem below it fails
+	// with ENOSPC. The daemon sets it when the registry shares the
+	// filesystem: badger writes through mmapped files, and a page it
+	// touches on a full filesystem kills the process with SIGBUS.
+	Reserve int64
 }
 
 // Local is a backend.Backend on a local directory.
 type Local struct {
-	dir string
+	dir     string
+	reserve int64
 }
 
 var _ backend.Backend = (*Local)(nil)
@@ -39,7 +47,16 @@ func Open(cfg Config) (*Local, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, partialDir), 0o700); err != nil {
 		return nil, fmt.Errorf("local store: %w", err)
 	}
-	return &Local{dir: cfg.Dir}, nil
+	return &Local{dir: cfg.Dir, reserve: cfg.Reserve}, nil
+}
+
+// checkSpace fails with ENOSPC when writing n more bytes would leave less
+// than the reserve free.
+func (l *Local) checkSpace(n int) error {
+	if err := freespace.Check(l.dir, l.reserve, int64(n)); err != nil {
+		return fmt.Errorf("local store: %w", err)
+	}
+	return nil
 }
 
 // Dir is the directory holding the objects.
@@ -195,6 +212,9 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.f == nil {
 		return 0, os.ErrClosed
 	}
+	if err := w.l.checkSpace(len(p)); err != nil {
+		return 0, err
+	}
 	n, err := w.f.WriteAt(p, w.off)
 	w.off += int64(n)
 	return n, err
@@ -203,6 +223,9 @@ func (w *writer) Write(p []byte) (int, error) {
 func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 	if w.f == nil {
 		return 0, os.ErrClosed
+	}
+	if err := w.l.checkSpace(len(p)); err != nil {
+		return 0, err
 	}
 	return w.f.WriteAt(p, off)
 }

@@ -36,6 +36,7 @@ import (
 	"sync"
 
 	"github.com/glimpse-project/glimpse/backend"
+	"github.com/glimpse-project/glimpse/backend/freespace"
 )
 
 const filePrefix = "spool-"
@@ -67,6 +68,9 @@ type Writer struct {
 	// the bytes it was to save are lost.
 	broken error
 	closed bool
+	// reserve is free space the spool file leaves on dir's filesystem
+	// (see WrapReserving).
+	reserve int64
 }
 
 var _ backend.RandomWriter = (*Writer)(nil)
@@ -151,6 +155,9 @@ func (w *Writer) writeAt(p []byte, off int64) (int, error) {
 		w.size = max(w.size, w.streamed)
 		return n, err
 	}
+	if err := freespace.Check(w.dir, w.reserve, int64(len(p))); err != nil {
+		return 0, fmt.Errorf("spool %s: %w", w.key, err)
+	}
 	n, err := w.f.WriteAt(p, off)
 	w.size = max(w.size, off+int64(n))
 	if err != nil {
@@ -225,6 +232,9 @@ func (w *Writer) copyPrefix(ctx context.Context, f *os.File) error {
 	defer r.Close()
 	if r.Size() != w.streamed {
 		return fmt.Errorf("the store holds %d bytes of the %d streamed", r.Size(), w.streamed)
+	}
+	if err := freespace.Check(w.dir, w.reserve, w.streamed); err != nil {
+		return err
 	}
 	_, err = io.Copy(f, io.NewSectionReader(r, 0, w.streamed))
 	return err
@@ -366,16 +376,30 @@ func (w *Writer) removeFile() error {
 // in dir, and AbortIncomplete also cleaning dir. For stores whose own
 // writers only stream (S3); local disk needs no spool.
 func Wrap(b backend.Backend, dir string) backend.Backend {
-	return &spooled{Backend: b, dir: dir}
+	return WrapReserving(b, dir, 0)
+}
+
+// WrapReserving is Wrap with spool files that leave reserve bytes free on
+// dir's filesystem: a write that would take more fails with ENOSPC (for
+// a spool beside the registry, whose badger dies of SIGBUS on a full
+// filesystem).
+func WrapReserving(b backend.Backend, dir string, reserve int64) backend.Backend {
+	return &spooled{Backend: b, dir: dir, reserve: reserve}
 }
 
 type spooled struct {
 	backend.Backend
-	dir string
+	dir     string
+	reserve int64
 }
 
 func (s *spooled) Create(ctx context.Context, key string) (backend.Writer, error) {
-	return New(ctx, s.Backend, key, s.dir)
+	w, err := New(ctx, s.Backend, key, s.dir)
+	if err != nil {
+		return nil, err
+	}
+	w.reserve = s.reserve
+	return w, nil
 }
 
 func (s *spooled) AbortIncomplete(ctx context.Context) error {

@@ -145,7 +145,7 @@ func onTarget(c *cli.Context, direct func(context.Context, *lifecycle.Service) e
 		return fmt.Errorf("%d glimpse daemon(s) hold a lease on this registry (%s pid %d, since %s, and maybe others): stop them, or leave out --data and ask one over REST",
 			len(daemons), d.Host, d.PID, d.Started.Format(time.RFC3339))
 	}
-	be, _, err := openStore(c.Context, c.String("store"), data, defaultStoreTimeout, metered.NewMetrics(nil))
+	be, _, err := openStore(c.Context, c.String("store"), data, defaultStoreTimeout, 0, metered.NewMetrics(nil))
 	if err != nil {
 		return err
 	}

@@ -141,3 +141,23 @@ keystone-token-cache-time: 1m
 		t.Errorf("default token cache time %v, want keystonemiddleware's 300 s", o.keystone.Cache)
 	}
 }
+
+// The limits of issue 18 are settings like any other: file, variable,
+// default.
+func TestServeUploadAndReserveSettings(t *testing.T) {
+	o, err := parseServe(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.maxUploads != 64 || o.dataReserve != 64<<20 || o.allowOtherWithAuth {
+		t.Fatalf("defaults: max-uploads %d, data-reserve %d, allow-other-with-auth %v", o.maxUploads, o.dataReserve, o.allowOtherWithAuth)
+	}
+	t.Setenv("GLIMPSE_MAX_UPLOADS", "8")
+	o, err = parseServe(t, "--config", writeConfig(t, "data-reserve: 1048576\nallow-other-with-auth: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.maxUploads != 8 || o.dataReserve != 1<<20 || !o.allowOtherWithAuth {
+		t.Fatalf("set: max-uploads %d, data-reserve %d, allow-other-with-auth %v", o.maxUploads, o.dataReserve, o.allowOtherWithAuth)
+	}
+}

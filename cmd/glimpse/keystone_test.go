@@ -261,17 +261,24 @@ func TestKeystoneCatalogue(t *testing.T) {
 	}
 	writeClouds("keystone-admin", keystonetest.AdminUser, keystonetest.AdminPassword, "admin")
 	writeClouds("glimpse", user.User, user.Password, user.Project)
-	osc := func(cloud string, args ...string) string {
-		t.Helper()
+	consumer := kc.NewIdentity("osc-consumer", "member")
+	writeClouds("consumer", consumer.User, consumer.Password, consumer.Project)
+	oscTry := func(cloud string, args ...string) (stdout, stderr string, err error) {
 		cmd := exec.Command("openstack", append([]string{"--os-cloud", cloud}, args...)...)
 		cmd.Dir = dir
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "OS_CLIENT_CONFIG_FILE=" + clouds}
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("openstack %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err = cmd.Run()
+		return out.String(), errOut.String(), err
+	}
+	osc := func(cloud string, args ...string) string {
+		t.Helper()
+		stdout, stderr, err := oscTry(cloud, args...)
+		if err != nil {
+			t.Fatalf("openstack %s: %v\n%s%s", strings.Join(args, " "), err, stdout, stderr)
 		}
-		return stdout.String()
+		return stdout
 	}
 
 	// Register glimpse as the image service, as an operator does.
@@ -306,6 +313,8 @@ func TestKeystoneCatalogue(t *testing.T) {
 	if got, _ := os.ReadFile(saved); !bytes.Equal(got, content) {
 		t.Errorf("image save: %d bytes, want the %d uploaded", len(got), len(content))
 	}
+
+	shareWithOSC(t, oscTry, c.ID, consumer, url, kc.TokenOf(consumer))
 
 	// gophercloud: password auth, the image endpoint from the catalogue.
 	ctx := context.Background()
@@ -343,6 +352,8 @@ func TestKeystoneCatalogue(t *testing.T) {
 	if !bytes.Equal(got, content) {
 		t.Errorf("gophercloud download: %d bytes", len(got))
 	}
+
+	shareWithGophercloud(t, ksURL, gc, c.ID, consumer)
 
 	// The glance CLI with OS_* variables finds glimpse the same way.
 	if _, err := exec.LookPath("glance"); err == nil {

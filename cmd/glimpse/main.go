@@ -34,6 +34,7 @@ func newApp() *cli.App {
 			metadefsCommand(),
 			policyCommand(),
 			helpCommand(),
+			abortMountCommand(),
 		}, append(imageCommands(), append(glanceParityCommands(), memberCommands()...)...)...),
 		// Errors are printed once, by main, as one readable line.
 		ExitErrHandler:  func(*cli.Context, error) {},

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +69,11 @@ type serveOptions struct {
 	keystone            keystone.Config
 	taskTTL             time.Duration
 	memberQuota         int // 0: lifecycle.DefaultMemberLimit
+	dataReserve  int64
+	maxUploads   int
+	// allowOtherWithAuth: the operator knows --allow-other opens what the
+	// fs project sees to every local user, whatever the REST tokens say.
+	allowOtherWithAuth bool
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -101,9 +107,11 @@ Examples:
 			&cli.StringFlag{Name: "mount", Category: "Mount", Usage: "where to mount the catalogue ('' for no mount)", Value: "/mnt/glimpse", Destination: &o.mount, EnvVars: []string{"GLIMPSE_MOUNT"}},
 			&cli.StringFlag{Name: "listen", Category: "REST listener", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
 			&cli.StringFlag{Name: "store", Category: "Storage", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
+			&cli.Int64Flag{Name: "data-reserve", Category: "Storage", Usage: "bytes a file store on the registry's filesystem leaves free for the registry: an upload that would take more fails with 413/ENOSPC (0: none; badger dies of SIGBUS on a full filesystem)", Value: defaultDataReserve, Destination: &o.dataReserve, EnvVars: []string{"GLIMPSE_DATA_RESERVE"}},
 			&cli.DurationFlag{Name: "store-timeout", Category: "Storage", Usage: "fail a store request (S3, Swift, RBD) that makes no progress for this long: the upload is killed, the read fails", Value: defaultStoreTimeout, Destination: &o.storeTimeout, EnvVars: []string{"GLIMPSE_STORE_TIMEOUT"}},
 			&cli.StringFlag{Name: "fs-project", Category: "Mount", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Category: "Limits", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
+			&cli.IntFlag{Name: "max-uploads", Category: "Limits", Usage: "most REST uploads (PUT file, stage, web-download) in flight for everyone together, each holding a 1 MiB buffer; beyond it 503 with Retry-After", Value: api.DefaultMaxUploads, Destination: &o.maxUploads, EnvVars: []string{"GLIMPSE_MAX_UPLOADS"}},
 			&cli.Int64Flag{Name: "quota-images", Category: "Limits", Usage: "most images one project may own, in any status (Glance's image_count_total; 0: no limit)", Destination: &o.quota.Images, EnvVars: []string{"GLIMPSE_QUOTA_IMAGES"}},
 			&cli.Int64Flag{Name: "quota-uploading", Category: "Limits", Usage: "most images one project may be uploading at once (Glance's image_count_uploading; 0: no limit)", Destination: &o.quota.Uploading, EnvVars: []string{"GLIMPSE_QUOTA_UPLOADING"}},
 			&cli.IntFlag{Name: "image-member-quota", Category: "Limits", Usage: "most members (projects it is shared with) one image may have (Glance's image_member_quota; -1: no limit)", Value: lifecycle.DefaultMemberLimit, Destination: &o.memberQuota, EnvVars: []string{"GLIMPSE_IMAGE_MEMBER_QUOTA"},
@@ -135,6 +143,7 @@ Examples:
 			&cli.StringFlag{Name: "tls-cert", Category: "REST listener", Usage: "serve REST over TLS with this certificate (PEM)", Destination: &o.tlsCert, EnvVars: []string{"GLIMPSE_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Category: "REST listener", Usage: "the TLS certificate's private key (PEM)", Destination: &o.tlsKey, EnvVars: []string{"GLIMPSE_TLS_KEY"}},
 			&cli.BoolFlag{Name: "allow-other", Category: "Mount", Usage: "let other users use the mount (with default_permissions)", Destination: &o.allowOther},
+			&cli.BoolFlag{Name: "allow-other-with-auth", Category: "Mount", Usage: "accept --allow-other together with --auth-tokens: every local user then reads, through the mount, all that --fs-project sees", Destination: &o.allowOtherWithAuth},
 			&cli.BoolFlag{Name: "debug-pprof", Category: "Logs and debugging", Usage: "serve Go profiles under /debug/pprof/ on the listener (no auth: for debugging only)", Destination: &o.pprof},
 			&cli.BoolFlag{Name: "debug-fuse", Category: "Logs and debugging", Usage: "log every FUSE request", Destination: &o.debugFUSE},
 			&cli.StringFlag{Name: "log-level", Category: "Logs and debugging", Usage: "debug, info, warn or error", Value: "info", Destination: &o.logLevel, EnvVars: []string{"GLIMPSE_LOG_LEVEL"}},
@@ -151,6 +160,22 @@ Examples:
 			return run(c.Context, o)
 		},
 	}
+}
+
+// defaultDataReserve covers what badger may write between two flushes and
+// a compaction of a registry of some 10,000 images: two 8 MiB memtables'
+// logs, the level-0 tables they become, and the tables a compaction
+// writes before it removes the old ones.
+const defaultDataReserve = 64 << 20
+
+// sameFilesystem reports whether two directories are on one filesystem
+// (when it cannot tell, it says yes: the reserve is then kept for nothing).
+func sameFilesystem(a, b string) bool {
+	var sa, sb syscall.Stat_t
+	if syscall.Stat(a, &sa) != nil || syscall.Stat(b, &sb) != nil {
+		return true
+	}
+	return sa.Dev == sb.Dev
 }
 
 // defaultStoreTimeout: long enough for a busy store to answer a large
@@ -182,6 +207,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 	}
+	if o.maxUploads < 1 {
+		return errors.New("--max-uploads takes 1 or more")
+	}
 	if o.quota.Images < 0 || o.quota.Uploading < 0 || o.quota.Bytes < 0 {
 		return errors.New("--quota-images, --quota-uploading and --quota-bytes take 0 (no limit) or more")
 	}
@@ -190,6 +218,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	if o.mount == "" && o.listen == "" {
 		return errors.New("nothing to serve: both --mount and --listen are empty")
+	}
+	auth := o.authTokens != "" || o.keystone.URL != ""
+	if o.allowOther && o.mount != "" && auth && !o.allowOtherWithAuth {
+		return fmt.Errorf("--allow-other with REST auth would let every local user read, through the mount, every image project %q sees, whatever their token; add --allow-other-with-auth if that is meant", o.fsProject)
 	}
 	// The policy is read before anything opens: a bad file stops the start.
 	var pol *policy.Enforcer
@@ -228,7 +260,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	reg := newMetricsRegistry()
 	storeMetrics := metered.NewMetrics(reg)
-	be, storeDir, err := openStore(ctx, o.store, data, o.storeTimeout, storeMetrics)
+	be, storeDir, err := openStore(ctx, o.store, data, o.storeTimeout, o.dataReserve, storeMetrics)
 	if err != nil {
 		return err
 	}
@@ -261,7 +293,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	defer stopReaper()
 	go svc.RunReaper(reapCtx, reapInterval(o.leaseTTL))
 
-	rest, err := api.New(svc, api.Options{Metadefs: metadefs.New(db, svc.Authorizer()), Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts, TaskTimeToLive: o.taskTTL})
+	rest, err := api.New(svc, api.Options{Metadefs: metadefs.New(db, svc.Authorizer()), Logger: log, AuthTokens: o.authTokens, Keystone: o.keystone, WebDownloadAllowPrivate: o.allowPrivate, Metrics: api.NewMetrics(reg), Timeouts: o.timeouts, TaskTimeToLive: o.taskTTL, MaxUploads: o.maxUploads})
 	if err != nil {
 		return err
 	}
@@ -303,6 +335,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 		go func() { mnt.Wait(); close(mountGone) }()
 		log.Info("catalogue mounted", "mount", o.mount)
+		startMountWatchdog(o.mount, log)
 	}
 
 	rest.SetReady(true)
@@ -342,7 +375,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 // that the mount can take out-of-order writes; whatever a crash left in the
 // spool is removed here.
 // timeout bounds a remote store's request that makes no progress.
-func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *metered.Metrics) (backend.Backend, string, error) {
+// reserve is the free space a file store on the registry's filesystem
+// leaves to the registry.
+func openStore(ctx context.Context, raw, data string, timeout time.Duration, reserve int64, m *metered.Metrics) (backend.Backend, string, error) {
 	if raw == "" {
 		raw = "file://" + filepath.Join(data, "images")
 	}
@@ -355,7 +390,13 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *
 		if !filepath.IsAbs(rest) {
 			return nil, "", fmt.Errorf("--store %q: a file store needs an absolute path (file:///path)", raw)
 		}
-		l, err := local.Open(local.Config{Dir: rest})
+		if err := os.MkdirAll(rest, 0o700); err != nil {
+			return nil, "", fmt.Errorf("--store: %w", err)
+		}
+		if !sameFilesystem(rest, data) {
+			reserve = 0 // the store cannot fill the registry's filesystem
+		}
+		l, err := local.Open(local.Config{Dir: rest, Reserve: reserve})
 		if err != nil {
 			return nil, "", err
 		}
@@ -370,7 +411,7 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		return spooled(metered.Wrap(st, scheme, m), data)
+		return spooled(metered.Wrap(st, scheme, m), data, reserve)
 	case "swift":
 		cfg, err := swift.ParseURL(raw, os.Getenv)
 		if err != nil {
@@ -381,7 +422,7 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *
 		if err != nil {
 			return nil, "", fmt.Errorf("--store: %w", err)
 		}
-		return spooled(metered.Wrap(st, scheme, m), data)
+		return spooled(metered.Wrap(st, scheme, m), data, reserve)
 	case "rbd":
 		cfg, err := rbd.ParseURL(raw, os.Getenv)
 		if err != nil {
@@ -398,8 +439,9 @@ func openStore(ctx context.Context, raw, data string, timeout time.Duration, m *
 }
 
 // spooled wraps a store that only streams in a spool under DATA/spool,
-// removing what a crash left there.
-func spooled(st backend.Backend, data string) (backend.Backend, string, error) {
+// removing what a crash left there; spool files leave reserve bytes free
+// for the registry beside them.
+func spooled(st backend.Backend, data string, reserve int64) (backend.Backend, string, error) {
 	dir := filepath.Join(data, "spool")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		st.Close()
@@ -409,7 +451,7 @@ func spooled(st backend.Backend, data string) (backend.Backend, string, error) {
 		st.Close()
 		return nil, "", err
 	}
-	return spool.Wrap(st, dir), "", nil
+	return spool.WrapReserving(st, dir, reserve), "", nil
 }
 
 // checkMountOverlap refuses a mount point that holds or lies inside the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -406,8 +407,13 @@ func TestServeCrashMidUpload(t *testing.T) {
 
 func TestServeBadFlags(t *testing.T) {
 	exe, _ := os.Executable()
+	tokens := filepath.Join(t.TempDir(), "tokens.json")
+	if err := os.WriteFile(tokens, []byte(`{"tokens": {}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"serve", "--no-such-flag"},
+		{"serve", "--mount", t.TempDir(), "--allow-other", "--auth-tokens", tokens, "--listen", "127.0.0.1:0"},
 		{"serve", "--mount", "", "--listen", ""},
 		{"serve", "--store", "ftp://x", "--mount", ""},
 	} {
@@ -418,6 +424,9 @@ func TestServeBadFlags(t *testing.T) {
 		last := lines[len(lines)-1]
 		if err == nil || !strings.HasPrefix(last, "glimpse: ") {
 			t.Errorf("glimpse %v: err %v, output %q: want failure and a 'glimpse: ...' line", args, err, out)
+		}
+		if slices.Contains(args, "--allow-other") && !strings.Contains(last, "--allow-other-with-auth") {
+			t.Errorf("glimpse %v: %q does not name the flag that allows it", args, last)
 		}
 	}
 }

@@ -5,7 +5,10 @@
 // test of the mount can make them from inside the process that serves it.
 package converttest
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
 // Hostile is one hostile image.
 type Hostile struct {
@@ -16,8 +19,9 @@ type Hostile struct {
 }
 
 // HostileImages returns qcow2 images with a backing file, with an external
-// data file and with an L1 table of 4 G entries, and a vmdk whose flat
-// extent is /etc/passwd.
+// data file and with an L1 table of 4 G entries, and vmdk text
+// descriptors whose flat extent is /etc/passwd, in each form qemu's probe
+// takes for a vmdk (VMDKDescriptors).
 func HostileImages() []Hostile {
 	backing := qcow2Header(2)
 	be64(backing, 8, 512) // backing_file_offset
@@ -34,13 +38,41 @@ func HostileImages() []Hostile {
 	hugeL1 := qcow2Header(3)
 	be32(hugeL1, 36, 0xffffffff) // l1_size
 
-	flat := []byte("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\n" +
-		"# Extent description\nRW 2048 FLAT \"/etc/passwd\" 0\n\nddb.virtualHWVersion = \"4\"\n")
-	return []Hostile{
+	images := []Hostile{
 		{"qcow2 with a backing file", "qcow2", backing, "backing file"},
 		{"qcow2 with an external data file", "qcow2", dataFile, "data file"},
 		{"qcow2 with a huge L1 table", "qcow2", hugeL1, "L1"},
-		{"vmdk with a flat extent on /etc/passwd", "vmdk", flat, "names other files"},
+	}
+	for _, d := range VMDKDescriptors("/etc/passwd") {
+		images = append(images, Hostile{"vmdk descriptor, " + d.Name + ", a flat extent on /etc/passwd", "vmdk", d.Data, "names other files"})
+	}
+	return images
+}
+
+// Descriptor is one form of a vmdk text descriptor.
+type Descriptor struct {
+	Name string
+	Data []byte
+}
+
+// VMDKDescriptors returns monolithicFlat descriptors whose one extent is
+// path, in every form qemu's vmdk_probe takes for a vmdk: VMware's own
+// (first line "# Disk DescriptorFile"), "version=1" first, another
+// comment first, blank lines of spaces first, CRLF line ends, and all of
+// these at once with version 3. qemu-img without -f opens each as a vmdk
+// and reads path (CVE-2022-47951), so each must be refused, never taken
+// for raw.
+func VMDKDescriptors(path string) []Descriptor {
+	body := "CID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\n" +
+		"# Extent description\nRW 2048 FLAT \"" + path + "\" 0\n\nddb.virtualHWVersion = \"4\"\n"
+	crlf := func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
+	return []Descriptor{
+		{"VMware's header", []byte("# Disk DescriptorFile\nversion=1\n" + body)},
+		{"version first", []byte("version=1\n" + body)},
+		{"another comment first", []byte("# written by hand\n#\nversion=2\n" + body)},
+		{"blank lines first", []byte("   \n \nversion=1\n" + body)},
+		{"CRLF", []byte(crlf("version=1\n" + body))},
+		{"comments, blanks and CRLF", []byte(crlf("#!\n  \n# x\nversion=3\n" + body))},
 	}
 }
 

@@ -193,6 +193,25 @@ func (c *Client) NewIdentity(prefix string, roles ...string) Identity {
 	return id
 }
 
+// NewUserIn creates a user holding roles on project's project (a second
+// user of one project, such as the owner's reader), named after prefix and
+// a random suffix.
+func (c *Client) NewUserIn(project Identity, prefix string, roles ...string) Identity {
+	c.t.Helper()
+	admin := c.Admin()
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	name := prefix + "-" + hex.EncodeToString(suffix)
+	id := Identity{User: name, Password: name + "-pw", Project: project.Project, ProjectID: project.ProjectID}
+	var u struct{ User struct{ ID string } }
+	c.do("POST", "/users", admin, map[string]any{"user": map[string]any{"name": name, "password": id.Password, "domain_id": "default"}}, http.StatusCreated, &u)
+	id.UserID = u.User.ID
+	for _, r := range roles {
+		c.do("PUT", "/projects/"+id.ProjectID+"/users/"+id.UserID+"/roles/"+c.roleID(admin, r), admin, nil, http.StatusNoContent, nil)
+	}
+	return id
+}
+
 // GrantDomainRole gives the identity's user role on the Default domain,
 // so that it can get a domain-scoped token.
 func (c *Client) GrantDomainRole(id Identity, role string) {
