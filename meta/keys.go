@@ -14,6 +14,8 @@ import (
 //	s/<status>/<id>                empty; every image, by status
 //	n/<status>/<name>\x00<id>      empty; images whose name can be a file
 //	                               name (see Listable), by status and name
+//	w/<id>                         empty; images with work in flight owned
+//	                               by a daemon's lease (WriterLease != 0)
 //	u/<project>\x00<shard>          JSON of Usage: a share of what the
 //	                               project holds (the sum of its shards),
 //	                               changed with every change of its images
@@ -36,6 +38,10 @@ func imageKey(id string) []byte { return []byte("i/" + id) }
 func imagePrefix() []byte { return []byte("i/") }
 
 func daemonPrefix() []byte { return []byte("d/") }
+
+func workKey(id string) []byte { return []byte("w/" + id) }
+
+func workPrefix() []byte { return []byte("w/") }
 
 func usageKey(project string, shard int) []byte {
 	return fmt.Appendf(nil, "u/%s\x00%02d", project, shard)

@@ -269,6 +269,21 @@ func (s *Store) InStatus(st Status) ([]string, error) {
 	return ids, err
 }
 
+// Working returns the ids of the images whose work in flight (an upload,
+// an import, a background hash) a daemon's lease owns: a short list to
+// watch for work whose daemon is gone, whatever the catalogue's size.
+func (s *Store) Working() ([]string, error) {
+	var ids []string
+	prefix := workPrefix()
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
+		return tx.Scan(prefix, func(k, _ []byte) error {
+			ids = append(ids, string(k[len(prefix):]))
+			return nil
+		})
+	})
+	return ids, err
+}
+
 // Entry is one image in a status directory.
 type Entry struct {
 	Name string
@@ -340,6 +355,11 @@ func putImage(tx kv.Txn, old, img *Image) error {
 	if err := tx.Set(statusKey(img.Status, img.ID), nil); err != nil {
 		return err
 	}
+	if img.WriterLease != 0 {
+		if err := tx.Set(workKey(img.ID), nil); err != nil {
+			return err
+		}
+	}
 	if Listable(img.Name) {
 		return tx.Set(nameKey(img.Status, img.Name, img.ID), nil)
 	}
@@ -356,6 +376,11 @@ func deleteImage(tx kv.Txn, img *Image) error {
 func deleteIndexes(tx kv.Txn, img *Image) error {
 	if err := tx.Delete(statusKey(img.Status, img.ID)); err != nil {
 		return err
+	}
+	if img.WriterLease != 0 {
+		if err := tx.Delete(workKey(img.ID)); err != nil {
+			return err
+		}
 	}
 	if Listable(img.Name) {
 		return tx.Delete(nameKey(img.Status, img.Name, img.ID))
