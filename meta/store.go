@@ -107,7 +107,7 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	s.stampWriter(nil, img)
 	img.CreatedAt = s.now()
 	img.UpdatedAt = img.CreatedAt
-	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
 		if _, err := tx.Get(imageKey(img.ID)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, kv.ErrNotFound) {
@@ -124,6 +124,14 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	s.await(ctx, rev)
 	return img, nil
 }
+
+// commitContext is the context of a change's transaction: ctx's values,
+// not its cancellation. The callers' contexts are often those of requests
+// that may end meanwhile (a FUSE request interrupted, a REST client gone),
+// and a change they started, above all the kill of a failed upload, must
+// still be made or refused whole; the engine bounds how long it may take
+// (etcd's request timeout).
+func commitContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // Get returns the image with the id.
 func (s *Store) Get(id string) (*Image, error) {
@@ -169,7 +177,7 @@ func (s *Store) GetMany(ids []string) ([]*Image, error) {
 // aborts the update and is returned as is.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*Image, error) {
 	var old, img *Image
-	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -206,7 +214,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 // "protected images stay" cannot race with a concurrent update).
 func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error) (*Image, error) {
 	var old *Image
-	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
