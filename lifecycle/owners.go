@@ -32,16 +32,25 @@ func (s *Service) orphanedWork(ctx context.Context, img *meta.Image) (bool, erro
 	return !alive, nil
 }
 
-// workInFlight returns every image with work in flight (uploads, imports,
-// background hashes).
-func (s *Service) workInFlight() ([]*meta.Image, error) {
+// workInFlight returns the images with work in flight (uploads, imports,
+// background hashes): with all, every one, found by status (Recover, once:
+// work from before leases has none); else those a lease owns, from their
+// index (the reaper, often, whatever the catalogue's size).
+func (s *Service) workInFlight(all bool) ([]*meta.Image, error) {
 	var ids []string
-	for _, st := range []meta.Status{meta.Saving, meta.Uploading, meta.Importing, meta.Active, meta.Deactivated} {
-		got, err := s.store.InStatus(st)
-		if err != nil {
+	if all {
+		for _, st := range []meta.Status{meta.Saving, meta.Uploading, meta.Importing, meta.Active, meta.Deactivated} {
+			got, err := s.store.InStatus(st)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, got...)
+		}
+	} else {
+		var err error
+		if ids, err = s.store.Working(); err != nil {
 			return nil, err
 		}
-		ids = append(ids, got...)
 	}
 	imgs, err := s.store.GetMany(ids)
 	if err != nil {
@@ -57,9 +66,10 @@ func (s *Service) workInFlight() ([]*meta.Image, error) {
 }
 
 // settleOrphans kills the uploads and takes over the hashes whose daemon is
-// gone, and returns how many uploads it killed.
-func (s *Service) settleOrphans(ctx context.Context, reason string) (int, error) {
-	imgs, err := s.workInFlight()
+// gone (looking at all of them, or only those a lease owns: see
+// workInFlight), and returns how many uploads it killed.
+func (s *Service) settleOrphans(ctx context.Context, all bool, reason string) (int, error) {
+	imgs, err := s.workInFlight(all)
 	if err != nil {
 		return 0, err
 	}
@@ -139,7 +149,7 @@ func (s *Service) RunReaper(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		killed, err := s.settleOrphans(ctx, "upload interrupted: the glimpse daemon writing it stopped (its registry lease expired)")
+		killed, err := s.settleOrphans(ctx, false, "upload interrupted: the glimpse daemon writing it stopped (its registry lease expired)")
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("settling the work of gone daemons", "err", err)

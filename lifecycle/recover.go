@@ -17,7 +17,7 @@ import (
 // stored content that no image owns is removed. The work of other live
 // daemons sharing the catalogue is left alone.
 func (s *Service) Recover(ctx context.Context) error {
-	if _, err := s.settleOrphans(ctx, "upload interrupted: glimpse stopped before the upload completed"); err != nil {
+	if _, err := s.settleOrphans(ctx, true, "upload interrupted: glimpse stopped before the upload completed"); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
 	if err := s.backend.AbortStale(ctx, s.liveWrite(ctx)); err != nil {

@@ -14,6 +14,9 @@ import (
 //	s/<status>/<id>                empty; every image, by status
 //	n/<status>/<name>\x00<id>      empty; images whose name can be a file
 //	                               name (see Listable), by status and name
+//	w/<id>                         empty; images with work in flight owned
+//	                               by a daemon's lease (WriterLease != 0)
+//
 //	t/<id>                         a task record (Glance's tasks API), JSON
 //	                               of Task
 //
@@ -68,6 +71,10 @@ func taskKey(id string) []byte { return []byte("t/" + id) }
 func taskPrefix() []byte { return []byte("t/") }
 
 func daemonPrefix() []byte { return []byte("d/") }
+
+func workKey(id string) []byte { return []byte("w/" + id) }
+
+func workPrefix() []byte { return []byte("w/") }
 
 func usageKey(project string, shard int) []byte {
 	return fmt.Appendf(nil, "u/%s\x00%02d", project, shard)

@@ -107,7 +107,7 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	s.stampWriter(nil, img)
 	img.CreatedAt = s.now()
 	img.UpdatedAt = img.CreatedAt
-	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
 		if _, err := tx.Get(imageKey(img.ID)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, kv.ErrNotFound) {
@@ -124,6 +124,14 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	s.await(ctx, rev)
 	return img, nil
 }
+
+// commitContext is the context of a change's transaction: ctx's values,
+// not its cancellation. The callers' contexts are often those of requests
+// that may end meanwhile (a FUSE request interrupted, a REST client gone),
+// and a change they started, above all the kill of a failed upload, must
+// still be made or refused whole; the engine bounds how long it may take
+// (etcd's request timeout).
+func commitContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // Get returns the image with the id.
 func (s *Store) Get(id string) (*Image, error) {
@@ -169,7 +177,7 @@ func (s *Store) GetMany(ids []string) ([]*Image, error) {
 // aborts the update and is returned as is.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*Image, error) {
 	var old, img *Image
-	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -206,7 +214,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 // "protected images stay" cannot race with a concurrent update).
 func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error) (*Image, error) {
 	var old *Image
-	rev, err := s.kv.Update(ctx, func(tx kv.Txn) error {
+	rev, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
 		if err != nil {
@@ -260,6 +268,21 @@ func (s *Store) Snapshot(fn func(*Image) error) (rev int64, err error) {
 func (s *Store) InStatus(st Status) ([]string, error) {
 	var ids []string
 	prefix := statusPrefix(st)
+	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
+		return tx.Scan(prefix, func(k, _ []byte) error {
+			ids = append(ids, string(k[len(prefix):]))
+			return nil
+		})
+	})
+	return ids, err
+}
+
+// Working returns the ids of the images whose work in flight (an upload,
+// an import, a background hash) a daemon's lease owns: a short list to
+// watch for work whose daemon is gone, whatever the catalogue's size.
+func (s *Store) Working() ([]string, error) {
+	var ids []string
+	prefix := workPrefix()
 	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
 		return tx.Scan(prefix, func(k, _ []byte) error {
 			ids = append(ids, string(k[len(prefix):]))
@@ -340,6 +363,11 @@ func putImage(tx kv.Txn, old, img *Image) error {
 	if err := tx.Set(statusKey(img.Status, img.ID), nil); err != nil {
 		return err
 	}
+	if img.WriterLease != 0 {
+		if err := tx.Set(workKey(img.ID), nil); err != nil {
+			return err
+		}
+	}
 	if Listable(img.Name) {
 		return tx.Set(nameKey(img.Status, img.Name, img.ID), nil)
 	}
@@ -360,6 +388,11 @@ func deleteImage(tx kv.Txn, img *Image) error {
 func deleteIndexes(tx kv.Txn, img *Image) error {
 	if err := tx.Delete(statusKey(img.Status, img.ID)); err != nil {
 		return err
+	}
+	if img.WriterLease != 0 {
+		if err := tx.Delete(workKey(img.ID)); err != nil {
+			return err
+		}
 	}
 	if Listable(img.Name) {
 		return tx.Delete(nameKey(img.Status, img.Name, img.ID))
