@@ -282,18 +282,74 @@ func deleteMember(tx kv.Txn, m *Member) error {
 
 // deleteMembers removes every member of image imageID (the image is being
 // deleted in the same transaction).
-func deleteMembers(tx kv.Txn, imageID string) error {
+// membersPerTxn bounds the members one transaction removes: each is two
+// keys (the record and its M/ index entry), and a transaction writes at
+// most kv.MaxTxnOps keys, the image's own among them.
+const membersPerTxn = (kv.MaxTxnOps - 16) / 2
+
+// deleteMembers removes up to membersPerTxn of the image's members and
+// reports whether more are left (for sweepMembers, after the image is
+// gone: a member of a missing image sees nothing).
+func deleteMembers(tx kv.Txn, imageID string) (more bool, err error) {
 	members, err := listMembers(tx, imageID)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if len(members) > membersPerTxn {
+		members, more = members[:membersPerTxn], true
 	}
 	for _, m := range members {
 		if err := deleteMember(tx, m); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return tx.Delete(memberCountKey(imageID))
+	if more {
+		return true, nil
+	}
+	return false, tx.Delete(memberCountKey(imageID))
 }
+
+// sweepMembers removes what members a deleted image has left, a
+// transaction at a time, stopping if an image of that id exists again
+// (Create refuses the id until the sweep is done).
+func (s *Store) sweepMembers(ctx context.Context, imageID string) error {
+	for more := true; more; {
+		_, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
+			if _, err := tx.Get(imageKey(imageID)); err == nil {
+				more = false
+				return nil
+			} else if !errors.Is(err, kv.ErrNotFound) {
+				return err
+			}
+			var err error
+			more, err = deleteMembers(tx, imageID)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("remove the members of deleted image %s: %w", imageID, err)
+		}
+	}
+	return nil
+}
+
+// hasMembers reports whether the image id has member records (a deleted
+// image's, not yet swept).
+func hasMembers(tx kv.Txn, imageID string) (bool, error) {
+	found := false
+	err := tx.Scan(memberPrefix(imageID), func(_, _ []byte) error {
+		found = true
+		return errStopScan
+	})
+	if errors.Is(err, errStopScan) {
+		err = nil
+	}
+	return found, err
+}
+
+var (
+	errStopScan    = errors.New("stop scan")
+	errMembersLeft = errors.New("a deleted image's members are left")
+)
 
 // countMembers reads the image's member count and writes n in its place:
 // two transactions changing the same image's members conflict on it.

@@ -126,3 +126,30 @@ func TestConcurrentAddsRespectTheCheck(t *testing.T) {
 		}
 	})
 }
+
+// An image shared with as many projects as the default member limit
+// allows (128) is deleted, members and all, in one transaction that every
+// engine takes.
+func TestDeleteImageWithManyMembers(t *testing.T) {
+	stores(t, func(t *testing.T, s *Store) {
+		img, _ := s.Create(ctx, &Image{ID: "11111111-1111-4111-8111-111111111111", Status: Queued, Owner: "p1", Visibility: "shared"})
+		for i := range 128 {
+			if _, err := s.AddMember(ctx, img.ID, fmt.Sprintf("project-%03d", i), nil); err != nil {
+				t.Fatalf("member %d: %v", i, err)
+			}
+		}
+		if _, err := s.Delete(ctx, img.ID, nil); err != nil {
+			t.Fatalf("delete of an image with 128 members: %v", err)
+		}
+		if shared, _ := s.SharedWith("project-000"); len(shared) != 0 {
+			t.Fatalf("shared with project-000 after delete: %v", shared)
+		}
+		again, err := s.Create(ctx, &Image{ID: img.ID, Status: Queued, Owner: "p1", Visibility: "shared"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ms, err := s.Members(again.ID); err != nil || len(ms) != 0 {
+			t.Fatalf("a new image of the same id has members %v (%v)", ms, err)
+		}
+	})
+}

@@ -107,17 +107,30 @@ func (s *Store) Create(ctx context.Context, img *Image) (*Image, error) {
 	s.stampWriter(nil, img)
 	img.CreatedAt = s.now()
 	img.UpdatedAt = img.CreatedAt
-	rev, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
+	create := func(tx kv.Txn) error {
 		if _, err := tx.Get(imageKey(img.ID)); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, kv.ErrNotFound) {
 			return err
 		}
+		// A deleted image's members not yet swept (a daemon died in the
+		// sweep) would be the new image's: they go first.
+		if left, err := hasMembers(tx, img.ID); err != nil {
+			return err
+		} else if left {
+			return errMembersLeft
+		}
 		if err := s.account(tx, nil, img); err != nil {
 			return err
 		}
 		return putImage(tx, nil, img)
-	})
+	}
+	rev, err := s.kv.Update(commitContext(ctx), create)
+	if errors.Is(err, errMembersLeft) {
+		if err = s.sweepMembers(ctx, img.ID); err == nil {
+			rev, err = s.kv.Update(commitContext(ctx), create)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create image %s: %w", img.ID, err)
 	}
@@ -214,6 +227,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Image) error) (*
 // "protected images stay" cannot race with a concurrent update).
 func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error) (*Image, error) {
 	var old *Image
+	var more bool
 	rev, err := s.kv.Update(commitContext(ctx), func(tx kv.Txn) error {
 		var err error
 		old, err = getImage(tx, id)
@@ -228,12 +242,20 @@ func (s *Store) Delete(ctx context.Context, id string, check func(*Image) error)
 		if err := s.account(tx, old, nil); err != nil {
 			return err
 		}
-		return deleteImage(tx, old)
+		more, err = deleteImage(tx, old)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delete image %s: %w", id, err)
 	}
 	s.await(ctx, rev)
+	if more {
+		// The image is gone, so its remaining members see nothing; their
+		// records go in further transactions.
+		if err := s.sweepMembers(ctx, id); err != nil {
+			return old, err
+		}
+	}
 	return old, nil
 }
 
@@ -375,14 +397,16 @@ func putImage(tx kv.Txn, old, img *Image) error {
 }
 
 // deleteImage removes img's record, its index entries and its members.
-func deleteImage(tx kv.Txn, img *Image) error {
+// deleteImage removes img's record, its indexes and (up to membersPerTxn
+// of) its members; more says members are left for sweepMembers.
+func deleteImage(tx kv.Txn, img *Image) (more bool, err error) {
 	if err := deleteIndexes(tx, img); err != nil {
-		return err
+		return false, err
 	}
-	if err := deleteMembers(tx, img.ID); err != nil {
-		return err
+	if more, err = deleteMembers(tx, img.ID); err != nil {
+		return false, err
 	}
-	return tx.Delete(imageKey(img.ID))
+	return more, tx.Delete(imageKey(img.ID))
 }
 
 func deleteIndexes(tx kv.Txn, img *Image) error {
