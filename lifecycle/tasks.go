@@ -132,7 +132,7 @@ func (t *Tasks) CreateImport(ctx context.Context, p Principal, input map[string]
 	}
 	task, err := t.store.CreateTask(&meta.Task{
 		ID: NewID(), Type: "import", Status: TaskPending, Owner: p.Project,
-		Input: input, RequestID: requestID, UserID: p.User,
+		Input: input, RequestID: requestID, UserID: p.User, Lease: t.store.Lease(),
 	})
 	if err != nil {
 		return nil, err
@@ -197,14 +197,22 @@ func (t *Tasks) settle(id, status string, result map[string]any, message string)
 }
 
 // Recover fails the tasks that a stopped daemon left pending or
-// processing: their imports were killed by the image lifecycle's own
-// recovery (Service.Recover).
+// processing (on a shared registry, only those whose daemon's lease is
+// gone): their imports were killed by the image lifecycle's own recovery.
 func (t *Tasks) Recover(ctx context.Context) error {
 	var stuck []string
 	if err := t.store.Tasks(func(task *meta.Task) error {
-		if task.Status == TaskPending || task.Status == TaskProcessing {
-			stuck = append(stuck, task.ID)
+		if task.Status != TaskPending && task.Status != TaskProcessing {
+			return nil
 		}
+		if task.Lease != 0 && task.Lease != t.store.Lease() {
+			// On a shared registry another daemon may be running it.
+			alive, err := t.store.Alive(ctx, task.Lease)
+			if err != nil || alive {
+				return err
+			}
+		}
+		stuck = append(stuck, task.ID)
 		return nil
 	}); err != nil {
 		return fmt.Errorf("recover tasks: %w", err)

@@ -32,6 +32,10 @@ type Task struct {
 	UpdatedAt time.Time      `json:"updated_at"`
 	// ExpiresAt is set when the task settles; past it the task is gone.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Lease is the registry lease of the daemon running the task (0: a
+	// registry of one daemon's lifetime, badger): only a task whose daemon
+	// is gone is another's to fail.
+	Lease int64 `json:"lease,omitempty"`
 }
 
 // CreateTask stores a new task; CreatedAt and UpdatedAt are set to now.
