@@ -207,8 +207,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 	}
-	if o.maxUploads < 1 {
-		return errors.New("--max-uploads takes 1 or more")
+	if o.maxUploads < 0 {
+		return errors.New("--max-uploads takes 1 or more (0: the default)")
 	}
 	if o.quota.Images < 0 || o.quota.Uploading < 0 || o.quota.Bytes < 0 {
 		return errors.New("--quota-images, --quota-uploading and --quota-bytes take 0 (no limit) or more")
