@@ -100,7 +100,7 @@ func (i *rawImage) Extent(off, length int64) (Extent, error) {
 		return Extent{}, fmt.Errorf("extent at %d out of range", off)
 	}
 	length = min(length, i.size-off)
-	f, ok := i.r.(*os.File)
+	f, ok := seekerOf(i.r)
 	if !ok {
 		return Extent{Start: off, Length: length}, nil
 	}
@@ -120,9 +120,29 @@ func (i *rawImage) Extent(off, length int64) (Extent, error) {
 	return Extent{Start: off, Length: min(length, run.Length), Zero: run.Zero}, nil
 }
 
+// seekerOf returns what lseek(2) can ask about r's holes: the file
+// itself, or the descriptor of a store's reader over a local file (which
+// has Fd, as os.File has, but no Seek of its own).
+func seekerOf(r io.ReaderAt) (io.Seeker, bool) {
+	switch f := r.(type) {
+	case *os.File:
+		return f, true
+	case interface{ Fd() uintptr }:
+		return fdSeeker(f.Fd()), true
+	}
+	return nil, false
+}
+
+// fdSeeker seeks a descriptor it does not own.
+type fdSeeker uintptr
+
+func (fd fdSeeker) Seek(off int64, whence int) (int64, error) {
+	return syscall.Seek(int(fd), off, whence)
+}
+
 // seekRun returns the whole run of data or hole at off, up to the end of
 // the file; an error means lseek cannot tell (no SEEK_DATA support).
-func (i *rawImage) seekRun(f *os.File, off int64) (Extent, error) {
+func (i *rawImage) seekRun(f io.Seeker, off int64) (Extent, error) {
 	// lseek answers atomically, so concurrent workers may share the file
 	// offset: each call reads back only its own result.
 	data, err := f.Seek(off, seekData)

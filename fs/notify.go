@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/glimpse-project/glimpse/meta"
@@ -137,14 +138,20 @@ func (r *Root) invalidate(ev meta.Event) {
 		if dir == nil || !meta.Listable(img.Name) {
 			continue
 		}
-		dir.NotifyEntry(img.Name)
-		dir.NotifyEntry(img.Name + "@" + img.ID)
-		others, err := r.svc.Named(context.Background(), r.opts.Principal, img.Status, img.Name)
-		if err != nil {
-			continue
+		dirs := []*gofs.Inode{dir}
+		if img.Status == meta.Active {
+			dirs = append(dirs, r.raw) // raw/ shows active/'s names
 		}
-		for _, id := range others {
-			dir.NotifyEntry(img.Name + "@" + id)
+		others, err := r.svc.Named(context.Background(), r.opts.Principal, img.Status, img.Name)
+		for _, dir := range dirs {
+			dir.NotifyEntry(img.Name)
+			dir.NotifyEntry(img.Name + "@" + img.ID)
+			if err != nil {
+				continue
+			}
+			for _, id := range others {
+				dir.NotifyEntry(img.Name + "@" + id)
+			}
 		}
 	}
 	r.mu.Lock()

@@ -2,6 +2,7 @@
 //
 //	MOUNT/images/<id>          every image, by id
 //	MOUNT/<status>/<name>      one directory per Glance status
+//	MOUNT/raw/<name>           every active image as its virtual disk, read-only
 //
 // with every property as a user.* extended attribute. It holds no state of
 // its own beyond what the kernel protocol needs (open handles, the paths of
@@ -58,6 +59,7 @@ type Root struct {
 
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
+	raw    *gofs.Inode                 // raw/; set in OnAdd
 
 	mu      sync.Mutex             // guards pending, live, writers, creators and holders
 	pending map[pendingPath]string // image id created at a path and still being written
@@ -144,7 +146,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		creations:  map[string]*creation{},
 		prunePoint: 64,
 	}
-	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses))}
+	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses) + 1)}
 	return r
 }
 
@@ -158,6 +160,14 @@ func (r *Root) OnAdd(ctx context.Context) {
 		r.AddChild(string(st), d, false)
 		r.status[st] = d
 	}
+	active := &statusDir{fixedDir: fixedDir{root: r, ino: 3}, status: meta.Active}
+	for i, st := range meta.Statuses {
+		if st == meta.Active {
+			active.ino = uint64(3 + i)
+		}
+	}
+	r.raw = r.NewPersistentInode(ctx, &rawDir{fixedDir: fixedDir{root: r, ino: rawDirIno, nlink: 2}, active: active}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: rawDirIno})
+	r.AddChild("raw", r.raw, false)
 }
 
 // Readdir lists the fixed directories, with `.` and `..` (the root is its
@@ -168,6 +178,7 @@ func (r *Root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	for i, st := range meta.Statuses {
 		entries = append(entries, fuse.DirEntry{Name: string(st), Mode: syscall.S_IFDIR, Ino: uint64(3 + i)})
 	}
+	entries = append(entries, fuse.DirEntry{Name: "raw", Mode: syscall.S_IFDIR, Ino: rawDirIno})
 	return gofs.NewListDirStream(entries), 0
 }
 
