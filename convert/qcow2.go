@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // qcow2Header is the fixed part of a qcow2 header (version 2 layout, which
@@ -251,6 +253,9 @@ type qcow2Mapper struct {
 	order   []int64
 	maxL2   int
 	scratch []byte
+
+	inflaters sync.Pool // flate readers, reset for each cluster
+	unzstders sync.Pool // *zstd.Decoder, reset for each cluster
 }
 
 func openQCOW2(r io.ReaderAt, size int64) (Image, error) {
@@ -339,15 +344,53 @@ func (q *qcow2Mapper) lookup(idx int64) (blockLoc, error) {
 }
 
 func (q *qcow2Mapper) inflate(loc blockLoc, dst []byte) error {
+	// The compressed size is an upper bound rounded to sectors: both
+	// decoders stop once they have produced one cluster, as qemu's do,
+	// and never read past loc.n.
+	src := io.NewSectionReader(q.r, loc.off, loc.n)
 	if q.m.zstd {
-		return fmt.Errorf("%w: zstd-compressed qcow2 clusters cannot be read yet", ErrUnsupported)
+		return q.unzstd(src, dst)
 	}
-	// qemu writes raw deflate (no zlib header); the compressed size is
-	// an upper bound rounded to sectors, so stop after one cluster.
-	zr := flate.NewReader(io.NewSectionReader(q.r, loc.off, loc.n))
-	defer zr.Close()
-	if _, err := io.ReadFull(zr, dst); err != nil {
+	// qemu writes raw deflate (no zlib header). Decoders are reused: a
+	// new one per cluster costs more than the inflating of a small one.
+	zr, _ := q.inflaters.Get().(io.ReadCloser)
+	if zr == nil {
+		zr = flate.NewReader(src)
+	} else if err := zr.(flate.Resetter).Reset(src, nil); err != nil {
 		return fmt.Errorf("%w: qcow2 compressed cluster: %v", ErrCorrupt, err)
+	}
+	_, err := io.ReadFull(zr, dst)
+	q.inflaters.Put(zr)
+	if err != nil {
+		return fmt.Errorf("%w: qcow2 compressed cluster: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// qcow2ZstdMaxWindow bounds the memory a zstd frame may ask the decoder
+// for: qemu compresses one cluster (at most 2 MiB) per frame, so a frame
+// that wants more is hostile.
+const qcow2ZstdMaxWindow = 8 << 20
+
+func (q *qcow2Mapper) unzstd(src io.Reader, dst []byte) error {
+	zr, _ := q.unzstders.Get().(*zstd.Decoder)
+	if zr == nil {
+		// One goroutine-free decoder per concurrent reader, its memory
+		// bounded by the window limit.
+		var err error
+		zr, err = zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(qcow2ZstdMaxWindow), zstd.WithDecoderMaxMemory(qcow2ZstdMaxWindow))
+		if err != nil {
+			return fmt.Errorf("qcow2 zstd decoder: %w", err)
+		}
+	} else if err := zr.Reset(src); err != nil {
+		return fmt.Errorf("%w: qcow2 zstd cluster: %v", ErrCorrupt, err)
+	}
+	_, err := io.ReadFull(zr, dst)
+	// A decoder that failed mid-frame is reset by the next use.
+	q.unzstders.Put(zr)
+	if err != nil {
+		return fmt.Errorf("%w: qcow2 zstd cluster: %v", ErrCorrupt, err)
 	}
 	return nil
 }

@@ -54,6 +54,12 @@ func (d *rawDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	if errno := n.fillAttr(ctx, img, nil, &out.Attr); errno != 0 {
 		return nil, errno
 	}
+	// The kernel asks again at every path walk: an image leaves raw/
+	// when it leaves active/ (mv to deactivated/, rm, rename), and a
+	// change made through active/ cannot wait, inside its handler, for
+	// the invalidation of raw/. A lookup is one registry read; the
+	// content stays cached regardless (FOPEN_KEEP_CACHE).
+	out.SetEntryTimeout(0)
 	return d.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: rawIno(id)}), 0
 }
 

@@ -68,6 +68,7 @@ func TestRawView(t *testing.T) {
 	}{
 		{"plain.qcow2", []string{"-O", "qcow2"}, ""},
 		{"zlib.qcow2", []string{"-O", "qcow2", "-c"}, ""},
+		{"zstd.qcow2", []string{"-O", "qcow2", "-c", "-o", "compression_type=zstd"}, ""},
 		{"sparse.vmdk", []string{"-O", "vmdk"}, ""},
 		{"stream.vmdk", []string{"-O", "vmdk", "-o", "subformat=streamOptimized"}, ""},
 		{"disk.vdi", []string{"-O", "vdi"}, ""},
