@@ -223,6 +223,11 @@ type blockImage struct {
 	blockSize int64
 	m         blockMapper
 	bufs      sync.Pool // block-sized buffers for decompression
+
+	// cache, if set, keeps decompressed blocks, shared with every other
+	// image open with it, under key.
+	cache *BlockCache
+	key   string
 }
 
 func newBlockImage(r io.ReaderAt, fileSize, size int64, format string, blockSize int64, m blockMapper) *blockImage {
@@ -284,6 +289,16 @@ func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
 				pendStart, pendHost, pendLen = done, host, n
 			}
 		case blockCompressed:
+			if b.cache != nil {
+				block, err := b.cache.get(cacheKey{image: b.key, kind: cachedBlock, index: idx}, b.blockSize, func(dst []byte) error {
+					return b.m.inflate(loc, dst)
+				})
+				if err != nil {
+					return done, fmt.Errorf("block %d: %w", idx, err)
+				}
+				copy(dst, block[in:])
+				break
+			}
 			bp := b.bufs.Get().(*[]byte)
 			err := b.m.inflate(loc, *bp)
 			if err == nil {

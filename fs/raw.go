@@ -128,7 +128,7 @@ func (n *rawNode) fillAttr(ctx context.Context, img *meta.Image, disk *lifecycle
 	n.mu.Unlock()
 	if !counted {
 		if disk == nil {
-			d, _, err := lifecycle.OpenVirtualDisk(ctx, n.root.svc, n.root.opts.Principal, img.ID)
+			d, _, err := lifecycle.OpenVirtualDisk(ctx, n.root.svc, n.root.opts.Principal, img.ID, n.root.rawCache)
 			if err != nil {
 				return n.openErrno(err)
 			}
@@ -213,7 +213,7 @@ func (n *rawNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 		return nil, 0, syscall.EROFS
 	}
 	n.root.settleGone(ctx, imageIs(n.id))
-	disk, img, err := lifecycle.OpenVirtualDisk(ctx, n.root.svc, n.root.opts.Principal, n.id)
+	disk, img, err := lifecycle.OpenVirtualDisk(ctx, n.root.svc, n.root.opts.Principal, n.id, n.root.rawCache)
 	if err != nil {
 		return nil, 0, n.openErrno(err)
 	}

@@ -24,6 +24,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/glimpse-project/glimpse/convert"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -45,7 +46,15 @@ type Options struct {
 	Debug bool
 	// Metrics counts FUSE requests; nil: unregistered metrics.
 	Metrics *Metrics
+	// RawCacheBytes bounds the memory raw/ keeps of decompressed
+	// clusters and format tables, for all images together; 0:
+	// DefaultRawCacheBytes, negative: none kept.
+	RawCacheBytes int64
 }
+
+// DefaultRawCacheBytes is raw/'s cache when none is set: enough for the
+// L2 tables of 2 TiB of qcow2 at 64 KiB clusters, or 4096 clusters.
+const DefaultRawCacheBytes = 256 << 20
 
 // Root is the mount's root directory. It holds the mount's dependencies.
 type Root struct {
@@ -56,6 +65,8 @@ type Root struct {
 	log  *slog.Logger
 
 	started time.Time // directories show it as their times
+
+	rawCache *convert.BlockCache // what raw/ keeps decoded, shared by every open disk
 
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
@@ -131,6 +142,10 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	cacheBytes := opts.RawCacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = DefaultRawCacheBytes
+	}
 	r := &Root{
 		started: time.Now(),
 		svc:     svc,
@@ -147,6 +162,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		prunePoint: 64,
 	}
 	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses) + 1)}
+	r.rawCache = convert.NewBlockCache(cacheBytes)
 	return r
 }
 

@@ -25,7 +25,10 @@ func (d *VirtualDisk) Close() error { return d.content.Close() }
 // may download the image. Only active images have one: deactivated content
 // is refused as Open refuses it (ErrForbidden), and an image in any other
 // status is ErrNotFound, since no raw view lists it.
-func OpenVirtualDisk(ctx context.Context, s *Service, p Principal, id string) (*VirtualDisk, *meta.Image, error) {
+//
+// cache, if not nil, keeps the disk's decompressed clusters and format
+// tables, shared by every disk opened with it.
+func OpenVirtualDisk(ctx context.Context, s *Service, p Principal, id string, cache *convert.BlockCache) (*VirtualDisk, *meta.Image, error) {
 	content, img, err := s.Open(ctx, p, id, OpenOptions{})
 	if err != nil {
 		return nil, nil, err
@@ -34,7 +37,9 @@ func OpenVirtualDisk(ctx context.Context, s *Service, p Principal, id string) (*
 		content.Close()
 		return nil, nil, fmt.Errorf("virtual disk of image %s, which is %s: %w", id, img.Status, ErrNotFound)
 	}
-	disk, err := convert.Open(content, content.Size(), diskFormatToRead(img.DiskFormat))
+	// An active image's content never changes: its id and hash name it.
+	key := img.ID + "/" + img.OSHashValue
+	disk, err := convert.OpenWith(content, content.Size(), diskFormatToRead(img.DiskFormat), convert.OpenOptions{Cache: cache, Key: key})
 	if err != nil {
 		content.Close()
 		if errors.Is(err, convert.ErrUnsafe) || errors.Is(err, convert.ErrCorrupt) || errors.Is(err, convert.ErrUnsupported) {

@@ -52,6 +52,7 @@ type serveOptions struct {
 	tlsCert      string
 	tlsKey       string
 	debugFUSE    bool
+	rawCache     int64
 	logLevel     string
 	logFormat    string
 	authTokens   string
@@ -99,6 +100,7 @@ Examples:
 			&cli.StringFlag{Name: "listen", Category: "REST listener", Usage: "HOST:PORT of the REST listener ('' for none)", Value: "127.0.0.1:9292", Destination: &o.listen, EnvVars: []string{"GLIMPSE_LISTEN"}},
 			&cli.StringFlag{Name: "store", Category: "Storage", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
 			&cli.DurationFlag{Name: "store-timeout", Category: "Storage", Usage: "fail a store request (S3, Swift, RBD) that makes no progress for this long: the upload is killed, the read fails", Value: defaultStoreTimeout, Destination: &o.storeTimeout, EnvVars: []string{"GLIMPSE_STORE_TIMEOUT"}},
+			&cli.Int64Flag{Name: "raw-cache-size", Category: "Mount", Usage: "bytes raw/ keeps of decompressed clusters and format tables, for all images together (-1: none)", Value: fs.DefaultRawCacheBytes, Destination: &o.rawCache, EnvVars: []string{"GLIMPSE_RAW_CACHE_SIZE"}},
 			&cli.StringFlag{Name: "fs-project", Category: "Mount", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Category: "Limits", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.Int64Flag{Name: "quota-images", Category: "Limits", Usage: "most images one project may own, in any status (Glance's image_count_total; 0: no limit)", Destination: &o.quota.Images, EnvVars: []string{"GLIMPSE_QUOTA_IMAGES"}},
@@ -281,6 +283,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 			Logger:     log,
 			Debug:      o.debugFUSE,
 			Metrics:    fs.NewMetrics(reg),
+
+			RawCacheBytes: o.rawCache,
 		})
 		if err != nil {
 			if httpSrv != nil {
