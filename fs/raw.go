@@ -50,7 +50,13 @@ func (d *rawDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	if img.Status != meta.Active {
 		return nil, syscall.ENOENT // a file being written in active/
 	}
-	n := &rawNode{root: d.root, id: id}
+	// The inode of an image's view is the node the kernel already
+	// knows, if it does: it keeps what the extent map said.
+	ino := d.NewInode(ctx, &rawNode{root: d.root, id: id}, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: rawIno(id)})
+	n, ok := ino.Operations().(*rawNode)
+	if !ok {
+		return nil, syscall.EIO
+	}
 	if errno := n.fillAttr(ctx, img, nil, &out.Attr); errno != 0 {
 		return nil, errno
 	}
@@ -60,7 +66,7 @@ func (d *rawDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	// the invalidation of raw/. A lookup is one registry read; the
 	// content stays cached regardless (FOPEN_KEEP_CACHE).
 	out.SetEntryTimeout(0)
-	return d.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: rawIno(id)}), 0
+	return ino, 0
 }
 
 func (d *rawDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
