@@ -183,3 +183,34 @@ func OpenWith(r io.ReaderAt, size int64, format string, opts OpenOptions) (Image
 	}
 	return img, nil
 }
+
+// Prefetcher is an Image that can decode a range into its cache ahead of
+// the reads that will want it.
+type Prefetcher interface {
+	// Prefetch decodes the compressed blocks of [off, off+length) that
+	// the cache lacks; it returns once they are cached (or failed: the
+	// read that wants them will say why).
+	Prefetch(off, length int64)
+}
+
+// Prefetch implements Prefetcher for images opened with a cache.
+func (b *blockImage) Prefetch(off, length int64) {
+	if b.cache == nil || b.cache.budget == 0 || off < 0 || length <= 0 {
+		return // nothing decoded now would be kept for the read
+	}
+	end := min(off+length, b.size)
+	for idx := off / b.blockSize; idx*b.blockSize < end; idx++ {
+		loc, err := b.m.lookup(idx)
+		if err != nil {
+			return
+		}
+		if loc.kind != blockCompressed {
+			continue
+		}
+		if _, err := b.cache.get(cacheKey{image: b.key, kind: cachedBlock, index: idx}, b.blockSize, func(dst []byte) error {
+			return b.m.inflate(loc, dst)
+		}); err != nil {
+			return
+		}
+	}
+}

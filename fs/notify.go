@@ -59,7 +59,9 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 	cancel := r.svc.Subscribe(func(ev meta.Event) {
 		it := item{ev: &ev}
 		_, fromMount := fuse.FromContext(ev.Context)
-		if !fromMount {
+		if fromMount {
+			r.invalidateRaw(ev)
+		} else {
 			it.done = make(chan struct{})
 		}
 		if !enqueue(it) {
@@ -138,27 +140,45 @@ func (r *Root) invalidate(ev meta.Event) {
 		if dir == nil || !meta.Listable(img.Name) {
 			continue
 		}
-		dirs := []*gofs.Inode{dir}
-		if img.Status == meta.Active {
-			dirs = append(dirs, r.raw) // raw/ shows active/'s names
-		}
-		others, err := r.svc.Named(context.Background(), r.opts.Principal, img.Status, img.Name)
-		for _, dir := range dirs {
-			dir.NotifyEntry(img.Name)
-			dir.NotifyEntry(img.Name + "@" + img.ID)
-			if err != nil {
-				continue
-			}
-			for _, id := range others {
-				dir.NotifyEntry(img.Name + "@" + id)
-			}
-		}
+		r.invalidateNames(dir, img)
+	}
+	if _, fromMount := fuse.FromContext(ev.Context); !fromMount {
+		r.invalidateRaw(ev) // a change from the mount did it already
 	}
 	r.mu.Lock()
 	node := r.live[imageID(ev)]
 	r.mu.Unlock()
 	if node != nil {
 		node.NotifyContent(-1, 0) // attributes only: content never changes once written
+	}
+}
+
+// invalidateNames drops the names img has in dir: bare and NAME@ID, and
+// those of the images sharing its name, whose display names change with a
+// collision.
+func (r *Root) invalidateNames(dir *gofs.Inode, img *meta.Image) {
+	dir.NotifyEntry(img.Name)
+	dir.NotifyEntry(img.Name + "@" + img.ID)
+	others, err := r.svc.Named(context.Background(), r.opts.Principal, img.Status, img.Name)
+	if err != nil {
+		return
+	}
+	for _, id := range others {
+		dir.NotifyEntry(img.Name + "@" + id)
+	}
+}
+
+// invalidateRaw drops the names in raw/ that ev may have made wrong: those
+// active/ had or has. Unlike the status directories, raw/ is never locked
+// by the operation that made a change through the mount (nothing in it
+// can be changed), so this may run inside that operation, before the
+// change is seen: an image moved out of active/ leaves raw/ by the time
+// mv returns.
+func (r *Root) invalidateRaw(ev meta.Event) {
+	for _, img := range []*meta.Image{ev.Old, ev.New} {
+		if img != nil && img.Status == meta.Active && meta.Listable(img.Name) {
+			r.invalidateNames(r.raw, img)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/glimpse-project/glimpse/convert"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -60,12 +61,6 @@ func (d *rawDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	if errno := n.fillAttr(ctx, img, nil, &out.Attr); errno != 0 {
 		return nil, errno
 	}
-	// The kernel asks again at every path walk: an image leaves raw/
-	// when it leaves active/ (mv to deactivated/, rm, rename), and a
-	// change made through active/ cannot wait, inside its handler, for
-	// the invalidation of raw/. A lookup is one registry read; the
-	// content stays cached regardless (FOPEN_KEEP_CACHE).
-	out.SetEntryTimeout(0)
 	return ino, 0
 }
 
@@ -75,16 +70,18 @@ func (d *rawDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		return nil, errno
 	}
 	// The listing of active/ may hold a file still being written under
-	// its path; it is saving, with no virtual disk yet.
-	d.root.mu.Lock()
+	// the path it was created at: it is saving, with no virtual disk yet.
+	recs, err := d.root.svc.GetMany(ctx, d.root.opts.Principal, ids)
+	if err != nil {
+		return nil, toErrno(d.root.log, "readdir", err)
+	}
 	kept := entries[:0]
 	for i, e := range entries {
-		if _, pending := d.root.pending[pendingPath{meta.Active, e.Name}]; !pending {
+		if i < len(recs) && recs[i] != nil && recs[i].Status == meta.Active {
 			e.Ino = rawIno(ids[i])
 			kept = append(kept, e)
 		}
 	}
-	d.root.mu.Unlock()
 	return gofs.NewListDirStream(append(dotEntries(d.ino, rootIno), kept...)), 0
 }
 
@@ -120,6 +117,57 @@ type rawNode struct {
 type rawHandle struct {
 	disk *lifecycle.VirtualDisk
 	img  *meta.Image
+
+	mu    sync.Mutex
+	next  int64 // where a sequential reader reads next
+	ahead int64 // how far prefetching has been started
+	// prefetching counts the prefetches in flight, which read through
+	// disk: Release waits for them before closing it.
+	prefetching sync.WaitGroup
+}
+
+// Readahead for sequential readers of compressed disks: the next
+// prefetchWindow bytes are decompressed into the shared cache by another
+// goroutine while the reader copies what it has, on at most one worker
+// per CPU for the whole mount (a prefetch that finds none free is
+// skipped, never queued). The kernel's own readahead asks for 128 KiB at
+// a time, two qcow2 clusters: too little to keep a second core busy.
+const (
+	prefetchWindow = 4 << 20
+	// sequentialSlack: the kernel's readahead requests arrive out of
+	// order, a little ahead of or behind where the last one ended.
+	sequentialSlack = 512 << 10
+)
+
+// readahead starts prefetching past a read of [off, end) if the handle
+// reads sequentially.
+func (h *rawHandle) readahead(workers chan struct{}, off, end int64) {
+	p, ok := h.disk.Image.(convert.Prefetcher)
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	sequential := off >= h.next-sequentialSlack && off <= h.next+sequentialSlack
+	h.next = max(h.next, end)
+	from := max(h.ahead, end)
+	if !sequential || from > end+prefetchWindow/2 || from >= h.disk.Size() {
+		h.mu.Unlock()
+		return
+	}
+	select {
+	case workers <- struct{}{}:
+	default:
+		h.mu.Unlock()
+		return // every worker is busy: the reads will decode for themselves
+	}
+	h.ahead = end + prefetchWindow
+	h.prefetching.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.prefetching.Done()
+		defer func() { <-workers }()
+		p.Prefetch(from, end+prefetchWindow-from)
+	}()
 }
 
 // fillAttr fills a for img's virtual disk: owner, mode and times as in
@@ -129,6 +177,11 @@ func (n *rawNode) fillAttr(ctx context.Context, img *meta.Image, disk *lifecycle
 	n.root.imageAttr(img, a)
 	a.Ino = rawIno(img.ID)
 	a.Mode = syscall.S_IFREG | 0o444
+	// Times are created_at, not updated_at: the disk never changes, and
+	// the kernel drops a file's page cache when its mtime moves, as it
+	// would with every property set.
+	t := img.CreatedAt
+	a.SetTimes(&t, &t, &t)
 	n.mu.Lock()
 	counted, size, allocated := n.counted, n.size, n.allocated
 	n.mu.Unlock()
@@ -236,6 +289,7 @@ func (n *rawNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off 
 		return fuse.ReadResultData(nil), 0
 	}
 	dest = dest[:min(int64(len(dest)), size-off)]
+	h.readahead(n.root.prefetchers, off, off+int64(len(dest)))
 	got, err := h.disk.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, toErrno(n.root.log, "read", err)
@@ -249,6 +303,7 @@ func (n *rawNode) Write(ctx context.Context, f gofs.FileHandle, data []byte, off
 
 func (n *rawNode) Release(ctx context.Context, f gofs.FileHandle) syscall.Errno {
 	if h, ok := f.(*rawHandle); ok {
+		h.prefetching.Wait()
 		if err := h.disk.Close(); err != nil {
 			n.root.log.Warn("close virtual disk", "image", n.id, "err", err)
 		}

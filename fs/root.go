@@ -17,6 +17,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -66,7 +67,8 @@ type Root struct {
 
 	started time.Time // directories show it as their times
 
-	rawCache *convert.BlockCache // what raw/ keeps decoded, shared by every open disk
+	rawCache    *convert.BlockCache // what raw/ keeps decoded, shared by every open disk
+	prefetchers chan struct{}       // raw/'s readahead workers: a token each
 
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
@@ -163,6 +165,7 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 	}
 	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses) + 1)}
 	r.rawCache = convert.NewBlockCache(cacheBytes)
+	r.prefetchers = make(chan struct{}, runtime.GOMAXPROCS(0))
 	return r
 }
 
