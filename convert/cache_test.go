@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -139,4 +141,41 @@ func FuzzCachedRead(f *testing.F) {
 			t.Fatalf("cache holds %d bytes, budget %d", used, budget)
 		}
 	})
+}
+
+// TestEmptyQCOW2ExtentIsCheap: the extent map of an empty 1 TiB qcow2 is
+// one hole, found without a read per cluster (ls -l and SEEK_DATA of a
+// big sparse image in raw/ ask for it).
+func TestEmptyQCOW2ExtentIsCheap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.qcow2")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(f, QCOW2, 1<<40, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &countingReader{r: bytes.NewReader(data)}
+	img, err := OpenWith(cr, int64(len(data)), QCOW2, OpenOptions{Cache: NewBlockCache(1 << 20), Key: "big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := cr.n.Load()
+	ext, err := img.Extent(0, img.Size())
+	if err != nil || ext != (Extent{Start: 0, Length: 1 << 40, Zero: true}) {
+		t.Fatalf("Extent = %+v, %v; want one hole of 1 TiB", ext, err)
+	}
+	// The L1 table is 16 KiB; an 8-byte read per cluster would be 128 MiB.
+	if n := cr.n.Load() - before; n > 1<<20 {
+		t.Fatalf("%d bytes read for the extent map of an empty image", n)
+	}
 }

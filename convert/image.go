@@ -204,6 +204,19 @@ type blockLoc struct {
 	kind blockKind
 	off  int64
 	n    int64
+	// zeroRun, for a blockZero, is how many blocks from this one are
+	// known to be zero without asking (an unallocated qcow2 L2 table
+	// covers thousands); 0 means just this one.
+	zeroRun int64
+}
+
+// blocksKnown is how many blocks, from the one loc describes, an extent
+// scan may skip at once.
+func (loc blockLoc) blocksKnown() int64 {
+	if loc.kind == blockZero && loc.zeroRun > 1 {
+		return loc.zeroRun
+	}
+	return 1
 }
 
 type blockMapper interface {
@@ -327,7 +340,7 @@ func (b *blockImage) Extent(off, length int64) (Extent, error) {
 		return Extent{}, err
 	}
 	zero := first.kind == blockZero
-	pos := (off/b.blockSize + 1) * b.blockSize
+	pos := (off/b.blockSize + first.blocksKnown()) * b.blockSize
 	for pos < end {
 		loc, err := b.m.lookup(pos / b.blockSize)
 		if err != nil {
@@ -336,7 +349,7 @@ func (b *blockImage) Extent(off, length int64) (Extent, error) {
 		if (loc.kind == blockZero) != zero {
 			break
 		}
-		pos += b.blockSize
+		pos += loc.blocksKnown() * b.blockSize
 	}
 	return Extent{Start: off, Length: min(pos, end) - off, Zero: zero}, nil
 }

@@ -348,7 +348,8 @@ func (q *qcow2Mapper) lookup(idx int64) (blockLoc, error) {
 		return blockLoc{}, err
 	}
 	if t == nil {
-		return blockLoc{kind: blockZero}, nil
+		// No L2 table: every cluster it would map is zero.
+		return blockLoc{kind: blockZero, zeroRun: l2Entries - l2i}, nil
 	}
 	e := binary.BigEndian.Uint64(t[l2i*8:])
 	if e&qcow2FlagCompressed != 0 {
