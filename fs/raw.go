@@ -31,6 +31,12 @@ func rawIno(id string) uint64 {
 
 // rawDir is raw/: every active image, under the name it has in active/,
 // as its virtual disk. Nothing in it can be created, renamed or removed.
+//
+// Its operations never wait for uploads in active/ to settle, as those of
+// active/ do: an upload still settling has no disk to show yet, and a
+// change made through the mount invalidates raw/'s entries inside the
+// operation making it (see invalidateRaw), which must not wait for a
+// raw/ lookup that waits for it.
 type rawDir struct {
 	gofs.Inode
 	fixedDir
@@ -40,7 +46,7 @@ type rawDir struct {
 }
 
 func (d *rawDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	id, err := d.active.resolve(ctx, name)
+	id, err := d.active.resolveSettled(ctx, name)
 	if err != nil {
 		return nil, toErrno(d.root.log, "lookup", err)
 	}
@@ -65,7 +71,7 @@ func (d *rawDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 }
 
 func (d *rawDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	entries, ids, errno := d.active.list(ctx)
+	entries, ids, errno := d.active.listSettled(ctx)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -237,7 +243,6 @@ func (n *rawNode) openErrno(err error) syscall.Errno {
 }
 
 func (n *rawNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.root.settleGone(ctx, imageIs(n.id))
 	img, err := n.root.svc.Get(ctx, n.root.opts.Principal, n.id)
 	h, open := f.(*rawHandle)
 	if err != nil || img.Status != meta.Active {
@@ -271,7 +276,6 @@ func (n *rawNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	n.root.settleGone(ctx, imageIs(n.id))
 	disk, img, err := lifecycle.OpenVirtualDisk(ctx, n.root.svc, n.root.opts.Principal, n.id, n.root.rawCache)
 	if err != nil {
 		return nil, 0, n.openErrno(err)
