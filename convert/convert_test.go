@@ -15,9 +15,6 @@ import (
 // no qemu-img, so it runs everywhere; TestConvertMatrix has qemu judge.
 func TestRoundTrip(t *testing.T) {
 	for _, fx := range loadFixtures(t) {
-		if fx.name == "zstd.qcow2" {
-			continue // zstd clusters are not readable yet
-		}
 		src, err := Open(bytes.NewReader(fx.data), int64(len(fx.data)), fx.format)
 		if err != nil {
 			t.Fatalf("%s: %v", fx.name, err)

@@ -100,7 +100,7 @@ func (i *rawImage) Extent(off, length int64) (Extent, error) {
 		return Extent{}, fmt.Errorf("extent at %d out of range", off)
 	}
 	length = min(length, i.size-off)
-	f, ok := i.r.(*os.File)
+	f, ok := seekerOf(i.r)
 	if !ok {
 		return Extent{Start: off, Length: length}, nil
 	}
@@ -120,9 +120,29 @@ func (i *rawImage) Extent(off, length int64) (Extent, error) {
 	return Extent{Start: off, Length: min(length, run.Length), Zero: run.Zero}, nil
 }
 
+// seekerOf returns what lseek(2) can ask about r's holes: the file
+// itself, or the descriptor of a store's reader over a local file (which
+// has Fd, as os.File has, but no Seek of its own).
+func seekerOf(r io.ReaderAt) (io.Seeker, bool) {
+	switch f := r.(type) {
+	case *os.File:
+		return f, true
+	case interface{ Fd() uintptr }:
+		return fdSeeker(f.Fd()), true
+	}
+	return nil, false
+}
+
+// fdSeeker seeks a descriptor it does not own.
+type fdSeeker uintptr
+
+func (fd fdSeeker) Seek(off int64, whence int) (int64, error) {
+	return syscall.Seek(int(fd), off, whence)
+}
+
 // seekRun returns the whole run of data or hole at off, up to the end of
 // the file; an error means lseek cannot tell (no SEEK_DATA support).
-func (i *rawImage) seekRun(f *os.File, off int64) (Extent, error) {
+func (i *rawImage) seekRun(f io.Seeker, off int64) (Extent, error) {
 	// lseek answers atomically, so concurrent workers may share the file
 	// offset: each call reads back only its own result.
 	data, err := f.Seek(off, seekData)
@@ -184,6 +204,19 @@ type blockLoc struct {
 	kind blockKind
 	off  int64
 	n    int64
+	// zeroRun, for a blockZero, is how many blocks from this one are
+	// known to be zero without asking (an unallocated qcow2 L2 table
+	// covers thousands); 0 means just this one.
+	zeroRun int64
+}
+
+// blocksKnown is how many blocks, from the one loc describes, an extent
+// scan may skip at once.
+func (loc blockLoc) blocksKnown() int64 {
+	if loc.kind == blockZero && loc.zeroRun > 1 {
+		return loc.zeroRun
+	}
+	return 1
 }
 
 type blockMapper interface {
@@ -203,6 +236,11 @@ type blockImage struct {
 	blockSize int64
 	m         blockMapper
 	bufs      sync.Pool // block-sized buffers for decompression
+
+	// cache, if set, keeps decompressed blocks, shared with every other
+	// image open with it, under key.
+	cache *BlockCache
+	key   string
 }
 
 func newBlockImage(r io.ReaderAt, fileSize, size int64, format string, blockSize int64, m blockMapper) *blockImage {
@@ -264,6 +302,16 @@ func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
 				pendStart, pendHost, pendLen = done, host, n
 			}
 		case blockCompressed:
+			if b.cache != nil {
+				block, err := b.cache.get(cacheKey{image: b.key, kind: cachedBlock, index: idx}, b.blockSize, func(dst []byte) error {
+					return b.m.inflate(loc, dst)
+				})
+				if err != nil {
+					return done, fmt.Errorf("block %d: %w", idx, err)
+				}
+				copy(dst, block[in:])
+				break
+			}
 			bp := b.bufs.Get().(*[]byte)
 			err := b.m.inflate(loc, *bp)
 			if err == nil {
@@ -292,7 +340,7 @@ func (b *blockImage) Extent(off, length int64) (Extent, error) {
 		return Extent{}, err
 	}
 	zero := first.kind == blockZero
-	pos := (off/b.blockSize + 1) * b.blockSize
+	pos := (off/b.blockSize + first.blocksKnown()) * b.blockSize
 	for pos < end {
 		loc, err := b.m.lookup(pos / b.blockSize)
 		if err != nil {
@@ -301,7 +349,7 @@ func (b *blockImage) Extent(off, length int64) (Extent, error) {
 		if (loc.kind == blockZero) != zero {
 			break
 		}
-		pos += b.blockSize
+		pos += loc.blocksKnown() * b.blockSize
 	}
 	return Extent{Start: off, Length: min(pos, end) - off, Zero: zero}, nil
 }

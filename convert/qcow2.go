@@ -2,12 +2,14 @@ package convert
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/zstd"
 )
 
 // qcow2Header is the fixed part of a qcow2 header (version 2 layout, which
@@ -252,11 +254,18 @@ type qcow2Mapper struct {
 	// A few decoded L2 tables, so a sequential copy reads each table
 	// once instead of two entries per cluster. Bounded by count and
 	// bytes; evicted first in, first out.
-	mu      sync.Mutex
-	l2      map[int64][]uint64 // L1 index -> table; nil: not allocated
-	order   []int64
-	maxL2   int
-	scratch []byte
+	mu    sync.Mutex
+	l2    map[int64][]byte // L1 index -> table; nil: not allocated
+	order []int64
+	maxL2 int
+
+	// cache, if set, holds the tables instead, shared with every other
+	// image open with it, under key.
+	cache *BlockCache
+	key   string
+
+	inflaters sync.Pool // flate readers, reset for each cluster
+	unzstders sync.Pool // *zstd.Decoder, reset for each cluster
 }
 
 func openQCOW2(r io.ReaderAt, size int64) (Image, error) {
@@ -267,35 +276,42 @@ func openQCOW2(r io.ReaderAt, size int64) (Image, error) {
 	if m.l2EntrySize() != 8 {
 		return nil, fmt.Errorf("%w: qcow2 extended L2 entries cannot be read yet", ErrUnsupported)
 	}
-	q := &qcow2Mapper{r: r, fileSize: size, m: m, l2: map[int64][]uint64{}, maxL2: int(max(8, (4<<20)/m.clusterSize))}
+	q := &qcow2Mapper{r: r, fileSize: size, m: m, l2: map[int64][]byte{}, maxL2: int(max(8, (4<<20)/m.clusterSize))}
 	return newBlockImage(r, size, int64(m.h.Size), QCOW2, m.clusterSize, q), nil
 }
 
-// table returns the decoded L2 table of L1 entry l1i, nil if none.
-func (q *qcow2Mapper) table(l1i int64) ([]uint64, error) {
+// table returns the L2 table of L1 entry l1i as stored (big-endian
+// entries), nil if none is allocated.
+func (q *qcow2Mapper) table(l1i int64) ([]byte, error) {
+	if q.cache == nil {
+		return q.ownTable(l1i)
+	}
+	l2, err := q.l2Offset(l1i)
+	if err != nil || l2 == 0 {
+		return nil, err
+	}
+	return q.cache.get(cacheKey{image: q.key, kind: cachedL2, index: l1i}, q.m.clusterSize, func(dst []byte) error {
+		return q.readTable(l2, dst)
+	})
+}
+
+// ownTable is table without a shared cache: a few tables of this image
+// alone, evicted first in, first out.
+func (q *qcow2Mapper) ownTable(l1i int64) ([]byte, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if t, ok := q.l2[l1i]; ok {
 		return t, nil
 	}
-	l1e, err := readEntry(q.r, int64(q.m.h.L1TableOffset)+l1i*8, 8, true)
+	l2, err := q.l2Offset(l1i)
 	if err != nil {
-		return nil, fmt.Errorf("read qcow2 L1 entry: %w", err)
+		return nil, err
 	}
-	var t []uint64
-	if l2 := int64(l1e & qcow2OffsetMask); l2 != 0 {
-		if !inFile(l2, q.m.clusterSize, q.fileSize) {
-			return nil, fmt.Errorf("%w: a qcow2 L2 table lies past the end of the file", ErrCorrupt)
-		}
-		if q.scratch == nil {
-			q.scratch = make([]byte, q.m.clusterSize)
-		}
-		if _, err := q.r.ReadAt(q.scratch, l2); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read qcow2 L2 table: %w", err)
-		}
-		t = make([]uint64, q.m.clusterSize/8)
-		for i := range t {
-			t[i] = binary.BigEndian.Uint64(q.scratch[i*8:])
+	var t []byte
+	if l2 != 0 {
+		t = make([]byte, q.m.clusterSize)
+		if err := q.readTable(l2, t); err != nil {
+			return nil, err
 		}
 	}
 	if len(q.order) >= q.maxL2 {
@@ -305,6 +321,26 @@ func (q *qcow2Mapper) table(l1i int64) ([]uint64, error) {
 	q.l2[l1i] = t
 	q.order = append(q.order, l1i)
 	return t, nil
+}
+
+// l2Offset reads L1 entry l1i: where its L2 table lies, 0 if nowhere.
+func (q *qcow2Mapper) l2Offset(l1i int64) (int64, error) {
+	l1e, err := readEntry(q.r, int64(q.m.h.L1TableOffset)+l1i*8, 8, true)
+	if err != nil {
+		return 0, fmt.Errorf("read qcow2 L1 entry: %w", err)
+	}
+	l2 := int64(l1e & qcow2OffsetMask)
+	if l2 != 0 && !inFile(l2, q.m.clusterSize, q.fileSize) {
+		return 0, fmt.Errorf("%w: a qcow2 L2 table lies past the end of the file", ErrCorrupt)
+	}
+	return l2, nil
+}
+
+func (q *qcow2Mapper) readTable(l2 int64, dst []byte) error {
+	if _, err := q.r.ReadAt(dst, l2); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read qcow2 L2 table: %w", err)
+	}
+	return nil
 }
 
 func (q *qcow2Mapper) lookup(idx int64) (blockLoc, error) {
@@ -318,9 +354,10 @@ func (q *qcow2Mapper) lookup(idx int64) (blockLoc, error) {
 		return blockLoc{}, err
 	}
 	if t == nil {
-		return blockLoc{kind: blockZero}, nil
+		// No L2 table: every cluster it would map is zero.
+		return blockLoc{kind: blockZero, zeroRun: l2Entries - l2i}, nil
 	}
-	e := t[l2i]
+	e := binary.BigEndian.Uint64(t[l2i*8:])
 	if e&qcow2FlagCompressed != 0 {
 		x := 62 - (q.m.h.ClusterBits - 8)
 		off := int64(e & (1<<x - 1))
@@ -345,15 +382,53 @@ func (q *qcow2Mapper) lookup(idx int64) (blockLoc, error) {
 }
 
 func (q *qcow2Mapper) inflate(loc blockLoc, dst []byte) error {
+	// The compressed size is an upper bound rounded to sectors: both
+	// decoders stop once they have produced one cluster, as qemu's do,
+	// and never read past loc.n.
+	src := io.NewSectionReader(q.r, loc.off, loc.n)
 	if q.m.zstd {
-		return fmt.Errorf("%w: zstd-compressed qcow2 clusters cannot be read yet", ErrUnsupported)
+		return q.unzstd(src, dst)
 	}
-	// qemu writes raw deflate (no zlib header); the compressed size is
-	// an upper bound rounded to sectors, so stop after one cluster.
-	zr := flate.NewReader(io.NewSectionReader(q.r, loc.off, loc.n))
-	defer zr.Close()
-	if _, err := io.ReadFull(zr, dst); err != nil {
+	// qemu writes raw deflate (no zlib header). Decoders are reused: a
+	// new one per cluster costs more than the inflating of a small one.
+	zr, _ := q.inflaters.Get().(io.ReadCloser)
+	if zr == nil {
+		zr = flate.NewReader(src)
+	} else if err := zr.(flate.Resetter).Reset(src, nil); err != nil {
 		return fmt.Errorf("%w: qcow2 compressed cluster: %v", ErrCorrupt, err)
+	}
+	_, err := io.ReadFull(zr, dst)
+	q.inflaters.Put(zr)
+	if err != nil {
+		return fmt.Errorf("%w: qcow2 compressed cluster: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// qcow2ZstdMaxWindow bounds the memory a zstd frame may ask the decoder
+// for: qemu compresses one cluster (at most 2 MiB) per frame, so a frame
+// that wants more is hostile.
+const qcow2ZstdMaxWindow = 8 << 20
+
+func (q *qcow2Mapper) unzstd(src io.Reader, dst []byte) error {
+	zr, _ := q.unzstders.Get().(*zstd.Decoder)
+	if zr == nil {
+		// One goroutine-free decoder per concurrent reader, its memory
+		// bounded by the window limit.
+		var err error
+		zr, err = zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(qcow2ZstdMaxWindow), zstd.WithDecoderMaxMemory(qcow2ZstdMaxWindow))
+		if err != nil {
+			return fmt.Errorf("qcow2 zstd decoder: %w", err)
+		}
+	} else if err := zr.Reset(src); err != nil {
+		return fmt.Errorf("%w: qcow2 zstd cluster: %v", ErrCorrupt, err)
+	}
+	_, err := io.ReadFull(zr, dst)
+	// A decoder that failed mid-frame is reset by the next use.
+	q.unzstders.Put(zr)
+	if err != nil {
+		return fmt.Errorf("%w: qcow2 zstd cluster: %v", ErrCorrupt, err)
 	}
 	return nil
 }

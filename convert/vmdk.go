@@ -2,12 +2,13 @@ package convert
 
 import (
 	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/klauspost/compress/zlib"
 )
 
 // vmdkHeader is the SparseExtentHeader of VMware's "Virtual Disk Format

@@ -79,6 +79,12 @@ type statusDir struct {
 // written, a name held by one image, or NAME@ID for a shared name.
 func (d *statusDir) resolve(ctx context.Context, name string) (string, error) {
 	d.root.settleGone(ctx, nameIs(name))
+	return d.resolveSettled(ctx, name)
+}
+
+// resolveSettled is resolve without first waiting for the creations the
+// name concerns to settle.
+func (d *statusDir) resolveSettled(ctx context.Context, name string) (string, error) {
 	d.root.mu.Lock()
 	id, ok := d.root.pending[pendingPath{d.status, name}]
 	d.root.mu.Unlock()
@@ -134,6 +140,12 @@ func (d *statusDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 // stands for.
 func (d *statusDir) list(ctx context.Context) ([]fuse.DirEntry, []string, syscall.Errno) {
 	d.root.settleGone(ctx, listedIn(d.status))
+	return d.listSettled(ctx)
+}
+
+// listSettled is list without first waiting for the creations listed in
+// the directory to settle.
+func (d *statusDir) listSettled(ctx context.Context) ([]fuse.DirEntry, []string, syscall.Errno) {
 	var entries []fuse.DirEntry
 	var ids []string
 	var prev meta.Entry

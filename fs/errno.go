@@ -41,6 +41,11 @@ func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.EPERM
 	case errors.Is(err, lifecycle.ErrInvalid):
 		return syscall.EINVAL
+	case errors.Is(err, lifecycle.ErrUnreadableDisk):
+		// The content is stored, but not as a disk our readers can
+		// follow: an I/O error on the raw view, as a bad sector is.
+		log.Warn("virtual disk unreadable", "op", op, "err", err)
+		return syscall.EIO
 	case errors.Is(err, lifecycle.ErrConflict):
 		return syscall.EBUSY
 	case errors.Is(err, lifecycle.ErrTooLarge):

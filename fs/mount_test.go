@@ -119,7 +119,7 @@ func wantErrno(t *testing.T, what string, err error, want syscall.Errno) {
 
 func TestLayout(t *testing.T) {
 	e := testMount(t)
-	want := []string{"active", "deactivated", "images", "importing", "killed", "pending_delete", "queued", "saving", "uploading"}
+	want := []string{"active", "deactivated", "images", "importing", "killed", "pending_delete", "queued", "raw", "saving", "uploading"}
 	if got := names(t, e.mnt); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("root: %v, want %v", got, want)
 	}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/glimpse-project/glimpse/meta"
@@ -218,17 +219,37 @@ func (r *Root) invalidate(ev meta.Event, sharing map[nameIn][]string) {
 			r.log.Debug("directory busy: its entries are left to expire", "dir", img.Status)
 			continue
 		}
-		dir.NotifyEntry(img.Name)
-		dir.NotifyEntry(img.Name + "@" + img.ID)
-		for _, id := range sharing[nameIn{img.Status, img.Name}] {
-			dir.NotifyEntry(img.Name + "@" + id)
-		}
+		r.invalidateNames(dir, img, sharing[nameIn{img.Status, img.Name}])
 	}
+	r.invalidateRaw(ev, sharing)
 	r.mu.Lock()
 	node := r.live[imageID(ev)]
 	r.mu.Unlock()
 	if node != nil {
 		node.NotifyContent(-1, 0) // attributes only: content never changes once written
+	}
+}
+
+// invalidateNames drops the names img has in dir: bare and NAME@ID, and
+// those of the images sharing its name (others), whose display names
+// change with a collision.
+func (r *Root) invalidateNames(dir *gofs.Inode, img *meta.Image, others []string) {
+	dir.NotifyEntry(img.Name)
+	dir.NotifyEntry(img.Name + "@" + img.ID)
+	for _, id := range others {
+		dir.NotifyEntry(img.Name + "@" + id)
+	}
+}
+
+// invalidateRaw drops the names in raw/ that ev may have made wrong: those
+// active/ had or has (raw/ shows active/'s names). raw/ is never locked by
+// an operation of the mount (nothing in it can be changed), so it needs no
+// wait for an idle directory.
+func (r *Root) invalidateRaw(ev meta.Event, sharing map[nameIn][]string) {
+	for _, img := range []*meta.Image{ev.Old, ev.New} {
+		if img != nil && img.Status == meta.Active && meta.Listable(img.Name) {
+			r.invalidateNames(r.raw, img, sharing[nameIn{img.Status, img.Name}])
+		}
 	}
 }
 

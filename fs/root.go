@@ -2,6 +2,7 @@
 //
 //	MOUNT/images/<id>          every image, by id
 //	MOUNT/<status>/<name>      one directory per Glance status
+//	MOUNT/raw/<name>           every active image as its virtual disk, read-only
 //
 // with every property as a user.* extended attribute. It holds no state of
 // its own beyond what the kernel protocol needs (open handles, the paths of
@@ -16,6 +17,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +25,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/glimpse-project/glimpse/convert"
 	"github.com/glimpse-project/glimpse/lifecycle"
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -44,7 +47,15 @@ type Options struct {
 	Debug bool
 	// Metrics counts FUSE requests; nil: unregistered metrics.
 	Metrics *Metrics
+	// RawCacheBytes bounds the memory raw/ keeps of decompressed
+	// clusters and format tables, for all images together; 0:
+	// DefaultRawCacheBytes, negative: none kept.
+	RawCacheBytes int64
 }
+
+// DefaultRawCacheBytes is raw/'s cache when none is set: enough for the
+// L2 tables of 2 TiB of qcow2 at 64 KiB clusters, or 4096 clusters.
+const DefaultRawCacheBytes = 256 << 20
 
 // Root is the mount's root directory. It holds the mount's dependencies.
 type Root struct {
@@ -56,9 +67,13 @@ type Root struct {
 
 	started time.Time // directories show it as their times
 
+	rawCache    *convert.BlockCache // what raw/ keeps decoded, shared by every open disk
+	prefetchers chan struct{}       // raw/'s readahead workers: a token each
+
 	ids    *gofs.Inode                 // images/
 	status map[meta.Status]*gofs.Inode // one directory per status; set in OnAdd, then read-only
 	busy   *dirBusy                    // requests in flight under a directory's kernel lock
+	raw    *gofs.Inode                 // raw/; set in OnAdd
 
 	mu      sync.Mutex             // guards pending, live, writers, creators and holders
 	pending map[pendingPath]string // image id created at a path and still being written
@@ -130,6 +145,10 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	cacheBytes := opts.RawCacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = DefaultRawCacheBytes
+	}
 	r := &Root{
 		started: time.Now(),
 		svc:     svc,
@@ -146,7 +165,9 @@ func NewRoot(svc *lifecycle.Service, opts Options) *Root {
 		creations:  map[string]*creation{},
 		prunePoint: 64,
 	}
-	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses))}
+	r.fixedDir = fixedDir{root: r, ino: rootIno, nlink: uint32(2 + 1 + len(meta.Statuses) + 1)}
+	r.rawCache = convert.NewBlockCache(cacheBytes)
+	r.prefetchers = make(chan struct{}, runtime.GOMAXPROCS(0))
 	return r
 }
 
@@ -160,6 +181,14 @@ func (r *Root) OnAdd(ctx context.Context) {
 		r.AddChild(string(st), d, false)
 		r.status[st] = d
 	}
+	active := &statusDir{fixedDir: fixedDir{root: r, ino: 3}, status: meta.Active}
+	for i, st := range meta.Statuses {
+		if st == meta.Active {
+			active.ino = uint64(3 + i)
+		}
+	}
+	r.raw = r.NewPersistentInode(ctx, &rawDir{fixedDir: fixedDir{root: r, ino: rawDirIno, nlink: 2}, active: active}, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: rawDirIno})
+	r.AddChild("raw", r.raw, false)
 }
 
 // Readdir lists the fixed directories, with `.` and `..` (the root is its
@@ -170,6 +199,7 @@ func (r *Root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	for i, st := range meta.Statuses {
 		entries = append(entries, fuse.DirEntry{Name: string(st), Mode: syscall.S_IFDIR, Ino: uint64(3 + i)})
 	}
+	entries = append(entries, fuse.DirEntry{Name: "raw", Mode: syscall.S_IFDIR, Ino: rawDirIno})
 	return gofs.NewListDirStream(entries), 0
 }
 

@@ -129,7 +129,7 @@ func TestHabitTreesAndDirectories(t *testing.T) {
 		mustFail(t, "Operation not permitted", "rmdir", filepath.Join(mnt, dir))
 	}
 	mustFail(t, "Operation not permitted", "rmdir", mnt+"/active/")
-	if got := ls(t, mnt); len(got) != 9 {
+	if got := ls(t, mnt); len(got) != 10 {
 		t.Fatalf("the mount after rmdir: %v", got)
 	}
 	mustRun(t, "cmp", a, filepath.Join(active, "a.raw"))
@@ -138,8 +138,8 @@ func TestHabitTreesAndDirectories(t *testing.T) {
 	mustFail(t, "Operation not permitted", "mkfifo", filepath.Join(active, "fifo"))
 	mustFail(t, "Operation not permitted", "mkdir", filepath.Join(active, "dir"))
 
-	if got := strings.TrimSpace(mustRun(t, "stat", "-c", "%i %h", mnt)); got != "1 11" {
-		t.Errorf("root inode and link count: %q, want \"1 11\"", got)
+	if got := strings.TrimSpace(mustRun(t, "stat", "-c", "%i %h", mnt)); got != "1 12" {
+		t.Errorf("root inode and link count: %q, want \"1 12\"", got)
 	}
 	for _, dir := range []string{"active", "images"} {
 		if got := strings.TrimSpace(mustRun(t, "stat", "-c", "%h", filepath.Join(mnt, dir))); got != "2" {
@@ -150,7 +150,7 @@ func TestHabitTreesAndDirectories(t *testing.T) {
 			t.Errorf("ls -a %s: %q, want . and .. first", dir, out)
 		}
 	}
-	if got := strings.Fields(mustRun(t, "ls", "-a", mnt)); len(got) != 11 || got[0] != "." || got[1] != ".." {
+	if got := strings.Fields(mustRun(t, "ls", "-a", mnt)); len(got) != 12 || got[0] != "." || got[1] != ".." {
 		t.Errorf("ls -a of the root: %v", got)
 	}
 }

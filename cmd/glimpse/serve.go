@@ -54,6 +54,7 @@ type serveOptions struct {
 	tlsCert      string
 	tlsKey       string
 	debugFUSE    bool
+	rawCache     int64
 	logLevel     string
 	logFormat    string
 	authTokens   string
@@ -69,8 +70,8 @@ type serveOptions struct {
 	keystone            keystone.Config
 	taskTTL             time.Duration
 	memberQuota         int // 0: lifecycle.DefaultMemberLimit
-	dataReserve  int64
-	maxUploads   int
+	dataReserve         int64
+	maxUploads          int
 	// allowOtherWithAuth: the operator knows --allow-other opens what the
 	// fs project sees to every local user, whatever the REST tokens say.
 	allowOtherWithAuth bool
@@ -109,6 +110,7 @@ Examples:
 			&cli.StringFlag{Name: "store", Category: "Storage", Usage: "where image content lives: file:///path (default DATA/images) s3://BUCKET[/PREFIX] (AWS_* variables), swift://CONTAINER[/PREFIX] (ST_* or OS_* variables), rbd://POOL (CEPH_CONF; builds with -tags ceph,pacific)", Destination: &o.store, EnvVars: []string{"GLIMPSE_STORE"}},
 			&cli.Int64Flag{Name: "data-reserve", Category: "Storage", Usage: "bytes a file store on the registry's filesystem leaves free for the registry: an upload that would take more fails with 413/ENOSPC (0: none; badger dies of SIGBUS on a full filesystem)", Value: defaultDataReserve, Destination: &o.dataReserve, EnvVars: []string{"GLIMPSE_DATA_RESERVE"}},
 			&cli.DurationFlag{Name: "store-timeout", Category: "Storage", Usage: "fail a store request (S3, Swift, RBD) that makes no progress for this long: the upload is killed, the read fails", Value: defaultStoreTimeout, Destination: &o.storeTimeout, EnvVars: []string{"GLIMPSE_STORE_TIMEOUT"}},
+			&cli.Int64Flag{Name: "raw-cache-size", Category: "Mount", Usage: "bytes raw/ keeps of decompressed clusters and format tables, for all images together (-1: none)", Value: fs.DefaultRawCacheBytes, Destination: &o.rawCache, EnvVars: []string{"GLIMPSE_RAW_CACHE_SIZE"}},
 			&cli.StringFlag{Name: "fs-project", Category: "Mount", Usage: "project the mount acts as ('admin' sees and manages everything)", Value: "admin", Destination: &o.fsProject, EnvVars: []string{"GLIMPSE_FS_PROJECT"}},
 			&cli.Int64Flag{Name: "max-image-size", Category: "Limits", Aliases: []string{"image-size-cap"}, Usage: "largest upload in bytes (0: no cap)", Destination: &o.maxImageSize, EnvVars: []string{"GLIMPSE_MAX_IMAGE_SIZE"}},
 			&cli.IntFlag{Name: "max-uploads", Category: "Limits", Usage: "most REST uploads (PUT file, stage, web-download) in flight for everyone together, each holding a 1 MiB buffer; beyond it 503 with Retry-After", Value: api.DefaultMaxUploads, Destination: &o.maxUploads, EnvVars: []string{"GLIMPSE_MAX_UPLOADS"}},
@@ -326,6 +328,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 			Logger:     log,
 			Debug:      o.debugFUSE,
 			Metrics:    fs.NewMetrics(reg),
+
+			RawCacheBytes: o.rawCache,
 		})
 		if err != nil {
 			if httpSrv != nil {
