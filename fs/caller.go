@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -42,7 +44,10 @@ func callerOf(ctx context.Context) caller {
 	}
 	tid := strconv.FormatUint(uint64(c.Pid), 10)
 	who := caller{tgid: tgidOf(c.Pid)}
-	stat, err := os.ReadFile("/proc/" + tid + "/stat")
+	if who.tgid == 0 {
+		return who // its /proc did not answer: a task in execve
+	}
+	stat, err := readProc("/proc/" + tid + "/stat")
 	if err != nil {
 		return who
 	}
@@ -82,12 +87,14 @@ func callerTgid(ctx context.Context) uint32 {
 }
 
 func tgidOf(tid uint32) uint32 {
-	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
+	status, err := readProc("/proc/" + strconv.FormatUint(uint64(tid), 10) + "/status")
+	if errors.Is(err, errProcSlow) {
+		return 0 // unknown: no process's own close
+	}
 	if err != nil {
 		return tid
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
 		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("Tgid:")); ok {
 			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 32)
@@ -109,7 +116,7 @@ type process struct {
 // processOf identifies the process with thread group tgid; the zero
 // process when it is gone.
 func processOf(tgid uint32) process {
-	stat, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tgid), 10) + "/stat")
+	stat, err := readProc("/proc/" + strconv.FormatUint(uint64(tgid), 10) + "/stat")
 	if err != nil {
 		return process{}
 	}
@@ -126,4 +133,34 @@ func processOf(tgid uint32) process {
 		return process{}
 	}
 	return process{tgid: tgid, start: start}
+}
+
+// procReadWait bounds a read of a caller's /proc files. A task in execve
+// holds locks that reading its /proc entries waits for, and execve closes
+// the task's close-on-exec files first: the FLUSH of one of ours then
+// waits for our answer while we would wait for execve. Past the bound the
+// caller is unknown (a child's exec, not its opener's close; the release
+// settles the file), and the read finishes by itself once we answered.
+const procReadWait = 200 * time.Millisecond
+
+var errProcSlow = errors.New("/proc read did not answer in time")
+
+func readProc(path string) ([]byte, error) {
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := os.ReadFile(path)
+		done <- result{b, err}
+	}()
+	t := time.NewTimer(procReadWait)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-t.C:
+		return nil, errProcSlow
+	}
 }
