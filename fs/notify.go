@@ -69,6 +69,10 @@ func (r *Root) startInvalidator() (stop, settle func()) {
 			r.log.Warn("the registry feed resynchronised; the mount may show old entries for a second")
 			return
 		}
+		// raw/ is never locked by an operation of the mount, so its names
+		// go at once, before the change's writer (a mv out of active/)
+		// returns; the status directories wait for the invalidator.
+		r.invalidateRaw(ev, r.lookupSharing([]*meta.Event{&ev}))
 		enqueue(item{ev: &ev})
 	})
 	var settleFor func(timeout time.Duration) bool
@@ -221,7 +225,6 @@ func (r *Root) invalidate(ev meta.Event, sharing map[nameIn][]string) {
 		}
 		r.invalidateNames(dir, img, sharing[nameIn{img.Status, img.Name}])
 	}
-	r.invalidateRaw(ev, sharing)
 	r.mu.Lock()
 	node := r.live[imageID(ev)]
 	r.mu.Unlock()
