@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -17,17 +18,22 @@ const DefaultMaxUploads = 64
 // that found no slot: uploads last seconds to minutes.
 const uploadRetryAfter = 10
 
-// uploadSlots is the global bound on uploads in flight. Each slot is a
-// copy buffer, so taking a slot is taking the buffer, and the buffers in
-// use never outnumber the slots.
+// uploadSlots is the global bound on uploads in flight. Each slot in use
+// holds a copy buffer, so the buffers in use never outnumber the slots.
+// Idle buffers go back to a sync.Pool, which the GC empties: a daemon that
+// once ran many uploads at once does not keep their buffers (a free list
+// of slots, each keeping its buffer, held one per slot ever cycled through,
+// 64 MiB by default, whatever the concurrency).
 type uploadSlots struct {
-	free chan []byte
+	inUse   chan struct{} // one token per slot taken
+	buffers sync.Pool     // *[]byte of copyBuffer bytes
 }
 
 func newUploadSlots(n int) *uploadSlots {
-	s := &uploadSlots{free: make(chan []byte, n)}
-	for range n {
-		s.free <- nil // buffers are made on first use, then reused
+	s := &uploadSlots{inUse: make(chan struct{}, n)}
+	s.buffers.New = func() any {
+		b := make([]byte, copyBuffer)
+		return &b
 	}
 	return s
 }
@@ -36,11 +42,8 @@ func newUploadSlots(n int) *uploadSlots {
 // when every slot is in use. The caller gives the buffer back with put.
 func (s *uploadSlots) take(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	select {
-	case buf := <-s.free:
-		if buf == nil {
-			buf = make([]byte, copyBuffer)
-		}
-		return buf, nil
+	case s.inUse <- struct{}{}:
+		return *s.buffers.Get().(*[]byte), nil
 	default:
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
@@ -54,7 +57,7 @@ func (s *uploadSlots) take(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	}
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(shedDrainTime))
 	io.CopyN(io.Discard, body, shedDrainBytes)
-	return nil, errorf(http.StatusServiceUnavailable, "Too many uploads in flight (%d): try again later.", cap(s.free))
+	return nil, errorf(http.StatusServiceUnavailable, "Too many uploads in flight (%d): try again later.", cap(s.inUse))
 }
 
 // What a refused upload's body may cost before the answer: a moment, and
@@ -64,17 +67,18 @@ const (
 	shedDrainBytes = copyBuffer
 )
 
-func (s *uploadSlots) put(buf []byte) { s.free <- buf }
+// put gives back a slot and the buffer take or wait returned with it.
+func (s *uploadSlots) put(buf []byte) {
+	s.buffers.Put(&buf)
+	<-s.inUse
+}
 
 // wait is take for work that runs after its request has been answered (an
 // import task): it waits for a slot instead of refusing.
 func (s *uploadSlots) wait(ctx context.Context) ([]byte, error) {
 	select {
-	case buf := <-s.free:
-		if buf == nil {
-			buf = make([]byte, copyBuffer)
-		}
-		return buf, nil
+	case s.inUse <- struct{}{}:
+		return *s.buffers.Get().(*[]byte), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
