@@ -24,9 +24,10 @@ import (
 )
 
 type env struct {
-	t   *testing.T
-	url string
-	svc *lifecycle.Service
+	t      *testing.T
+	url    string
+	svc    *lifecycle.Service
+	client *http.Client // nil: http.DefaultClient
 }
 
 func newEnv(t *testing.T, maxSize int64, opts api.Options) *env {
@@ -80,7 +81,11 @@ func (e *env) do(method, path string, hdr map[string]string, body io.Reader) rep
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := e.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -38,7 +38,14 @@ func hostileEnv(t *testing.T, cfg lifecycle.Config, opts api.Options) (*env, lif
 	srv.Config = api.NewHTTPServer(s, opts.Timeouts)
 	srv.Start()
 	t.Cleanup(func() { srv.Close(); s.Close() })
-	return &env{t: t, url: srv.URL, svc: lt.Service}, lt
+	e := &env{t: t, url: srv.URL, svc: lt.Service}
+	if opts.Timeouts.Idle > 0 {
+		// A kept-alive connection reused just as the server's short idle
+		// timeout closes it fails a POST with a reset (net/http retries
+		// only idempotent requests): these clients never keep one.
+		e.client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	}
+	return e, lt
 }
 
 // snapshot is the whole registry, as JSON, to show that a refused request
