@@ -207,7 +207,7 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request, p lifecy
 	o.Limit = min(o.Limit, metadefLimitMax)
 	empty := o.Limit == 0 // an empty page, as Glance's query gives
 	o.Limit = max(o.Limit, 1)
-	list, err := s.md.ListNamespaces(p, o)
+	list, err := s.md.ListNamespaces(r.Context(), p, o)
 	if err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request, p lifec
 	if err != nil {
 		return err
 	}
-	created, err := s.md.CreateNamespace(p, d)
+	created, err := s.md.CreateNamespace(r.Context(), p, d)
 	if err != nil {
 		return err
 	}
@@ -259,7 +259,7 @@ func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request, p lifec
 }
 
 func (s *Server) showNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	d, err := s.md.GetNamespace(p, r.PathValue("namespace"))
+	d, err := s.md.GetNamespace(r.Context(), p, r.PathValue("namespace"))
 	if err != nil {
 		return err
 	}
@@ -276,7 +276,7 @@ func (s *Server) updateNamespace(w http.ResponseWriter, r *http.Request, p lifec
 	if err != nil {
 		return err
 	}
-	ns, err := s.md.UpdateNamespace(p, r.PathValue("namespace"), d.Namespace)
+	ns, err := s.md.UpdateNamespace(r.Context(), p, r.PathValue("namespace"), d.Namespace)
 	if err != nil {
 		return err
 	}
@@ -285,7 +285,7 @@ func (s *Server) updateNamespace(w http.ResponseWriter, r *http.Request, p lifec
 }
 
 func (s *Server) deleteNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteNamespace(p, r.PathValue("namespace")); err != nil {
+	if err := s.md.DeleteNamespace(r.Context(), p, r.PathValue("namespace")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -294,7 +294,7 @@ func (s *Server) deleteNamespace(w http.ResponseWriter, r *http.Request, p lifec
 
 func (s *Server) deleteContents(k metadefs.Kind) handler {
 	return func(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-		if err := s.md.DeleteContents(p, r.PathValue("namespace"), k); err != nil {
+		if err := s.md.DeleteContents(r.Context(), p, r.PathValue("namespace"), k); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -305,7 +305,7 @@ func (s *Server) deleteContents(k metadefs.Kind) handler {
 // Resource types and associations.
 
 func (s *Server) listResourceTypes(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	list, err := s.md.ListResourceTypes(p)
+	list, err := s.md.ListResourceTypes(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -318,7 +318,7 @@ func (s *Server) listResourceTypes(w http.ResponseWriter, r *http.Request, p lif
 }
 
 func (s *Server) listAssociations(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	list, err := s.md.ListAssociations(p, r.PathValue("namespace"))
+	list, err := s.md.ListAssociations(r.Context(), p, r.PathValue("namespace"))
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,7 @@ func (s *Server) createAssociation(w http.ResponseWriter, r *http.Request, p lif
 	if err != nil {
 		return err
 	}
-	created, err := s.md.Associate(p, r.PathValue("namespace"), a)
+	created, err := s.md.Associate(r.Context(), p, r.PathValue("namespace"), a)
 	if err != nil {
 		return err
 	}
@@ -347,7 +347,7 @@ func (s *Server) createAssociation(w http.ResponseWriter, r *http.Request, p lif
 }
 
 func (s *Server) deleteAssociation(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.Dissociate(p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
+	if err := s.md.Dissociate(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -384,7 +384,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, p lifecycle
 	if err != nil {
 		return err
 	}
-	list, err := s.md.ListObjects(p, ns, pg)
+	list, err := s.md.ListObjects(r.Context(), p, ns, pg)
 	if err != nil {
 		return err
 	}
@@ -406,7 +406,7 @@ func (s *Server) createObject(w http.ResponseWriter, r *http.Request, p lifecycl
 		return err
 	}
 	ns := r.PathValue("namespace")
-	created, err := s.md.CreateObject(p, ns, o)
+	created, err := s.md.CreateObject(r.Context(), p, ns, o)
 	if err != nil {
 		return err
 	}
@@ -416,7 +416,7 @@ func (s *Server) createObject(w http.ResponseWriter, r *http.Request, p lifecycl
 
 func (s *Server) showObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	ns := r.PathValue("namespace")
-	o, err := s.md.GetObject(p, ns, r.PathValue("name"))
+	o, err := s.md.GetObject(r.Context(), p, ns, r.PathValue("name"))
 	if err != nil {
 		return err
 	}
@@ -434,7 +434,7 @@ func (s *Server) updateObject(w http.ResponseWriter, r *http.Request, p lifecycl
 		return err
 	}
 	ns := r.PathValue("namespace")
-	updated, err := s.md.UpdateObject(p, ns, r.PathValue("name"), o)
+	updated, err := s.md.UpdateObject(r.Context(), p, ns, r.PathValue("name"), o)
 	if err != nil {
 		return err
 	}
@@ -443,7 +443,7 @@ func (s *Server) updateObject(w http.ResponseWriter, r *http.Request, p lifecycl
 }
 
 func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteObject(p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
+	if err := s.md.DeleteObject(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -453,7 +453,7 @@ func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, p lifecycl
 // Properties.
 
 func (s *Server) listProperties(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	list, err := s.md.ListProperties(p, r.PathValue("namespace"))
+	list, err := s.md.ListProperties(r.Context(), p, r.PathValue("namespace"))
 	if err != nil {
 		return err
 	}
@@ -474,7 +474,7 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request, p lifecy
 	if err != nil {
 		return err
 	}
-	created, err := s.md.CreateProperty(p, r.PathValue("namespace"), pr)
+	created, err := s.md.CreateProperty(r.Context(), p, r.PathValue("namespace"), pr)
 	if err != nil {
 		return err
 	}
@@ -483,7 +483,7 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request, p lifecy
 }
 
 func (s *Server) showProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	pr, err := s.md.GetProperty(p, r.PathValue("namespace"), r.PathValue("name"), r.URL.Query().Get("resource_type"))
+	pr, err := s.md.GetProperty(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), r.URL.Query().Get("resource_type"))
 	if err != nil {
 		return err
 	}
@@ -500,7 +500,7 @@ func (s *Server) updateProperty(w http.ResponseWriter, r *http.Request, p lifecy
 	if err != nil {
 		return err
 	}
-	updated, err := s.md.UpdateProperty(p, r.PathValue("namespace"), r.PathValue("name"), pr)
+	updated, err := s.md.UpdateProperty(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), pr)
 	if err != nil {
 		return err
 	}
@@ -509,7 +509,7 @@ func (s *Server) updateProperty(w http.ResponseWriter, r *http.Request, p lifecy
 }
 
 func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteProperty(p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
+	if err := s.md.DeleteProperty(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -523,7 +523,7 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request, p lifecycle.Pr
 	if err != nil {
 		return err
 	}
-	list, err := s.md.ListTags(p, r.PathValue("namespace"), pg)
+	list, err := s.md.ListTags(r.Context(), p, r.PathValue("namespace"), pg)
 	if err != nil {
 		return err
 	}
@@ -532,7 +532,7 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request, p lifecycle.Pr
 }
 
 func (s *Server) showTag(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	t, err := s.md.GetTag(p, r.PathValue("namespace"), r.PathValue("name"))
+	t, err := s.md.GetTag(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"))
 	if err != nil {
 		return err
 	}
@@ -547,7 +547,7 @@ func (s *Server) createTag(w http.ResponseWriter, r *http.Request, p lifecycle.P
 	if err := metadefs.CheckTagName(name); err != nil {
 		return err
 	}
-	t, err := s.md.CreateTag(p, r.PathValue("namespace"), name)
+	t, err := s.md.CreateTag(r.Context(), p, r.PathValue("namespace"), name)
 	if err != nil {
 		return err
 	}
@@ -568,7 +568,7 @@ func (s *Server) createTags(w http.ResponseWriter, r *http.Request, p lifecycle.
 	if v := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Openstack-Append"))); v == "yes" || v == "on" || v == "y" {
 		appending = true // oslo's bool_from_string
 	}
-	created, err := s.md.CreateTags(p, r.PathValue("namespace"), names, appending)
+	created, err := s.md.CreateTags(r.Context(), p, r.PathValue("namespace"), names, appending)
 	if err != nil {
 		return err
 	}
@@ -585,7 +585,7 @@ func (s *Server) updateTag(w http.ResponseWriter, r *http.Request, p lifecycle.P
 	if err != nil {
 		return err
 	}
-	t, err := s.md.UpdateTag(p, r.PathValue("namespace"), r.PathValue("name"), name)
+	t, err := s.md.UpdateTag(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), name)
 	if err != nil {
 		return err
 	}
@@ -594,7 +594,7 @@ func (s *Server) updateTag(w http.ResponseWriter, r *http.Request, p lifecycle.P
 }
 
 func (s *Server) deleteTag(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteTag(p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
+	if err := s.md.DeleteTag(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -1,6 +1,7 @@
 package metadefs
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,9 +182,9 @@ func page[T any, P recordPtr[T]](list []T, pg Page, k meta.MetadefKind, ns strin
 
 // Objects.
 
-func (s *Service) ListObjects(p lifecycle.Principal, ns string, pg Page) ([]Object, error) {
+func (s *Service) ListObjects(ctx context.Context, p lifecycle.Principal, ns string, pg Page) ([]Object, error) {
 	var out []Object
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefObjects); err != nil {
 			return err
 		}
@@ -198,9 +199,9 @@ func (s *Service) ListObjects(p lifecycle.Principal, ns string, pg Page) ([]Obje
 	return out, err
 }
 
-func (s *Service) GetObject(p lifecycle.Principal, ns, name string) (*Object, error) {
+func (s *Service) GetObject(ctx context.Context, p lifecycle.Principal, ns, name string) (*Object, error) {
 	var out *Object
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefObject); err != nil {
 			return err
 		}
@@ -211,11 +212,11 @@ func (s *Service) GetObject(p lifecycle.Principal, ns, name string) (*Object, er
 	return out, err
 }
 
-func (s *Service) CreateObject(p lifecycle.Principal, ns string, o Object) (*Object, error) {
+func (s *Service) CreateObject(ctx context.Context, p lifecycle.Principal, ns string, o Object) (*Object, error) {
 	if err := checkObject(&o); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefObject); err != nil {
 			return err
 		}
@@ -231,11 +232,11 @@ func (s *Service) CreateObject(p lifecycle.Principal, ns string, o Object) (*Obj
 	return &o, nil
 }
 
-func (s *Service) UpdateObject(p lifecycle.Principal, ns, name string, o Object) (*Object, error) {
+func (s *Service) UpdateObject(ctx context.Context, p lifecycle.Principal, ns, name string, o Object) (*Object, error) {
 	if err := checkObject(&o); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefObject); err != nil {
 			return err
 		}
@@ -255,12 +256,12 @@ func (s *Service) UpdateObject(p lifecycle.Principal, ns, name string, o Object)
 	return &o, nil
 }
 
-func (s *Service) DeleteObject(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefObject, ns, name, policy.DeleteMetadefObject)
+func (s *Service) DeleteObject(ctx context.Context, p lifecycle.Principal, ns, name string) error {
+	return s.deleteRecord(ctx, p, meta.MetadefObject, ns, name, policy.DeleteMetadefObject)
 }
 
-func (s *Service) deleteRecord(p lifecycle.Principal, k meta.MetadefKind, ns, name string, rule string) error {
-	return s.update(func(tx kv.Txn) error {
+func (s *Service) deleteRecord(ctx context.Context, p lifecycle.Principal, k meta.MetadefKind, ns, name string, rule string) error {
+	return s.update(ctx, func(tx kv.Txn) error {
 		n, err := s.writable(tx, p, ns, rule)
 		if err != nil {
 			return err
@@ -280,9 +281,9 @@ func (s *Service) deleteRecord(p lifecycle.Principal, k meta.MetadefKind, ns, na
 
 // Properties.
 
-func (s *Service) ListProperties(p lifecycle.Principal, ns string) ([]Property, error) {
+func (s *Service) ListProperties(ctx context.Context, p lifecycle.Principal, ns string) ([]Property, error) {
 	var out []Property
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefProperties); err != nil {
 			return err
 		}
@@ -296,9 +297,9 @@ func (s *Service) ListProperties(p lifecycle.Principal, ns string) ([]Property, 
 // GetProperty returns the property; with a resource type, name carries the
 // prefix of the namespace's association with it, as Glance's
 // ?resource_type= does.
-func (s *Service) GetProperty(p lifecycle.Principal, ns, name, resourceType string) (*Property, error) {
+func (s *Service) GetProperty(ctx context.Context, p lifecycle.Principal, ns, name, resourceType string) (*Property, error) {
 	var out *Property
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		n, err := s.readable(tx, p, ns, policy.GetMetadefProperty)
 		if err != nil {
 			return err
@@ -322,11 +323,11 @@ func (s *Service) GetProperty(p lifecycle.Principal, ns, name, resourceType stri
 	return out, err
 }
 
-func (s *Service) CreateProperty(p lifecycle.Principal, ns string, pr Property) (*Property, error) {
+func (s *Service) CreateProperty(ctx context.Context, p lifecycle.Principal, ns string, pr Property) (*Property, error) {
 	if err := checkName("property name", pr.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefProperty); err != nil {
 			return err
 		}
@@ -342,11 +343,11 @@ func (s *Service) CreateProperty(p lifecycle.Principal, ns string, pr Property) 
 	return &pr, nil
 }
 
-func (s *Service) UpdateProperty(p lifecycle.Principal, ns, name string, pr Property) (*Property, error) {
+func (s *Service) UpdateProperty(ctx context.Context, p lifecycle.Principal, ns, name string, pr Property) (*Property, error) {
 	if err := checkName("property name", pr.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefProperty); err != nil {
 			return err
 		}
@@ -366,15 +367,15 @@ func (s *Service) UpdateProperty(p lifecycle.Principal, ns, name string, pr Prop
 	return &pr, nil
 }
 
-func (s *Service) DeleteProperty(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefProperty, ns, name, policy.RemoveMetadefProperty)
+func (s *Service) DeleteProperty(ctx context.Context, p lifecycle.Principal, ns, name string) error {
+	return s.deleteRecord(ctx, p, meta.MetadefProperty, ns, name, policy.RemoveMetadefProperty)
 }
 
 // Tags.
 
-func (s *Service) ListTags(p lifecycle.Principal, ns string, pg Page) ([]Tag, error) {
+func (s *Service) ListTags(ctx context.Context, p lifecycle.Principal, ns string, pg Page) ([]Tag, error) {
 	var out []Tag
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefTags); err != nil {
 			return err
 		}
@@ -389,9 +390,9 @@ func (s *Service) ListTags(p lifecycle.Principal, ns string, pg Page) ([]Tag, er
 	return out, err
 }
 
-func (s *Service) GetTag(p lifecycle.Principal, ns, name string) (*Tag, error) {
+func (s *Service) GetTag(ctx context.Context, p lifecycle.Principal, ns, name string) (*Tag, error) {
 	var out *Tag
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		if _, err := s.readable(tx, p, ns, policy.GetMetadefTag); err != nil {
 			return err
 		}
@@ -402,12 +403,12 @@ func (s *Service) GetTag(p lifecycle.Principal, ns, name string) (*Tag, error) {
 	return out, err
 }
 
-func (s *Service) CreateTag(p lifecycle.Principal, ns, name string) (*Tag, error) {
+func (s *Service) CreateTag(ctx context.Context, p lifecycle.Principal, ns, name string) (*Tag, error) {
 	if err := checkName("tag name", name, maxNameLen); err != nil {
 		return nil, err
 	}
 	t := Tag{Name: name}
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefTag); err != nil {
 			return err
 		}
@@ -426,14 +427,14 @@ func (s *Service) CreateTag(p lifecycle.Principal, ns, name string) (*Tag, error
 // CreateTags creates the tags at once; unless appending, the namespace's
 // other tags are deleted first (X-Openstack-Append). A duplicate among
 // them, or of a kept tag, refuses the whole request.
-func (s *Service) CreateTags(p lifecycle.Principal, ns string, names []string, appending bool) ([]Tag, error) {
+func (s *Service) CreateTags(ctx context.Context, p lifecycle.Principal, ns string, names []string, appending bool) ([]Tag, error) {
 	for _, n := range names {
 		if err := checkName("tag name", n, maxNameLen); err != nil {
 			return nil, err
 		}
 	}
 	var out []Tag
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		out = nil
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefTags); err != nil {
 			return err
@@ -464,12 +465,12 @@ func (s *Service) CreateTags(p lifecycle.Principal, ns string, names []string, a
 	return out, err
 }
 
-func (s *Service) UpdateTag(p lifecycle.Principal, ns, name, newName string) (*Tag, error) {
+func (s *Service) UpdateTag(ctx context.Context, p lifecycle.Principal, ns, name, newName string) (*Tag, error) {
 	if err := checkName("tag name", newName, maxNameLen); err != nil {
 		return nil, err
 	}
 	t := Tag{Name: newName}
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefTag); err != nil {
 			return err
 		}
@@ -489,19 +490,19 @@ func (s *Service) UpdateTag(p lifecycle.Principal, ns, name, newName string) (*T
 	return &t, nil
 }
 
-func (s *Service) DeleteTag(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefTag, ns, name, policy.DeleteMetadefTag)
+func (s *Service) DeleteTag(ctx context.Context, p lifecycle.Principal, ns, name string) error {
+	return s.deleteRecord(ctx, p, meta.MetadefTag, ns, name, policy.DeleteMetadefTag)
 }
 
 // Resource types and associations.
 
 // ListResourceTypes returns every resource type, oldest first.
-func (s *Service) ListResourceTypes(p lifecycle.Principal) ([]ResourceType, error) {
+func (s *Service) ListResourceTypes(ctx context.Context, p lifecycle.Principal) ([]ResourceType, error) {
 	if !s.allowed(p, policy.ListMetadefResourceTypes, nil) {
 		return nil, refuse(lifecycle.ErrForbidden, "You are not authorized to complete this action.")
 	}
 	var out []ResourceType
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		out = nil
 		return tx.Scan(meta.MetadefResourceTypeKey(""), func(key, value []byte) error {
 			var rt ResourceType
@@ -526,9 +527,9 @@ func ensureResourceType(tx kv.Txn, name string, seeded bool, now time.Time) erro
 	return putJSON(tx, key, &ResourceType{Name: name, Protected: seeded, CreatedAt: now, UpdatedAt: now})
 }
 
-func (s *Service) ListAssociations(p lifecycle.Principal, ns string) ([]Association, error) {
+func (s *Service) ListAssociations(ctx context.Context, p lifecycle.Principal, ns string) ([]Association, error) {
 	var out []Association
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		n, err := s.readable(tx, p, ns, policy.ListMetadefResourceTypes)
 		if err != nil {
 			return err
@@ -545,11 +546,11 @@ func (s *Service) ListAssociations(p lifecycle.Principal, ns string) ([]Associat
 
 // Associate ties the namespace to a resource type, creating the type if
 // it is new.
-func (s *Service) Associate(p lifecycle.Principal, ns string, a Association) (*Association, error) {
+func (s *Service) Associate(ctx context.Context, p lifecycle.Principal, ns string, a Association) (*Association, error) {
 	if err := checkName("resource type name", a.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		if _, err := s.writable(tx, p, ns, policy.AddMetadefResourceTypeAssociation); err != nil {
 			return err
 		}
@@ -569,8 +570,8 @@ func (s *Service) Associate(p lifecycle.Principal, ns string, a Association) (*A
 	return &a, nil
 }
 
-func (s *Service) Dissociate(p lifecycle.Principal, ns, resourceType string) error {
-	err := s.deleteRecord(p, meta.MetadefAssociation, ns, resourceType, policy.RemoveMetadefResourceTypeAssociation)
+func (s *Service) Dissociate(ctx context.Context, p lifecycle.Principal, ns, resourceType string) error {
+	err := s.deleteRecord(ctx, p, meta.MetadefAssociation, ns, resourceType, policy.RemoveMetadefResourceTypeAssociation)
 	if errors.Is(err, lifecycle.ErrNotFound) && !errors.Is(err, errNamespaceNotFound) {
 		return refuse(lifecycle.ErrNotFound, "Failed to find resource type %s to delete", resourceType)
 	}

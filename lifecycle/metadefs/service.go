@@ -157,7 +157,7 @@ func sortValue(ns *Namespace, key string) string {
 
 // ListNamespaces returns the namespaces p may see, each with its resource
 // type associations.
-func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail, error) {
+func (s *Service) ListNamespaces(ctx context.Context, p lifecycle.Principal, o ListOptions) ([]Detail, error) {
 	if err := s.authorize(p, policy.GetMetadefNamespaces, nil); err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail
 		return nil, refuse(lifecycle.ErrInvalid, "Invalid visibility value: %s", o.Visibility)
 	}
 	var out []Detail
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		out = nil
 		var all []*Namespace
 		err := tx.Scan(meta.MetadefNamespaceKey(""), func(key, value []byte) error {
@@ -239,7 +239,7 @@ func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail
 // CreateNamespace creates a namespace with its contents, all at once: a
 // duplicate anywhere leaves nothing behind. Owner defaults to p's project,
 // visibility to private.
-func (s *Service) CreateNamespace(p lifecycle.Principal, d Detail) (*Detail, error) {
+func (s *Service) CreateNamespace(ctx context.Context, p lifecycle.Principal, d Detail) (*Detail, error) {
 	if err := s.authorize(p, policy.AddMetadefNamespace, nil); err != nil {
 		return nil, err
 	}
@@ -276,7 +276,7 @@ func (s *Service) CreateNamespace(p lifecycle.Principal, d Detail) (*Detail, err
 		return nil, err
 	}
 	var out *Detail
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		c, err := s.insertNamespace(tx, d, false)
 		out = c
 		return err
@@ -375,9 +375,9 @@ func (s *Service) insertNamespace(tx kv.Txn, d Detail, seeded bool) (*Detail, er
 }
 
 // GetNamespace returns the namespace with its contents.
-func (s *Service) GetNamespace(p lifecycle.Principal, name string) (*Detail, error) {
+func (s *Service) GetNamespace(ctx context.Context, p lifecycle.Principal, name string) (*Detail, error) {
 	var out *Detail
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -412,9 +412,9 @@ func (s *Service) GetNamespace(p lifecycle.Principal, name string) (*Detail, err
 // UpdateNamespace replaces the namespace's own fields with u's, as
 // Glance's PUT does: visibility, protected and owner left out fall back to
 // private, false and p's project. A new name moves the contents along.
-func (s *Service) UpdateNamespace(p lifecycle.Principal, name string, u Namespace) (*Namespace, error) {
+func (s *Service) UpdateNamespace(ctx context.Context, p lifecycle.Principal, name string, u Namespace) (*Namespace, error) {
 	var out *Namespace
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -483,8 +483,8 @@ func moveContents(tx kv.Txn, from, to string) error {
 
 // DeleteNamespace deletes the namespace and everything in it; a protected
 // one is refused.
-func (s *Service) DeleteNamespace(p lifecycle.Principal, name string) error {
-	return s.update(func(tx kv.Txn) error {
+func (s *Service) DeleteNamespace(ctx context.Context, p lifecycle.Principal, name string) error {
+	return s.update(ctx, func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -517,8 +517,8 @@ const (
 // DeleteContents deletes every object, property or tag of the namespace
 // (DELETE .../objects, .../properties, .../tags), as Glance: it needs the
 // right to delete the namespace, which must not be protected.
-func (s *Service) DeleteContents(p lifecycle.Principal, name string, k meta.MetadefKind) error {
-	return s.update(func(tx kv.Txn) error {
+func (s *Service) DeleteContents(ctx context.Context, p lifecycle.Principal, name string, k meta.MetadefKind) error {
+	return s.update(ctx, func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -555,15 +555,15 @@ func deleteAll(tx kv.Txn, k meta.MetadefKind, ns string) error {
 	return nil
 }
 
-// view and update run fn in a registry transaction. Metadefs are read and
-// written by short requests that do not outlive the registry, so they run
-// without a caller's deadline.
-func (s *Service) view(fn func(kv.Txn) error) error {
-	return s.db.View(context.Background(), fn)
+// view and update run fn in a registry transaction bound by the caller's
+// ctx, so that a request whose client went away, or a daemon shutting
+// down, stops waiting on the registry (an etcd one retries under it).
+func (s *Service) view(ctx context.Context, fn func(kv.Txn) error) error {
+	return s.db.View(ctx, fn)
 }
 
-func (s *Service) update(fn func(kv.Txn) error) error {
-	_, err := s.db.Update(context.Background(), fn)
+func (s *Service) update(ctx context.Context, fn func(kv.Txn) error) error {
+	_, err := s.db.Update(ctx, fn)
 	if errors.Is(err, kv.ErrTooLarge) {
 		return refuse(lifecycle.ErrTooLarge, "The change is larger than the registry takes in one transaction.")
 	}
