@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -33,21 +34,21 @@ func (s *Server) metadefRoutes() {
 
 	m.Handle("GET "+ns+"/resource_types", s.api(noBody(s.listAssociations)))
 	m.Handle("POST "+ns+"/resource_types", s.api(s.createAssociation))
-	m.Handle("DELETE "+ns+"/resource_types/{name}", s.api(noBody(s.deleteAssociation)))
+	m.Handle("DELETE "+ns+"/resource_types/{name}", s.api(noBody(s.deleteRecord(s.md.Dissociate))))
 
 	m.Handle("GET "+ns+"/objects", s.api(noBody(s.listObjects)))
 	m.Handle("POST "+ns+"/objects", s.api(s.createObject))
 	m.Handle("DELETE "+ns+"/objects", s.api(noBody(s.deleteContents(metadefs.Objects))))
 	m.Handle("GET "+ns+"/objects/{name}", s.api(noBody(s.showObject)))
 	m.Handle("PUT "+ns+"/objects/{name}", s.api(s.updateObject))
-	m.Handle("DELETE "+ns+"/objects/{name}", s.api(noBody(s.deleteObject)))
+	m.Handle("DELETE "+ns+"/objects/{name}", s.api(noBody(s.deleteRecord(s.md.DeleteObject))))
 
 	m.Handle("GET "+ns+"/properties", s.api(noBody(s.listProperties)))
 	m.Handle("POST "+ns+"/properties", s.api(s.createProperty))
 	m.Handle("DELETE "+ns+"/properties", s.api(noBody(s.deleteContents(metadefs.Properties))))
 	m.Handle("GET "+ns+"/properties/{name}", s.api(noBody(s.showProperty)))
 	m.Handle("PUT "+ns+"/properties/{name}", s.api(s.updateProperty))
-	m.Handle("DELETE "+ns+"/properties/{name}", s.api(noBody(s.deleteProperty)))
+	m.Handle("DELETE "+ns+"/properties/{name}", s.api(noBody(s.deleteRecord(s.md.DeleteProperty))))
 
 	m.Handle("GET "+ns+"/tags", s.api(noBody(s.listTags)))
 	m.Handle("POST "+ns+"/tags", s.api(s.createTags))
@@ -55,7 +56,7 @@ func (s *Server) metadefRoutes() {
 	m.Handle("GET "+ns+"/tags/{name}", s.api(noBody(s.showTag)))
 	m.Handle("POST "+ns+"/tags/{name}", s.api(s.createTag))
 	m.Handle("PUT "+ns+"/tags/{name}", s.api(s.updateTag))
-	m.Handle("DELETE "+ns+"/tags/{name}", s.api(noBody(s.deleteTag)))
+	m.Handle("DELETE "+ns+"/tags/{name}", s.api(noBody(s.deleteRecord(s.md.DeleteTag))))
 }
 
 func (s *Server) metadefSchema(name string) handler {
@@ -64,13 +65,41 @@ func (s *Server) metadefSchema(name string) handler {
 	}
 }
 
-// readRaw reads a JSON request body for package metadefs to check.
-func readRaw(r *http.Request) ([]byte, error) {
+// decodeBody reads a JSON request body and decodes it with package
+// metadefs' checks, which refuse in Glance's words.
+func decodeBody[T any](r *http.Request, decode func([]byte) (T, error)) (T, error) {
 	var raw json.RawMessage
 	if err := readJSON(r, &raw); err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	return raw, nil
+	return decode(raw)
+}
+
+// answer writes v with status once the call that returned it succeeded.
+func answer(w http.ResponseWriter, status int, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, v)
+	return nil
+}
+
+// noContent answers 204 once the deletion succeeded.
+func noContent(w http.ResponseWriter, err error) error {
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteRecord is DELETE of the namespace's object, property, tag or
+// resource type association that the path names.
+func (s *Server) deleteRecord(del func(ctx context.Context, p lifecycle.Principal, ns, name string) error) handler {
+	return func(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
+		return noContent(w, del(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")))
+	}
 }
 
 // Answers, as Glance's wsme models serialize.
@@ -241,11 +270,7 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request, p lifecy
 }
 
 func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	d, err := metadefs.DecodeNamespace(raw)
+	d, err := decodeBody(r, metadefs.DecodeNamespace)
 	if err != nil {
 		return err
 	}
@@ -268,11 +293,7 @@ func (s *Server) showNamespace(w http.ResponseWriter, r *http.Request, p lifecyc
 }
 
 func (s *Server) updateNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	d, err := metadefs.DecodeNamespace(raw)
+	d, err := decodeBody(r, metadefs.DecodeNamespace)
 	if err != nil {
 		return err
 	}
@@ -285,20 +306,12 @@ func (s *Server) updateNamespace(w http.ResponseWriter, r *http.Request, p lifec
 }
 
 func (s *Server) deleteNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteNamespace(r.Context(), p, r.PathValue("namespace")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, s.md.DeleteNamespace(r.Context(), p, r.PathValue("namespace")))
 }
 
 func (s *Server) deleteContents(k metadefs.Kind) handler {
 	return func(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-		if err := s.md.DeleteContents(r.Context(), p, r.PathValue("namespace"), k); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
+		return noContent(w, s.md.DeleteContents(r.Context(), p, r.PathValue("namespace"), k))
 	}
 }
 
@@ -330,28 +343,12 @@ func (s *Server) listAssociations(w http.ResponseWriter, r *http.Request, p life
 }
 
 func (s *Server) createAssociation(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	a, err := metadefs.DecodeAssociation(raw)
+	a, err := decodeBody(r, metadefs.DecodeAssociation)
 	if err != nil {
 		return err
 	}
 	created, err := s.md.Associate(r.Context(), p, r.PathValue("namespace"), a)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, created)
-	return nil
-}
-
-func (s *Server) deleteAssociation(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.Dissociate(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return answer(w, http.StatusCreated, created, err)
 }
 
 // recordPage reads the paging parameters of an object or tag listing;
@@ -397,11 +394,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, p lifecycle
 }
 
 func (s *Server) createObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	o, err := metadefs.DecodeObject(raw, true)
+	o, err := decodeBody(r, func(raw []byte) (metadefs.Object, error) { return metadefs.DecodeObject(raw, true) })
 	if err != nil {
 		return err
 	}
@@ -425,11 +418,7 @@ func (s *Server) showObject(w http.ResponseWriter, r *http.Request, p lifecycle.
 }
 
 func (s *Server) updateObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	o, err := metadefs.DecodeObject(raw, false)
+	o, err := decodeBody(r, func(raw []byte) (metadefs.Object, error) { return metadefs.DecodeObject(raw, false) })
 	if err != nil {
 		return err
 	}
@@ -439,14 +428,6 @@ func (s *Server) updateObject(w http.ResponseWriter, r *http.Request, p lifecycl
 		return err
 	}
 	writeJSON(w, http.StatusOK, newObjectOut(ns, *updated))
-	return nil
-}
-
-func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteObject(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -466,54 +447,26 @@ func (s *Server) listProperties(w http.ResponseWriter, r *http.Request, p lifecy
 }
 
 func (s *Server) createProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	pr, err := metadefs.DecodeProperty(raw)
+	pr, err := decodeBody(r, metadefs.DecodeProperty)
 	if err != nil {
 		return err
 	}
 	created, err := s.md.CreateProperty(r.Context(), p, r.PathValue("namespace"), pr)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, created)
-	return nil
+	return answer(w, http.StatusCreated, created, err)
 }
 
 func (s *Server) showProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	pr, err := s.md.GetProperty(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), r.URL.Query().Get("resource_type"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, pr)
-	return nil
+	return answer(w, http.StatusOK, pr, err)
 }
 
 func (s *Server) updateProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	pr, err := metadefs.DecodeProperty(raw)
+	pr, err := decodeBody(r, metadefs.DecodeProperty)
 	if err != nil {
 		return err
 	}
 	updated, err := s.md.UpdateProperty(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), pr)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, updated)
-	return nil
-}
-
-func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteProperty(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return answer(w, http.StatusOK, updated, err)
 }
 
 // Tags.
@@ -533,11 +486,7 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request, p lifecycle.Pr
 
 func (s *Server) showTag(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	t, err := s.md.GetTag(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
+	return answer(w, http.StatusOK, t, err)
 }
 
 // createTag is POST .../tags/{name}: the body, if any, is ignored, as
@@ -548,19 +497,11 @@ func (s *Server) createTag(w http.ResponseWriter, r *http.Request, p lifecycle.P
 		return err
 	}
 	t, err := s.md.CreateTag(r.Context(), p, r.PathValue("namespace"), name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, t)
-	return nil
+	return answer(w, http.StatusCreated, t, err)
 }
 
 func (s *Server) createTags(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	names, err := metadefs.DecodeTags(raw)
+	names, err := decodeBody(r, metadefs.DecodeTags)
 	if err != nil {
 		return err
 	}
@@ -577,26 +518,10 @@ func (s *Server) createTags(w http.ResponseWriter, r *http.Request, p lifecycle.
 }
 
 func (s *Server) updateTag(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	name, err := metadefs.DecodeTag(raw)
+	name, err := decodeBody(r, metadefs.DecodeTag)
 	if err != nil {
 		return err
 	}
 	t, err := s.md.UpdateTag(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
-}
-
-func (s *Server) deleteTag(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteTag(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return answer(w, http.StatusOK, t, err)
 }
