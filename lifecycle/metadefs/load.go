@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta/kv"
 )
 

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 	"github.com/glimpse-project/glimpse/meta/kv"
 )
