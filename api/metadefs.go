@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -33,21 +34,21 @@ func (s *Server) metadefRoutes() {
 
 	m.Handle("GET "+ns+"/resource_types", s.api(noBody(s.listAssociations)))
 	m.Handle("POST "+ns+"/resource_types", s.api(s.createAssociation))
-	m.Handle("DELETE "+ns+"/resource_types/{name}", s.api(noBody(s.deleteAssociation)))
+	m.Handle("DELETE "+ns+"/resource_types/{name}", s.api(noBody(s.deleteRecord(s.md.Dissociate))))
 
 	m.Handle("GET "+ns+"/objects", s.api(noBody(s.listObjects)))
 	m.Handle("POST "+ns+"/objects", s.api(s.createObject))
 	m.Handle("DELETE "+ns+"/objects", s.api(noBody(s.deleteContents(metadefs.Objects))))
 	m.Handle("GET "+ns+"/objects/{name}", s.api(noBody(s.showObject)))
 	m.Handle("PUT "+ns+"/objects/{name}", s.api(s.updateObject))
-	m.Handle("DELETE "+ns+"/objects/{name}", s.api(noBody(s.deleteObject)))
+	m.Handle("DELETE "+ns+"/objects/{name}", s.api(noBody(s.deleteRecord(s.md.DeleteObject))))
 
 	m.Handle("GET "+ns+"/properties", s.api(noBody(s.listProperties)))
 	m.Handle("POST "+ns+"/properties", s.api(s.createProperty))
 	m.Handle("DELETE "+ns+"/properties", s.api(noBody(s.deleteContents(metadefs.Properties))))
 	m.Handle("GET "+ns+"/properties/{name}", s.api(noBody(s.showProperty)))
 	m.Handle("PUT "+ns+"/properties/{name}", s.api(s.updateProperty))
-	m.Handle("DELETE "+ns+"/properties/{name}", s.api(noBody(s.deleteProperty)))
+	m.Handle("DELETE "+ns+"/properties/{name}", s.api(noBody(s.deleteRecord(s.md.DeleteProperty))))
 
 	m.Handle("GET "+ns+"/tags", s.api(noBody(s.listTags)))
 	m.Handle("POST "+ns+"/tags", s.api(s.createTags))
@@ -55,7 +56,7 @@ func (s *Server) metadefRoutes() {
 	m.Handle("GET "+ns+"/tags/{name}", s.api(noBody(s.showTag)))
 	m.Handle("POST "+ns+"/tags/{name}", s.api(s.createTag))
 	m.Handle("PUT "+ns+"/tags/{name}", s.api(s.updateTag))
-	m.Handle("DELETE "+ns+"/tags/{name}", s.api(noBody(s.deleteTag)))
+	m.Handle("DELETE "+ns+"/tags/{name}", s.api(noBody(s.deleteRecord(s.md.DeleteTag))))
 }
 
 func (s *Server) metadefSchema(name string) handler {
@@ -64,13 +65,41 @@ func (s *Server) metadefSchema(name string) handler {
 	}
 }
 
-// readRaw reads a JSON request body for package metadefs to check.
-func readRaw(r *http.Request) ([]byte, error) {
+// decodeBody reads a JSON request body and decodes it with package
+// metadefs' checks, which refuse in Glance's words.
+func decodeBody[T any](r *http.Request, decode func([]byte) (T, error)) (T, error) {
 	var raw json.RawMessage
 	if err := readJSON(r, &raw); err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	return raw, nil
+	return decode(raw)
+}
+
+// answer writes v with status once the call that returned it succeeded.
+func answer(w http.ResponseWriter, status int, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, v)
+	return nil
+}
+
+// noContent answers 204 once the deletion succeeded.
+func noContent(w http.ResponseWriter, err error) error {
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteRecord is DELETE of the namespace's object, property, tag or
+// resource type association that the path names.
+func (s *Server) deleteRecord(del func(ctx context.Context, p lifecycle.Principal, ns, name string) error) handler {
+	return func(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
+		return noContent(w, del(r.Context(), p, r.PathValue("namespace"), r.PathValue("name")))
+	}
 }
 
 // Answers, as Glance's wsme models serialize.
@@ -207,7 +236,7 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request, p lifecy
 	o.Limit = min(o.Limit, metadefLimitMax)
 	empty := o.Limit == 0 // an empty page, as Glance's query gives
 	o.Limit = max(o.Limit, 1)
-	list, err := s.md.ListNamespaces(p, o)
+	list, err := s.md.ListNamespaces(r.Context(), p, o)
 	if err != nil {
 		return err
 	}
@@ -241,15 +270,11 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request, p lifecy
 }
 
 func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
+	d, err := decodeBody(r, metadefs.DecodeNamespace)
 	if err != nil {
 		return err
 	}
-	d, err := metadefs.DecodeNamespace(raw)
-	if err != nil {
-		return err
-	}
-	created, err := s.md.CreateNamespace(p, d)
+	created, err := s.md.CreateNamespace(r.Context(), p, d)
 	if err != nil {
 		return err
 	}
@@ -259,7 +284,7 @@ func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request, p lifec
 }
 
 func (s *Server) showNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	d, err := s.md.GetNamespace(p, r.PathValue("namespace"))
+	d, err := s.md.GetNamespace(r.Context(), p, r.PathValue("namespace"))
 	if err != nil {
 		return err
 	}
@@ -268,15 +293,11 @@ func (s *Server) showNamespace(w http.ResponseWriter, r *http.Request, p lifecyc
 }
 
 func (s *Server) updateNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
+	d, err := decodeBody(r, metadefs.DecodeNamespace)
 	if err != nil {
 		return err
 	}
-	d, err := metadefs.DecodeNamespace(raw)
-	if err != nil {
-		return err
-	}
-	ns, err := s.md.UpdateNamespace(p, r.PathValue("namespace"), d.Namespace)
+	ns, err := s.md.UpdateNamespace(r.Context(), p, r.PathValue("namespace"), d.Namespace)
 	if err != nil {
 		return err
 	}
@@ -285,27 +306,19 @@ func (s *Server) updateNamespace(w http.ResponseWriter, r *http.Request, p lifec
 }
 
 func (s *Server) deleteNamespace(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteNamespace(p, r.PathValue("namespace")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, s.md.DeleteNamespace(r.Context(), p, r.PathValue("namespace")))
 }
 
 func (s *Server) deleteContents(k metadefs.Kind) handler {
 	return func(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-		if err := s.md.DeleteContents(p, r.PathValue("namespace"), k); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
+		return noContent(w, s.md.DeleteContents(r.Context(), p, r.PathValue("namespace"), k))
 	}
 }
 
 // Resource types and associations.
 
 func (s *Server) listResourceTypes(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	list, err := s.md.ListResourceTypes(p)
+	list, err := s.md.ListResourceTypes(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -318,7 +331,7 @@ func (s *Server) listResourceTypes(w http.ResponseWriter, r *http.Request, p lif
 }
 
 func (s *Server) listAssociations(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	list, err := s.md.ListAssociations(p, r.PathValue("namespace"))
+	list, err := s.md.ListAssociations(r.Context(), p, r.PathValue("namespace"))
 	if err != nil {
 		return err
 	}
@@ -330,28 +343,12 @@ func (s *Server) listAssociations(w http.ResponseWriter, r *http.Request, p life
 }
 
 func (s *Server) createAssociation(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
+	a, err := decodeBody(r, metadefs.DecodeAssociation)
 	if err != nil {
 		return err
 	}
-	a, err := metadefs.DecodeAssociation(raw)
-	if err != nil {
-		return err
-	}
-	created, err := s.md.Associate(p, r.PathValue("namespace"), a)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, created)
-	return nil
-}
-
-func (s *Server) deleteAssociation(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.Dissociate(p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	created, err := s.md.Associate(r.Context(), p, r.PathValue("namespace"), a)
+	return answer(w, http.StatusCreated, created, err)
 }
 
 // recordPage reads the paging parameters of an object or tag listing;
@@ -384,7 +381,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, p lifecycle
 	if err != nil {
 		return err
 	}
-	list, err := s.md.ListObjects(p, ns, pg)
+	list, err := s.md.ListObjects(r.Context(), p, ns, pg)
 	if err != nil {
 		return err
 	}
@@ -397,16 +394,12 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, p lifecycle
 }
 
 func (s *Server) createObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	o, err := metadefs.DecodeObject(raw, true)
+	o, err := decodeBody(r, func(raw []byte) (metadefs.Object, error) { return metadefs.DecodeObject(raw, true) })
 	if err != nil {
 		return err
 	}
 	ns := r.PathValue("namespace")
-	created, err := s.md.CreateObject(p, ns, o)
+	created, err := s.md.CreateObject(r.Context(), p, ns, o)
 	if err != nil {
 		return err
 	}
@@ -416,7 +409,7 @@ func (s *Server) createObject(w http.ResponseWriter, r *http.Request, p lifecycl
 
 func (s *Server) showObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	ns := r.PathValue("namespace")
-	o, err := s.md.GetObject(p, ns, r.PathValue("name"))
+	o, err := s.md.GetObject(r.Context(), p, ns, r.PathValue("name"))
 	if err != nil {
 		return err
 	}
@@ -425,16 +418,12 @@ func (s *Server) showObject(w http.ResponseWriter, r *http.Request, p lifecycle.
 }
 
 func (s *Server) updateObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	o, err := metadefs.DecodeObject(raw, false)
+	o, err := decodeBody(r, func(raw []byte) (metadefs.Object, error) { return metadefs.DecodeObject(raw, false) })
 	if err != nil {
 		return err
 	}
 	ns := r.PathValue("namespace")
-	updated, err := s.md.UpdateObject(p, ns, r.PathValue("name"), o)
+	updated, err := s.md.UpdateObject(r.Context(), p, ns, r.PathValue("name"), o)
 	if err != nil {
 		return err
 	}
@@ -442,18 +431,10 @@ func (s *Server) updateObject(w http.ResponseWriter, r *http.Request, p lifecycl
 	return nil
 }
 
-func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteObject(p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
 // Properties.
 
 func (s *Server) listProperties(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	list, err := s.md.ListProperties(p, r.PathValue("namespace"))
+	list, err := s.md.ListProperties(r.Context(), p, r.PathValue("namespace"))
 	if err != nil {
 		return err
 	}
@@ -466,54 +447,26 @@ func (s *Server) listProperties(w http.ResponseWriter, r *http.Request, p lifecy
 }
 
 func (s *Server) createProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
+	pr, err := decodeBody(r, metadefs.DecodeProperty)
 	if err != nil {
 		return err
 	}
-	pr, err := metadefs.DecodeProperty(raw)
-	if err != nil {
-		return err
-	}
-	created, err := s.md.CreateProperty(p, r.PathValue("namespace"), pr)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, created)
-	return nil
+	created, err := s.md.CreateProperty(r.Context(), p, r.PathValue("namespace"), pr)
+	return answer(w, http.StatusCreated, created, err)
 }
 
 func (s *Server) showProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	pr, err := s.md.GetProperty(p, r.PathValue("namespace"), r.PathValue("name"), r.URL.Query().Get("resource_type"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, pr)
-	return nil
+	pr, err := s.md.GetProperty(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), r.URL.Query().Get("resource_type"))
+	return answer(w, http.StatusOK, pr, err)
 }
 
 func (s *Server) updateProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
+	pr, err := decodeBody(r, metadefs.DecodeProperty)
 	if err != nil {
 		return err
 	}
-	pr, err := metadefs.DecodeProperty(raw)
-	if err != nil {
-		return err
-	}
-	updated, err := s.md.UpdateProperty(p, r.PathValue("namespace"), r.PathValue("name"), pr)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, updated)
-	return nil
-}
-
-func (s *Server) deleteProperty(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteProperty(p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	updated, err := s.md.UpdateProperty(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), pr)
+	return answer(w, http.StatusOK, updated, err)
 }
 
 // Tags.
@@ -523,7 +476,7 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request, p lifecycle.Pr
 	if err != nil {
 		return err
 	}
-	list, err := s.md.ListTags(p, r.PathValue("namespace"), pg)
+	list, err := s.md.ListTags(r.Context(), p, r.PathValue("namespace"), pg)
 	if err != nil {
 		return err
 	}
@@ -532,12 +485,8 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request, p lifecycle.Pr
 }
 
 func (s *Server) showTag(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	t, err := s.md.GetTag(p, r.PathValue("namespace"), r.PathValue("name"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
+	t, err := s.md.GetTag(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"))
+	return answer(w, http.StatusOK, t, err)
 }
 
 // createTag is POST .../tags/{name}: the body, if any, is ignored, as
@@ -547,20 +496,12 @@ func (s *Server) createTag(w http.ResponseWriter, r *http.Request, p lifecycle.P
 	if err := metadefs.CheckTagName(name); err != nil {
 		return err
 	}
-	t, err := s.md.CreateTag(p, r.PathValue("namespace"), name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, t)
-	return nil
+	t, err := s.md.CreateTag(r.Context(), p, r.PathValue("namespace"), name)
+	return answer(w, http.StatusCreated, t, err)
 }
 
 func (s *Server) createTags(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	names, err := metadefs.DecodeTags(raw)
+	names, err := decodeBody(r, metadefs.DecodeTags)
 	if err != nil {
 		return err
 	}
@@ -568,7 +509,7 @@ func (s *Server) createTags(w http.ResponseWriter, r *http.Request, p lifecycle.
 	if v := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Openstack-Append"))); v == "yes" || v == "on" || v == "y" {
 		appending = true // oslo's bool_from_string
 	}
-	created, err := s.md.CreateTags(p, r.PathValue("namespace"), names, appending)
+	created, err := s.md.CreateTags(r.Context(), p, r.PathValue("namespace"), names, appending)
 	if err != nil {
 		return err
 	}
@@ -577,26 +518,10 @@ func (s *Server) createTags(w http.ResponseWriter, r *http.Request, p lifecycle.
 }
 
 func (s *Server) updateTag(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	raw, err := readRaw(r)
+	name, err := decodeBody(r, metadefs.DecodeTag)
 	if err != nil {
 		return err
 	}
-	name, err := metadefs.DecodeTag(raw)
-	if err != nil {
-		return err
-	}
-	t, err := s.md.UpdateTag(p, r.PathValue("namespace"), r.PathValue("name"), name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
-}
-
-func (s *Server) deleteTag(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
-	if err := s.md.DeleteTag(p, r.PathValue("namespace"), r.PathValue("name")); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	t, err := s.md.UpdateTag(r.Context(), p, r.PathValue("namespace"), r.PathValue("name"), name)
+	return answer(w, http.StatusOK, t, err)
 }

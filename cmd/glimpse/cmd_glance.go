@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -46,20 +45,6 @@ func imageTagDeleteCommand() *cli.Command {
 			return nil
 		},
 	}
-}
-
-// printTags prints glance image-tag-update's table: the image's id and its
-// tags as Python shows a list.
-func printTags(w io.Writer, img client.Image) {
-	var tags []string
-	if list, ok := img["tags"].([]any); ok {
-		for _, t := range list {
-			if s, ok := t.(string); ok {
-				tags = append(tags, "'"+s+"'")
-			}
-		}
-	}
-	fmt.Fprint(w, table([]string{"ID", "Tags"}, [][]string{{img.ID(), "[" + strings.Join(tags, ", ") + "]"}}))
 }
 
 // metadataFlag is location-add/-update's --metadata, a JSON object.
@@ -119,11 +104,7 @@ func locationAddCommand() *cli.Command {
 			if _, err := cl.AddLocationValidated(c.Context, id, c.String("url"), md, validation); err != nil {
 				return fmt.Errorf("add location to image %s: %w", id, err)
 			}
-			img, err := cl.Get(c.Context, id)
-			if err != nil {
-				return err
-			}
-			return printImage(c.App.Writer, img, c.Bool("json"))
+			return printImageNow(c, cl, id)
 		},
 	}
 }
@@ -187,11 +168,7 @@ func locationUpdateCommand() *cli.Command {
 			if _, err := cl.UpdateLocation(c.Context, id, c.String("url"), md); err != nil {
 				return fmt.Errorf("update location of image %s: %w", id, err)
 			}
-			img, err := cl.Get(c.Context, id)
-			if err != nil {
-				return err
-			}
-			return printImage(c.App.Writer, img, c.Bool("json"))
+			return printImageNow(c, cl, id)
 		},
 	}
 }
@@ -246,11 +223,7 @@ func imageStageCommand() *cli.Command {
 			&cli.StringFlag{Name: "file", Usage: "the data (default: stdin)"},
 			progressFlag()),
 		Action: func(c *cli.Context) error {
-			id, err := oneImageArg(c)
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
+			id, cl, err := oneImageClient(c)
 			if err != nil {
 				return err
 			}
@@ -313,11 +286,7 @@ func imageImportCommand() *cli.Command {
 			if err := cl.Import(c.Context, id, method, c.String("uri")); err != nil {
 				return fmt.Errorf("import image %s: %w", id, err)
 			}
-			img, err := cl.Get(c.Context, id)
-			if err != nil {
-				return err
-			}
-			return printImage(c.App.Writer, img, c.Bool("json"))
+			return printImageNow(c, cl, id)
 		},
 	}
 }

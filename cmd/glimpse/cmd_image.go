@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,62 +21,6 @@ import (
 
 // The image-* commands are clients of a glimpse daemon's REST listener
 // (or any Glance v2 endpoint), with the glance CLI's flags and output.
-
-// globalConnectionFlags are the glance CLI's endpoint flags, given before
-// the command as glance takes them, with their environment variables.
-func globalConnectionFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "os-image-url", Usage: "image service endpoint", Value: defaultImageURL, EnvVars: []string{"OS_IMAGE_URL"}},
-		&cli.StringFlag{Name: "os-auth-token", Usage: "token sent as X-Auth-Token", EnvVars: []string{"OS_AUTH_TOKEN"}},
-	}
-}
-
-// connectionFlags accept the same flags after the command. They have no
-// environment variables of their own, so that "set on the command line"
-// is what IsSet means for them (see flagFromLineage).
-func connectionFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "os-image-url", Usage: "image service endpoint (also before the command; default $OS_IMAGE_URL or http://127.0.0.1:9292)"},
-		&cli.StringFlag{Name: "os-auth-token", Usage: "token sent as X-Auth-Token (also before the command; default $OS_AUTH_TOKEN)"},
-	}
-}
-
-// defaultImageURL is the endpoint of a daemon on its default --listen.
-const defaultImageURL = "http://127.0.0.1:9292"
-
-// flagFromLineage reads a connection flag given after the command, else
-// the global one (given before it or from the environment). An empty
-// value counts as not given, as the glance CLI treats OS_IMAGE_URL="".
-func flagFromLineage(c *cli.Context, name string) string {
-	for _, ctx := range c.Lineage() {
-		if ctx.IsSet(name) {
-			if v := ctx.String(name); v != "" {
-				return v
-			}
-		}
-	}
-	return ""
-}
-
-// endpoint is the image service the client commands talk to.
-func endpoint(c *cli.Context) string {
-	if u := flagFromLineage(c, "os-image-url"); u != "" {
-		return u
-	}
-	return defaultImageURL
-}
-
-func newClient(c *cli.Context) (*client.Client, error) {
-	return client.New(endpoint(c), flagFromLineage(c, "os-auth-token"))
-}
-
-func jsonFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table (for scripts)"}
-}
-
-func progressFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "progress", Usage: "show a progress bar (default: when stderr is a terminal)"}
-}
 
 // imageFieldFlags are the settable fields shared by image-create and
 // image-update.
@@ -349,13 +292,6 @@ func imageListCommand() *cli.Command {
 	}
 }
 
-func oneImageArg(c *cli.Context) (string, error) {
-	if c.NArg() != 1 {
-		return "", usagef(c, "%s needs exactly one image id", c.Command.Name)
-	}
-	return c.Args().First(), nil
-}
-
 func imageShowCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "image-show",
@@ -364,19 +300,11 @@ func imageShowCommand() *cli.Command {
 		ArgsUsage: "IMAGE_ID",
 		Flags:     append(connectionFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			id, err := oneImageArg(c)
+			id, cl, err := oneImageClient(c)
 			if err != nil {
 				return err
 			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			img, err := cl.Get(c.Context, id)
-			if err != nil {
-				return err
-			}
-			return printImage(c.App.Writer, img, c.Bool("json"))
+			return printImageNow(c, cl, id)
 		},
 	}
 }
@@ -440,11 +368,7 @@ func imageDownloadCommand() *cli.Command {
 		ArgsUsage: "IMAGE_ID",
 		Flags:     append(connectionFlags(), &cli.StringFlag{Name: "file", Usage: "write the data here"}, progressFlag()),
 		Action: func(c *cli.Context) error {
-			id, err := oneImageArg(c)
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
+			id, cl, err := oneImageClient(c)
 			if err != nil {
 				return err
 			}
@@ -581,11 +505,7 @@ func imageActionCommand(name, usage string, do func(*client.Client, context.Cont
 		ArgsUsage: "IMAGE_ID",
 		Flags:     connectionFlags(),
 		Action: func(c *cli.Context) error {
-			id, err := oneImageArg(c)
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
+			id, cl, err := oneImageClient(c)
 			if err != nil {
 				return err
 			}
@@ -595,110 +515,4 @@ func imageActionCommand(name, usage string, do func(*client.Client, context.Cont
 			return nil
 		},
 	}
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
-
-// printImage prints img as glance's Property/Value table, or as JSON.
-func printImage(w io.Writer, img client.Image, asJSON bool) error {
-	if asJSON {
-		return printJSON(w, img)
-	}
-	keys := make([]string, 0, len(img))
-	for k := range img {
-		switch k {
-		case "self", "file", "schema":
-			continue
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	rows := make([][]string, 0, len(keys))
-	for _, k := range keys {
-		rows = append(rows, []string{k, displayValue(img[k])})
-	}
-	fmt.Fprint(w, table([]string{"Property", "Value"}, rows))
-	return nil
-}
-
-// displayValue renders a value as glance's tables do.
-func displayValue(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case bool:
-		if x {
-			return "True"
-		}
-		return "False"
-	case string:
-		return x
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	}
-	return pyJSON(v)
-}
-
-// pyJSON renders v as Python's json.dumps does, which glance's tables use
-// for lists and objects: ", " and ": " between items (keys sorted).
-func pyJSON(v any) string {
-	switch x := v.(type) {
-	case []any:
-		items := make([]string, len(x))
-		for i, e := range x {
-			items[i] = pyJSON(e)
-		}
-		return "[" + strings.Join(items, ", ") + "]"
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		items := make([]string, len(keys))
-		for i, k := range keys {
-			items[i] = pyJSON(k) + ": " + pyJSON(x[k])
-		}
-		return "{" + strings.Join(items, ", ") + "}"
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
-// table renders rows in glance's (prettytable) box style.
-func table(header []string, rows [][]string) string {
-	widths := make([]int, len(header))
-	for i, h := range header {
-		widths[i] = len([]rune(h))
-	}
-	for _, r := range rows {
-		for i, c := range r {
-			widths[i] = max(widths[i], len([]rune(c)))
-		}
-	}
-	var b strings.Builder
-	sep := "+"
-	for _, w := range widths {
-		sep += strings.Repeat("-", w+2) + "+"
-	}
-	line := func(cells []string) {
-		b.WriteString("|")
-		for i, c := range cells {
-			b.WriteString(" " + c + strings.Repeat(" ", widths[i]-len([]rune(c))) + " |")
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString(sep + "\n")
-	line(header)
-	b.WriteString(sep + "\n")
-	for _, r := range rows {
-		line(r)
-	}
-	b.WriteString(sep + "\n")
-	return b.String()
 }

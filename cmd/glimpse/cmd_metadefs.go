@@ -58,7 +58,7 @@ func metadefsCommand() *cli.Command {
 					}
 					defer db.Close()
 					md := metadefs.New(db, nil)
-					load = func(_ context.Context, raw []byte) (string, bool, error) { return md.Load(dataOwner(), raw) }
+					load = func(ctx context.Context, raw []byte) (string, bool, error) { return md.Load(ctx, dataOwner(), raw) }
 				} else {
 					cl, err := newClient(c)
 					if err != nil {

@@ -34,7 +34,7 @@ func FuzzDecodeNamespace(f *testing.F) {
 			}
 			return
 		}
-		created, err := s.CreateNamespace(admin, d)
+		created, err := s.CreateNamespace(t.Context(), admin, d)
 		if err != nil {
 			if !errors.Is(err, lifecycle.ErrInvalid) && !errors.Is(err, metadefs.ErrDuplicate) && !errors.Is(err, lifecycle.ErrTooLarge) {
 				t.Fatalf("create refused with %v", err)
@@ -42,18 +42,18 @@ func FuzzDecodeNamespace(f *testing.F) {
 			return
 		}
 		name := created.Namespace.Namespace
-		got, err := s.GetNamespace(admin, name)
+		got, err := s.GetNamespace(t.Context(), admin, name)
 		if err != nil || len(got.Objects) != len(d.Objects) || len(got.Tags) != len(d.Tags) || len(got.Properties) != len(d.Properties) {
 			t.Fatalf("show after create: %+v, %v", got, err)
 		}
-		if err := s.DeleteNamespace(admin, name); err != nil && !errors.Is(err, lifecycle.ErrForbidden) {
+		if err := s.DeleteNamespace(t.Context(), admin, name); err != nil && !errors.Is(err, lifecycle.ErrForbidden) {
 			t.Fatal(err)
 		}
 		if created.Protected {
-			if _, err := s.UpdateNamespace(admin, name, metadefs.Namespace{Namespace: name}); err != nil {
+			if _, err := s.UpdateNamespace(t.Context(), admin, name, metadefs.Namespace{Namespace: name}); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.DeleteNamespace(admin, name); err != nil {
+			if err := s.DeleteNamespace(t.Context(), admin, name); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -1,15 +1,16 @@
 package metadefs
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta/kv"
 )
 
@@ -44,7 +45,7 @@ func DefinitionFiles(path string) ([]string, error) {
 // glance-manage db_load_metadefs does without --merge: a namespace that
 // already exists is skipped (loaded false) and left as it is. The owner
 // is the file's, or "admin"; resource types it creates are protected.
-func (s *Service) Load(p lifecycle.Principal, raw []byte) (namespace string, loaded bool, err error) {
+func (s *Service) Load(ctx context.Context, p lifecycle.Principal, raw []byte) (namespace string, loaded bool, err error) {
 	d, err := DecodeNamespace(raw)
 	if err != nil {
 		return "", false, err
@@ -64,7 +65,7 @@ func (s *Service) Load(p lifecycle.Principal, raw []byte) (namespace string, loa
 	if err := checkContents(&d.Contents); err != nil {
 		return d.Namespace.Namespace, false, err
 	}
-	err = s.update(func(tx kv.Txn) error {
+	err = s.update(ctx, func(tx kv.Txn) error {
 		loaded = false
 		if _, err := readNamespace(tx, d.Namespace.Namespace); err == nil {
 			return nil // skipped, as glance-manage does

@@ -1,15 +1,14 @@
 package metadefs
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
-	"fmt"
-	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 	"github.com/glimpse-project/glimpse/meta/kv"
 )
@@ -61,23 +60,14 @@ func getRecord[T any, P recordPtr[T]](tx kv.Txn, k meta.MetadefKind, ns, name st
 // (by name among those created together).
 func listRecords[T any, P recordPtr[T]](tx kv.Txn, k meta.MetadefKind, ns string) ([]T, error) {
 	var out []T
-	err := tx.Scan(meta.MetadefMemberKey(k, ns, ""), func(key, value []byte) error {
-		var v T
-		if err := json.Unmarshal(value, &v); err != nil {
-			return fmt.Errorf("metadefs record %q: %w", key, err)
-		}
-		out = append(out, v)
-		return nil
-	})
+	err := scanJSON(tx, meta.MetadefMemberKey(k, ns, ""), func(v T) { out = append(out, v) })
 	slices.SortStableFunc(out, func(a, b T) int { return P(&a).created().Compare(P(&b).created()) })
 	return out, err
 }
 
 func insertRecord(tx kv.Txn, rm *room, k meta.MetadefKind, ns string, r record, now time.Time) error {
 	key := meta.MetadefMemberKey(k, ns, r.recordName())
-	if _, err := tx.Get(key); err == nil {
-		return refuse(ErrDuplicate, kindTexts[k].duplicate, r.recordName(), ns)
-	} else if !errors.Is(err, kv.ErrNotFound) {
+	if err := absent(tx, key, refuse(ErrDuplicate, kindTexts[k].duplicate, r.recordName(), ns)); err != nil {
 		return err
 	}
 	r.stamp(now, now)
@@ -88,9 +78,7 @@ func insertRecord(tx kv.Txn, rm *room, k meta.MetadefKind, ns string, r record, 
 // r's name differs), keeping its creation time.
 func replaceRecord(tx kv.Txn, rm *room, k meta.MetadefKind, ns, old string, r record, created, now time.Time) error {
 	if r.recordName() != old {
-		if _, err := tx.Get(meta.MetadefMemberKey(k, ns, r.recordName())); err == nil {
-			return refuse(ErrDuplicate, kindTexts[k].duplicate, r.recordName(), ns)
-		} else if !errors.Is(err, kv.ErrNotFound) {
+		if err := absent(tx, meta.MetadefMemberKey(k, ns, r.recordName()), refuse(ErrDuplicate, kindTexts[k].duplicate, r.recordName(), ns)); err != nil {
 			return err
 		}
 		if err := tx.Delete(meta.MetadefMemberKey(k, ns, old)); err != nil {
@@ -101,9 +89,9 @@ func replaceRecord(tx kv.Txn, rm *room, k meta.MetadefKind, ns, old string, r re
 	return rm.put(tx, ns, meta.MetadefMemberKey(k, ns, r.recordName()), r, 0)
 }
 
-// readable opens a read of the namespace's records: the namespace must be
-// visible and the rule must allow it.
-func (s *Service) readable(tx kv.Txn, p lifecycle.Principal, ns string, rule string) (*Namespace, error) {
+// namespaceFor opens a read or a change of the namespace's records: the
+// namespace must be visible and the rule must allow it.
+func (s *Service) namespaceFor(tx kv.Txn, p lifecycle.Principal, ns string, rule string) (*Namespace, error) {
 	n, err := s.visibleNamespace(tx, p, ns)
 	if err != nil {
 		return nil, err
@@ -114,16 +102,113 @@ func (s *Service) readable(tx kv.Txn, p lifecycle.Principal, ns string, rule str
 	return n, nil
 }
 
-// writable opens a change to the namespace's records.
-func (s *Service) writable(tx kv.Txn, p lifecycle.Principal, ns string, rule string) (*Namespace, error) {
-	n, err := s.visibleNamespace(tx, p, ns)
+// records are the calls every kind of record shares: each is one
+// transaction that opens the namespace under the rule its caller names
+// (Glance's, for that kind and call), then reads or writes the records
+// of kind k. Each kind's exported calls check their own input first.
+type records[T any, P recordPtr[T]] struct {
+	s *Service
+	k meta.MetadefKind
+}
+
+func (rs records[T, P]) list(ctx context.Context, p lifecycle.Principal, ns, rule string) ([]T, error) {
+	var out []T
+	err := rs.s.view(ctx, func(tx kv.Txn) error {
+		if _, err := rs.s.namespaceFor(tx, p, ns, rule); err != nil {
+			return err
+		}
+		var err error
+		out, err = listRecords[T, P](tx, rs.k, ns)
+		return err
+	})
+	return out, err
+}
+
+func (rs records[T, P]) get(ctx context.Context, p lifecycle.Principal, ns, name, rule string) (*T, error) {
+	var out *T
+	err := rs.s.view(ctx, func(tx kv.Txn) error {
+		if _, err := rs.s.namespaceFor(tx, p, ns, rule); err != nil {
+			return err
+		}
+		var err error
+		out, err = getRecord[T, P](tx, rs.k, ns, name)
+		return err
+	})
+	return out, err
+}
+
+// create adds r to the namespace and returns it as stored.
+func (rs records[T, P]) create(ctx context.Context, p lifecycle.Principal, ns, rule string, r T) (*T, error) {
+	err := rs.s.update(ctx, func(tx kv.Txn) error {
+		if _, err := rs.s.namespaceFor(tx, p, ns, rule); err != nil {
+			return err
+		}
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return insertRecord(tx, rm, rs.k, ns, P(&r), rs.s.now())
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorize(p, rule, n); err != nil {
+	return &r, nil
+}
+
+// replace puts r in place of the record name and returns it as stored.
+func (rs records[T, P]) replace(ctx context.Context, p lifecycle.Principal, ns, name, rule string, r T) (*T, error) {
+	err := rs.s.update(ctx, func(tx kv.Txn) error {
+		if _, err := rs.s.namespaceFor(tx, p, ns, rule); err != nil {
+			return err
+		}
+		old, err := getRecord[T, P](tx, rs.k, ns, name)
+		if err != nil {
+			return err
+		}
+		rm, err := roomOf(tx, ns, "")
+		if err != nil {
+			return err
+		}
+		return replaceRecord(tx, rm, rs.k, ns, name, P(&r), P(old).created(), rs.s.now())
+	})
+	if err != nil {
 		return nil, err
 	}
-	return n, nil
+	return &r, nil
+}
+
+// delete deletes the record name; a protected namespace refuses.
+func (rs records[T, P]) delete(ctx context.Context, p lifecycle.Principal, ns, name, rule string) error {
+	return rs.s.update(ctx, func(tx kv.Txn) error {
+		n, err := rs.s.namespaceFor(tx, p, ns, rule)
+		if err != nil {
+			return err
+		}
+		key := meta.MetadefMemberKey(rs.k, ns, name)
+		if _, err := tx.Get(key); errors.Is(err, kv.ErrNotFound) {
+			return recordNotFound(rs.k, ns, name)
+		} else if err != nil {
+			return err
+		}
+		if n.Protected {
+			return refuse(lifecycle.ErrForbidden, kindTexts[rs.k].protected, name)
+		}
+		return tx.Delete(key)
+	})
+}
+
+// The records of each kind.
+func (s *Service) objects() records[Object, *Object] {
+	return records[Object, *Object]{s, meta.MetadefObject}
+}
+func (s *Service) properties() records[Property, *Property] {
+	return records[Property, *Property]{s, meta.MetadefProperty}
+}
+func (s *Service) tags() records[Tag, *Tag] {
+	return records[Tag, *Tag]{s, meta.MetadefTag}
+}
+func (s *Service) associations() records[Association, *Association] {
+	return records[Association, *Association]{s, meta.MetadefAssociation}
 }
 
 // Page selects and orders a listing of a namespace's objects or tags, as
@@ -181,125 +266,49 @@ func page[T any, P recordPtr[T]](list []T, pg Page, k meta.MetadefKind, ns strin
 
 // Objects.
 
-func (s *Service) ListObjects(p lifecycle.Principal, ns string, pg Page) ([]Object, error) {
-	var out []Object
-	err := s.view(func(tx kv.Txn) error {
-		if _, err := s.readable(tx, p, ns, policy.GetMetadefObjects); err != nil {
-			return err
-		}
-		var err error
-		all, err := listRecords[Object](tx, meta.MetadefObject, ns)
-		if err != nil {
-			return err
-		}
-		out, err = page(all, pg, meta.MetadefObject, ns)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) GetObject(p lifecycle.Principal, ns, name string) (*Object, error) {
-	var out *Object
-	err := s.view(func(tx kv.Txn) error {
-		if _, err := s.readable(tx, p, ns, policy.GetMetadefObject); err != nil {
-			return err
-		}
-		var err error
-		out, err = getRecord[Object](tx, meta.MetadefObject, ns, name)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) CreateObject(p lifecycle.Principal, ns string, o Object) (*Object, error) {
-	if err := checkObject(&o); err != nil {
-		return nil, err
-	}
-	err := s.update(func(tx kv.Txn) error {
-		if _, err := s.writable(tx, p, ns, policy.AddMetadefObject); err != nil {
-			return err
-		}
-		rm, err := roomOf(tx, ns, "")
-		if err != nil {
-			return err
-		}
-		return insertRecord(tx, rm, meta.MetadefObject, ns, &o, s.now())
-	})
+func (s *Service) ListObjects(ctx context.Context, p lifecycle.Principal, ns string, pg Page) ([]Object, error) {
+	all, err := s.objects().list(ctx, p, ns, policy.GetMetadefObjects)
 	if err != nil {
 		return nil, err
 	}
-	return &o, nil
+	return page(all, pg, meta.MetadefObject, ns)
 }
 
-func (s *Service) UpdateObject(p lifecycle.Principal, ns, name string, o Object) (*Object, error) {
+func (s *Service) GetObject(ctx context.Context, p lifecycle.Principal, ns, name string) (*Object, error) {
+	return s.objects().get(ctx, p, ns, name, policy.GetMetadefObject)
+}
+
+func (s *Service) CreateObject(ctx context.Context, p lifecycle.Principal, ns string, o Object) (*Object, error) {
 	if err := checkObject(&o); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
-		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefObject); err != nil {
-			return err
-		}
-		old, err := getRecord[Object](tx, meta.MetadefObject, ns, name)
-		if err != nil {
-			return err
-		}
-		rm, err := roomOf(tx, ns, "")
-		if err != nil {
-			return err
-		}
-		return replaceRecord(tx, rm, meta.MetadefObject, ns, name, &o, old.CreatedAt, s.now())
-	})
-	if err != nil {
+	return s.objects().create(ctx, p, ns, policy.AddMetadefObject, o)
+}
+
+func (s *Service) UpdateObject(ctx context.Context, p lifecycle.Principal, ns, name string, o Object) (*Object, error) {
+	if err := checkObject(&o); err != nil {
 		return nil, err
 	}
-	return &o, nil
+	return s.objects().replace(ctx, p, ns, name, policy.ModifyMetadefObject, o)
 }
 
-func (s *Service) DeleteObject(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefObject, ns, name, policy.DeleteMetadefObject)
-}
-
-func (s *Service) deleteRecord(p lifecycle.Principal, k meta.MetadefKind, ns, name string, rule string) error {
-	return s.update(func(tx kv.Txn) error {
-		n, err := s.writable(tx, p, ns, rule)
-		if err != nil {
-			return err
-		}
-		key := meta.MetadefMemberKey(k, ns, name)
-		if _, err := tx.Get(key); errors.Is(err, kv.ErrNotFound) {
-			return recordNotFound(k, ns, name)
-		} else if err != nil {
-			return err
-		}
-		if n.Protected {
-			return refuse(lifecycle.ErrForbidden, kindTexts[k].protected, name)
-		}
-		return tx.Delete(key)
-	})
+func (s *Service) DeleteObject(ctx context.Context, p lifecycle.Principal, ns, name string) error {
+	return s.objects().delete(ctx, p, ns, name, policy.DeleteMetadefObject)
 }
 
 // Properties.
 
-func (s *Service) ListProperties(p lifecycle.Principal, ns string) ([]Property, error) {
-	var out []Property
-	err := s.view(func(tx kv.Txn) error {
-		if _, err := s.readable(tx, p, ns, policy.GetMetadefProperties); err != nil {
-			return err
-		}
-		var err error
-		out, err = listRecords[Property](tx, meta.MetadefProperty, ns)
-		return err
-	})
-	return out, err
+func (s *Service) ListProperties(ctx context.Context, p lifecycle.Principal, ns string) ([]Property, error) {
+	return s.properties().list(ctx, p, ns, policy.GetMetadefProperties)
 }
 
 // GetProperty returns the property; with a resource type, name carries the
 // prefix of the namespace's association with it, as Glance's
 // ?resource_type= does.
-func (s *Service) GetProperty(p lifecycle.Principal, ns, name, resourceType string) (*Property, error) {
+func (s *Service) GetProperty(ctx context.Context, p lifecycle.Principal, ns, name, resourceType string) (*Property, error) {
 	var out *Property
-	err := s.view(func(tx kv.Txn) error {
-		n, err := s.readable(tx, p, ns, policy.GetMetadefProperty)
+	err := s.view(ctx, func(tx kv.Txn) error {
+		n, err := s.namespaceFor(tx, p, ns, policy.GetMetadefProperty)
 		if err != nil {
 			return err
 		}
@@ -322,120 +331,58 @@ func (s *Service) GetProperty(p lifecycle.Principal, ns, name, resourceType stri
 	return out, err
 }
 
-func (s *Service) CreateProperty(p lifecycle.Principal, ns string, pr Property) (*Property, error) {
+func (s *Service) CreateProperty(ctx context.Context, p lifecycle.Principal, ns string, pr Property) (*Property, error) {
 	if err := checkName("property name", pr.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
-		if _, err := s.writable(tx, p, ns, policy.AddMetadefProperty); err != nil {
-			return err
-		}
-		rm, err := roomOf(tx, ns, "")
-		if err != nil {
-			return err
-		}
-		return insertRecord(tx, rm, meta.MetadefProperty, ns, &pr, s.now())
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &pr, nil
+	return s.properties().create(ctx, p, ns, policy.AddMetadefProperty, pr)
 }
 
-func (s *Service) UpdateProperty(p lifecycle.Principal, ns, name string, pr Property) (*Property, error) {
+func (s *Service) UpdateProperty(ctx context.Context, p lifecycle.Principal, ns, name string, pr Property) (*Property, error) {
 	if err := checkName("property name", pr.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
-		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefProperty); err != nil {
-			return err
-		}
-		old, err := getRecord[Property](tx, meta.MetadefProperty, ns, name)
-		if err != nil {
-			return err
-		}
-		rm, err := roomOf(tx, ns, "")
-		if err != nil {
-			return err
-		}
-		return replaceRecord(tx, rm, meta.MetadefProperty, ns, name, &pr, old.CreatedAt, s.now())
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &pr, nil
+	return s.properties().replace(ctx, p, ns, name, policy.ModifyMetadefProperty, pr)
 }
 
-func (s *Service) DeleteProperty(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefProperty, ns, name, policy.RemoveMetadefProperty)
+func (s *Service) DeleteProperty(ctx context.Context, p lifecycle.Principal, ns, name string) error {
+	return s.properties().delete(ctx, p, ns, name, policy.RemoveMetadefProperty)
 }
 
 // Tags.
 
-func (s *Service) ListTags(p lifecycle.Principal, ns string, pg Page) ([]Tag, error) {
-	var out []Tag
-	err := s.view(func(tx kv.Txn) error {
-		if _, err := s.readable(tx, p, ns, policy.GetMetadefTags); err != nil {
-			return err
-		}
-		var err error
-		all, err := listRecords[Tag](tx, meta.MetadefTag, ns)
-		if err != nil {
-			return err
-		}
-		out, err = page(all, pg, meta.MetadefTag, ns)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) GetTag(p lifecycle.Principal, ns, name string) (*Tag, error) {
-	var out *Tag
-	err := s.view(func(tx kv.Txn) error {
-		if _, err := s.readable(tx, p, ns, policy.GetMetadefTag); err != nil {
-			return err
-		}
-		var err error
-		out, err = getRecord[Tag](tx, meta.MetadefTag, ns, name)
-		return err
-	})
-	return out, err
-}
-
-func (s *Service) CreateTag(p lifecycle.Principal, ns, name string) (*Tag, error) {
-	if err := checkName("tag name", name, maxNameLen); err != nil {
-		return nil, err
-	}
-	t := Tag{Name: name}
-	err := s.update(func(tx kv.Txn) error {
-		if _, err := s.writable(tx, p, ns, policy.AddMetadefTag); err != nil {
-			return err
-		}
-		rm, err := roomOf(tx, ns, "")
-		if err != nil {
-			return err
-		}
-		return insertRecord(tx, rm, meta.MetadefTag, ns, &t, s.now())
-	})
+func (s *Service) ListTags(ctx context.Context, p lifecycle.Principal, ns string, pg Page) ([]Tag, error) {
+	all, err := s.tags().list(ctx, p, ns, policy.GetMetadefTags)
 	if err != nil {
 		return nil, err
 	}
-	return &t, nil
+	return page(all, pg, meta.MetadefTag, ns)
+}
+
+func (s *Service) GetTag(ctx context.Context, p lifecycle.Principal, ns, name string) (*Tag, error) {
+	return s.tags().get(ctx, p, ns, name, policy.GetMetadefTag)
+}
+
+func (s *Service) CreateTag(ctx context.Context, p lifecycle.Principal, ns, name string) (*Tag, error) {
+	if err := checkName("tag name", name, maxNameLen); err != nil {
+		return nil, err
+	}
+	return s.tags().create(ctx, p, ns, policy.AddMetadefTag, Tag{Name: name})
 }
 
 // CreateTags creates the tags at once; unless appending, the namespace's
 // other tags are deleted first (X-Openstack-Append). A duplicate among
 // them, or of a kept tag, refuses the whole request.
-func (s *Service) CreateTags(p lifecycle.Principal, ns string, names []string, appending bool) ([]Tag, error) {
+func (s *Service) CreateTags(ctx context.Context, p lifecycle.Principal, ns string, names []string, appending bool) ([]Tag, error) {
 	for _, n := range names {
 		if err := checkName("tag name", n, maxNameLen); err != nil {
 			return nil, err
 		}
 	}
 	var out []Tag
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		out = nil
-		if _, err := s.writable(tx, p, ns, policy.AddMetadefTags); err != nil {
+		if _, err := s.namespaceFor(tx, p, ns, policy.AddMetadefTags); err != nil {
 			return err
 		}
 		var except meta.MetadefKind // the tags are replaced: their room is free
@@ -464,53 +411,28 @@ func (s *Service) CreateTags(p lifecycle.Principal, ns string, names []string, a
 	return out, err
 }
 
-func (s *Service) UpdateTag(p lifecycle.Principal, ns, name, newName string) (*Tag, error) {
+func (s *Service) UpdateTag(ctx context.Context, p lifecycle.Principal, ns, name, newName string) (*Tag, error) {
 	if err := checkName("tag name", newName, maxNameLen); err != nil {
 		return nil, err
 	}
-	t := Tag{Name: newName}
-	err := s.update(func(tx kv.Txn) error {
-		if _, err := s.writable(tx, p, ns, policy.ModifyMetadefTag); err != nil {
-			return err
-		}
-		old, err := getRecord[Tag](tx, meta.MetadefTag, ns, name)
-		if err != nil {
-			return err
-		}
-		rm, err := roomOf(tx, ns, "")
-		if err != nil {
-			return err
-		}
-		return replaceRecord(tx, rm, meta.MetadefTag, ns, name, &t, old.CreatedAt, s.now())
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return s.tags().replace(ctx, p, ns, name, policy.ModifyMetadefTag, Tag{Name: newName})
 }
 
-func (s *Service) DeleteTag(p lifecycle.Principal, ns, name string) error {
-	return s.deleteRecord(p, meta.MetadefTag, ns, name, policy.DeleteMetadefTag)
+func (s *Service) DeleteTag(ctx context.Context, p lifecycle.Principal, ns, name string) error {
+	return s.tags().delete(ctx, p, ns, name, policy.DeleteMetadefTag)
 }
 
 // Resource types and associations.
 
 // ListResourceTypes returns every resource type, oldest first.
-func (s *Service) ListResourceTypes(p lifecycle.Principal) ([]ResourceType, error) {
+func (s *Service) ListResourceTypes(ctx context.Context, p lifecycle.Principal) ([]ResourceType, error) {
 	if !s.allowed(p, policy.ListMetadefResourceTypes, nil) {
 		return nil, refuse(lifecycle.ErrForbidden, "You are not authorized to complete this action.")
 	}
 	var out []ResourceType
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		out = nil
-		return tx.Scan(meta.MetadefResourceTypeKey(""), func(key, value []byte) error {
-			var rt ResourceType
-			if err := json.Unmarshal(value, &rt); err != nil {
-				return fmt.Errorf("metadefs record %q: %w", key, err)
-			}
-			out = append(out, rt)
-			return nil
-		})
+		return scanJSON(tx, meta.MetadefResourceTypeKey(""), func(rt ResourceType) { out = append(out, rt) })
 	})
 	slices.SortStableFunc(out, func(a, b ResourceType) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, err
@@ -526,10 +448,10 @@ func ensureResourceType(tx kv.Txn, name string, seeded bool, now time.Time) erro
 	return putJSON(tx, key, &ResourceType{Name: name, Protected: seeded, CreatedAt: now, UpdatedAt: now})
 }
 
-func (s *Service) ListAssociations(p lifecycle.Principal, ns string) ([]Association, error) {
+func (s *Service) ListAssociations(ctx context.Context, p lifecycle.Principal, ns string) ([]Association, error) {
 	var out []Association
-	err := s.view(func(tx kv.Txn) error {
-		n, err := s.readable(tx, p, ns, policy.ListMetadefResourceTypes)
+	err := s.view(ctx, func(tx kv.Txn) error {
+		n, err := s.namespaceFor(tx, p, ns, policy.ListMetadefResourceTypes)
 		if err != nil {
 			return err
 		}
@@ -545,12 +467,12 @@ func (s *Service) ListAssociations(p lifecycle.Principal, ns string) ([]Associat
 
 // Associate ties the namespace to a resource type, creating the type if
 // it is new.
-func (s *Service) Associate(p lifecycle.Principal, ns string, a Association) (*Association, error) {
+func (s *Service) Associate(ctx context.Context, p lifecycle.Principal, ns string, a Association) (*Association, error) {
 	if err := checkName("resource type name", a.Name, maxNameLen); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx kv.Txn) error {
-		if _, err := s.writable(tx, p, ns, policy.AddMetadefResourceTypeAssociation); err != nil {
+	err := s.update(ctx, func(tx kv.Txn) error {
+		if _, err := s.namespaceFor(tx, p, ns, policy.AddMetadefResourceTypeAssociation); err != nil {
 			return err
 		}
 		now := s.now()
@@ -569,8 +491,8 @@ func (s *Service) Associate(p lifecycle.Principal, ns string, a Association) (*A
 	return &a, nil
 }
 
-func (s *Service) Dissociate(p lifecycle.Principal, ns, resourceType string) error {
-	err := s.deleteRecord(p, meta.MetadefAssociation, ns, resourceType, policy.RemoveMetadefResourceTypeAssociation)
+func (s *Service) Dissociate(ctx context.Context, p lifecycle.Principal, ns, resourceType string) error {
+	err := s.associations().delete(ctx, p, ns, resourceType, policy.RemoveMetadefResourceTypeAssociation)
 	if errors.Is(err, lifecycle.ErrNotFound) && !errors.Is(err, errNamespaceNotFound) {
 		return refuse(lifecycle.ErrNotFound, "Failed to find resource type %s to delete", resourceType)
 	}

@@ -38,7 +38,7 @@ func mustCreate(t *testing.T, s *metadefs.Service, body string) *metadefs.Detail
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := s.CreateNamespace(admin, d)
+	out, err := s.CreateNamespace(t.Context(), admin, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,11 +56,11 @@ func TestLoadGlanceDefinitions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, loaded, err := s.Load(admin, raw); err != nil || !loaded {
+		if _, loaded, err := s.Load(t.Context(), admin, raw); err != nil || !loaded {
 			t.Fatalf("%s: loaded %v, %v", f, loaded, err)
 		}
 	}
-	list, err := s.ListNamespaces(admin, metadefs.ListOptions{})
+	list, err := s.ListNamespaces(t.Context(), admin, metadefs.ListOptions{})
 	if err != nil || len(list) != len(files) {
 		t.Fatalf("admin sees %d namespaces (%v), want the %d loaded", len(list), err, len(files))
 	}
@@ -72,16 +72,16 @@ func TestLoadGlanceDefinitions(t *testing.T) {
 			public++
 		}
 	}
-	list, err = s.ListNamespaces(other, metadefs.ListOptions{})
+	list, err = s.ListNamespaces(t.Context(), other, metadefs.ListOptions{})
 	if err != nil || len(list) != public || public == 0 {
 		t.Fatalf("another project sees %d namespaces (%v), want the %d public ones", len(list), err, public)
 	}
 	// A second load skips every namespace and changes nothing.
 	raw, _ := os.ReadFile(files[0])
-	if ns, loaded, err := s.Load(admin, raw); err != nil || loaded {
+	if ns, loaded, err := s.Load(t.Context(), admin, raw); err != nil || loaded {
 		t.Fatalf("reload of %s: loaded %v, %v; want skipped", ns, loaded, err)
 	}
-	rts, err := s.ListResourceTypes(other)
+	rts, err := s.ListResourceTypes(t.Context(), other)
 	if err != nil || len(rts) == 0 {
 		t.Fatalf("resource types after load: %v, %v", rts, err)
 	}
@@ -97,34 +97,34 @@ func TestVisibilityAndPolicy(t *testing.T) {
 	mustCreate(t, s, `{"namespace": "priv", "owner": "p1", "objects": [{"name": "o1"}], "tags": [{"name": "t1"}]}`)
 	mustCreate(t, s, `{"namespace": "pub", "visibility": "public", "owner": "p1"}`)
 
-	if _, err := s.GetNamespace(owner, "priv"); err != nil {
+	if _, err := s.GetNamespace(t.Context(), owner, "priv"); err != nil {
 		t.Errorf("owner project cannot see its private namespace: %v", err)
 	}
-	if _, err := s.GetNamespace(other, "priv"); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := s.GetNamespace(t.Context(), other, "priv"); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("another project sees a private namespace: %v", err)
 	}
-	if _, err := s.ListObjects(other, "priv", metadefs.Page{}); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := s.ListObjects(t.Context(), other, "priv", metadefs.Page{}); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("another project lists a private namespace's objects: %v", err)
 	}
-	if _, err := s.GetNamespace(other, "pub"); err != nil {
+	if _, err := s.GetNamespace(t.Context(), other, "pub"); err != nil {
 		t.Errorf("public namespace hidden: %v", err)
 	}
-	list, _ := s.ListNamespaces(other, metadefs.ListOptions{})
+	list, _ := s.ListNamespaces(t.Context(), other, metadefs.ListOptions{})
 	if len(list) != 1 || list[0].Namespace.Namespace != "pub" {
 		t.Errorf("another project lists %v, want only pub", list)
 	}
 	// Writes are admin-only, even for the owner; an invisible namespace
 	// is not found rather than forbidden.
-	if _, err := s.CreateObject(owner, "priv", metadefs.Object{Name: "x"}); !errors.Is(err, lifecycle.ErrForbidden) {
+	if _, err := s.CreateObject(t.Context(), owner, "priv", metadefs.Object{Name: "x"}); !errors.Is(err, lifecycle.ErrForbidden) {
 		t.Errorf("owner creates an object: %v", err)
 	}
-	if _, err := s.CreateTag(other, "priv", "x"); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := s.CreateTag(t.Context(), other, "priv", "x"); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("another project writes into a private namespace: %v", err)
 	}
-	if err := s.DeleteNamespace(owner, "pub"); !errors.Is(err, lifecycle.ErrForbidden) {
+	if err := s.DeleteNamespace(t.Context(), owner, "pub"); !errors.Is(err, lifecycle.ErrForbidden) {
 		t.Errorf("owner deletes a namespace: %v", err)
 	}
-	if _, err := s.CreateNamespace(owner, metadefs.Detail{Namespace: metadefs.Namespace{Namespace: "mine"}}); !errors.Is(err, lifecycle.ErrForbidden) {
+	if _, err := s.CreateNamespace(t.Context(), owner, metadefs.Detail{Namespace: metadefs.Namespace{Namespace: "mine"}}); !errors.Is(err, lifecycle.ErrForbidden) {
 		t.Errorf("non-admin creates a namespace: %v", err)
 	}
 }
@@ -132,39 +132,39 @@ func TestVisibilityAndPolicy(t *testing.T) {
 func TestProtectedDuplicateRename(t *testing.T) {
 	s := newService(t)
 	mustCreate(t, s, `{"namespace": "ns", "protected": true, "objects": [{"name": "o1"}], "properties": {"p1": {"title": "P", "type": "string"}}}`)
-	if err := s.DeleteNamespace(admin, "ns"); !errors.Is(err, lifecycle.ErrForbidden) {
+	if err := s.DeleteNamespace(t.Context(), admin, "ns"); !errors.Is(err, lifecycle.ErrForbidden) {
 		t.Fatalf("protected namespace deleted: %v", err)
 	}
-	if err := s.DeleteObject(admin, "ns", "o1"); !errors.Is(err, lifecycle.ErrForbidden) {
+	if err := s.DeleteObject(t.Context(), admin, "ns", "o1"); !errors.Is(err, lifecycle.ErrForbidden) {
 		t.Fatalf("object of a protected namespace deleted: %v", err)
 	}
 	d, _ := metadefs.DecodeNamespace([]byte(`{"namespace": "ns"}`))
-	if _, err := s.CreateNamespace(admin, d); !errors.Is(err, metadefs.ErrDuplicate) {
+	if _, err := s.CreateNamespace(t.Context(), admin, d); !errors.Is(err, metadefs.ErrDuplicate) {
 		t.Fatalf("duplicate namespace: %v", err)
 	}
 	// A duplicate within the contents leaves nothing behind.
 	d, _ = metadefs.DecodeNamespace([]byte(`{"namespace": "half", "tags": [{"name": "a"}, {"name": "a"}]}`))
-	if _, err := s.CreateNamespace(admin, d); !errors.Is(err, metadefs.ErrDuplicate) {
+	if _, err := s.CreateNamespace(t.Context(), admin, d); !errors.Is(err, metadefs.ErrDuplicate) {
 		t.Fatalf("duplicate tags: %v", err)
 	}
-	if _, err := s.GetNamespace(admin, "half"); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := s.GetNamespace(t.Context(), admin, "half"); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Fatalf("a refused create left its namespace: %v", err)
 	}
 	// Renaming moves the contents; unprotecting lets it go.
-	if _, err := s.UpdateNamespace(admin, "ns", metadefs.Namespace{Namespace: "ns2"}); err != nil {
+	if _, err := s.UpdateNamespace(t.Context(), admin, "ns", metadefs.Namespace{Namespace: "ns2"}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.GetNamespace(admin, "ns2")
+	got, err := s.GetNamespace(t.Context(), admin, "ns2")
 	if err != nil || len(got.Objects) != 1 || len(got.Properties) != 1 || got.Protected {
 		t.Fatalf("after rename: %+v, %v", got, err)
 	}
-	if _, err := s.GetObject(admin, "ns", "o1"); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := s.GetObject(t.Context(), admin, "ns", "o1"); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Fatalf("old name still holds the object: %v", err)
 	}
-	if err := s.DeleteNamespace(admin, "ns2"); err != nil {
+	if err := s.DeleteNamespace(t.Context(), admin, "ns2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetObject(admin, "ns2", "o1"); !errors.Is(err, lifecycle.ErrNotFound) {
+	if _, err := s.GetObject(t.Context(), admin, "ns2", "o1"); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Fatalf("object outlived its namespace: %v", err)
 	}
 }
@@ -172,19 +172,19 @@ func TestProtectedDuplicateRename(t *testing.T) {
 func TestTagsAppend(t *testing.T) {
 	s := newService(t)
 	mustCreate(t, s, `{"namespace": "ns", "tags": [{"name": "old"}]}`)
-	if _, err := s.CreateTags(admin, "ns", []string{"a", "b"}, true); err != nil {
+	if _, err := s.CreateTags(t.Context(), admin, "ns", []string{"a", "b"}, true); err != nil {
 		t.Fatal(err)
 	}
-	if tags, _ := s.ListTags(admin, "ns", metadefs.Page{}); len(tags) != 3 {
+	if tags, _ := s.ListTags(t.Context(), admin, "ns", metadefs.Page{}); len(tags) != 3 {
 		t.Fatalf("append kept %v, want old, a, b", tags)
 	}
-	if _, err := s.CreateTags(admin, "ns", []string{"c"}, false); err != nil {
+	if _, err := s.CreateTags(t.Context(), admin, "ns", []string{"c"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if tags, _ := s.ListTags(admin, "ns", metadefs.Page{}); len(tags) != 1 || tags[0].Name != "c" {
+	if tags, _ := s.ListTags(t.Context(), admin, "ns", metadefs.Page{}); len(tags) != 1 || tags[0].Name != "c" {
 		t.Fatalf("replace left %v, want c", tags)
 	}
-	if _, err := s.CreateTags(admin, "ns", []string{"c"}, true); !errors.Is(err, metadefs.ErrDuplicate) {
+	if _, err := s.CreateTags(t.Context(), admin, "ns", []string{"c"}, true); !errors.Is(err, metadefs.ErrDuplicate) {
 		t.Fatalf("appending an existing tag: %v", err)
 	}
 }
@@ -219,7 +219,7 @@ func TestConcurrentCreates(t *testing.T) {
 	errs := make(chan error, 2*n)
 	for range n {
 		go func() {
-			_, err := s.CreateNamespace(admin, metadefs.Detail{Namespace: metadefs.Namespace{Namespace: "race"}})
+			_, err := s.CreateNamespace(t.Context(), admin, metadefs.Detail{Namespace: metadefs.Namespace{Namespace: "race"}})
 			errs <- err
 		}()
 	}
@@ -236,7 +236,7 @@ func TestConcurrentCreates(t *testing.T) {
 		t.Fatalf("%d racing creates of one namespace succeeded", won)
 	}
 	for range n {
-		go func() { _, err := s.CreateTag(admin, "race", "t"); errs <- err }()
+		go func() { _, err := s.CreateTag(t.Context(), admin, "race", "t"); errs <- err }()
 	}
 	won = 0
 	for range n {
@@ -247,7 +247,7 @@ func TestConcurrentCreates(t *testing.T) {
 			t.Fatalf("racing tag create: %v", err)
 		}
 	}
-	if tags, _ := s.ListTags(admin, "race", metadefs.Page{}); won != 1 || len(tags) != 1 {
+	if tags, _ := s.ListTags(t.Context(), admin, "race", metadefs.Page{}); won != 1 || len(tags) != 1 {
 		t.Fatalf("%d racing tag creates succeeded, %d tags", won, len(tags))
 	}
 }
@@ -305,7 +305,7 @@ func TestFullNamespace(t *testing.T) {
 		for i := range 10 {
 			names = append(names, fmt.Sprintf("%s-%d-%d", long, batch, i))
 		}
-		_, err := s.CreateTags(admin, "full", names, true)
+		_, err := s.CreateTags(t.Context(), admin, "full", names, true)
 		if errors.Is(err, lifecycle.ErrTooLarge) {
 			break
 		}
@@ -318,23 +318,23 @@ func TestFullNamespace(t *testing.T) {
 		}
 	}
 	for i := 0; ; i++ { // then one by one up to the bound
-		if _, err := s.CreateTag(admin, "full", fmt.Sprintf("%s-single-%d", long, i)); errors.Is(err, lifecycle.ErrTooLarge) {
+		if _, err := s.CreateTag(t.Context(), admin, "full", fmt.Sprintf("%s-single-%d", long, i)); errors.Is(err, lifecycle.ErrTooLarge) {
 			break
 		} else if err != nil || i > 100 {
 			t.Fatalf("single tag %d: %v", i, err)
 		}
 		total++
 	}
-	if tags, _ := s.ListTags(admin, "full", metadefs.Page{}); len(tags) != total || total < 50 {
+	if tags, _ := s.ListTags(t.Context(), admin, "full", metadefs.Page{}); len(tags) != total || total < 50 {
 		t.Fatalf("%d tags kept, %d accepted", len(tags), total)
 	}
-	if _, err := s.UpdateNamespace(admin, "full", metadefs.Namespace{Namespace: "renamed"}); err != nil {
+	if _, err := s.UpdateNamespace(t.Context(), admin, "full", metadefs.Namespace{Namespace: "renamed"}); err != nil {
 		t.Fatalf("rename of a full namespace: %v", err)
 	}
-	if tags, _ := s.ListTags(admin, "renamed", metadefs.Page{}); len(tags) != total {
+	if tags, _ := s.ListTags(t.Context(), admin, "renamed", metadefs.Page{}); len(tags) != total {
 		t.Fatalf("rename kept %d of %d tags", len(tags), total)
 	}
-	if err := s.DeleteNamespace(admin, "renamed"); err != nil {
+	if err := s.DeleteNamespace(t.Context(), admin, "renamed"); err != nil {
 		t.Fatalf("delete of a full namespace: %v", err)
 	}
 }

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/lifecycle/policy"
 	"github.com/glimpse-project/glimpse/meta"
 	"github.com/glimpse-project/glimpse/meta/kv"
 )
@@ -90,6 +90,31 @@ func putJSON(tx kv.Txn, key []byte, v any) error {
 	return tx.Set(key, raw)
 }
 
+// scanJSON decodes each record under prefix, in key order, and hands it
+// to fn.
+func scanJSON[T any](tx kv.Txn, prefix []byte, fn func(T)) error {
+	return tx.Scan(prefix, func(key, value []byte) error {
+		var v T
+		if err := json.Unmarshal(value, &v); err != nil {
+			return fmt.Errorf("metadefs record %q: %w", key, err)
+		}
+		fn(v)
+		return nil
+	})
+}
+
+// absent is nil when key holds nothing, and dup when it holds a record.
+func absent(tx kv.Txn, key []byte, dup error) error {
+	_, err := tx.Get(key)
+	switch {
+	case err == nil:
+		return dup
+	case errors.Is(err, kv.ErrNotFound):
+		return nil
+	}
+	return err
+}
+
 // readNamespace returns the namespace if it exists, whoever may see it.
 func readNamespace(tx kv.Txn, name string) (*Namespace, error) {
 	var ns Namespace
@@ -157,7 +182,7 @@ func sortValue(ns *Namespace, key string) string {
 
 // ListNamespaces returns the namespaces p may see, each with its resource
 // type associations.
-func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail, error) {
+func (s *Service) ListNamespaces(ctx context.Context, p lifecycle.Principal, o ListOptions) ([]Detail, error) {
 	if err := s.authorize(p, policy.GetMetadefNamespaces, nil); err != nil {
 		return nil, err
 	}
@@ -177,18 +202,13 @@ func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail
 		return nil, refuse(lifecycle.ErrInvalid, "Invalid visibility value: %s", o.Visibility)
 	}
 	var out []Detail
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		out = nil
 		var all []*Namespace
-		err := tx.Scan(meta.MetadefNamespaceKey(""), func(key, value []byte) error {
-			var ns Namespace
-			if err := json.Unmarshal(value, &ns); err != nil {
-				return fmt.Errorf("metadefs record %q: %w", key, err)
-			}
+		err := scanJSON(tx, meta.MetadefNamespaceKey(""), func(ns Namespace) {
 			if s.allowed(p, policy.GetMetadefNamespace, &ns) && (o.Visibility == "" || ns.Visibility == o.Visibility) {
 				all = append(all, &ns)
 			}
-			return nil
 		})
 		if err != nil {
 			return err
@@ -239,7 +259,7 @@ func (s *Service) ListNamespaces(p lifecycle.Principal, o ListOptions) ([]Detail
 // CreateNamespace creates a namespace with its contents, all at once: a
 // duplicate anywhere leaves nothing behind. Owner defaults to p's project,
 // visibility to private.
-func (s *Service) CreateNamespace(p lifecycle.Principal, d Detail) (*Detail, error) {
+func (s *Service) CreateNamespace(ctx context.Context, p lifecycle.Principal, d Detail) (*Detail, error) {
 	if err := s.authorize(p, policy.AddMetadefNamespace, nil); err != nil {
 		return nil, err
 	}
@@ -276,7 +296,7 @@ func (s *Service) CreateNamespace(p lifecycle.Principal, d Detail) (*Detail, err
 		return nil, err
 	}
 	var out *Detail
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		c, err := s.insertNamespace(tx, d, false)
 		out = c
 		return err
@@ -328,9 +348,7 @@ func checkObject(o *Object) error {
 func (s *Service) insertNamespace(tx kv.Txn, d Detail, seeded bool) (*Detail, error) {
 	now := s.now()
 	key := meta.MetadefNamespaceKey(d.Namespace.Namespace)
-	if _, err := tx.Get(key); err == nil {
-		return nil, refuse(ErrDuplicate, "The metadata definition namespace=%s already exists.", d.Namespace.Namespace)
-	} else if !errors.Is(err, kv.ErrNotFound) {
+	if err := absent(tx, key, refuse(ErrDuplicate, "The metadata definition namespace=%s already exists.", d.Namespace.Namespace)); err != nil {
 		return nil, err
 	}
 	ns := d.Namespace
@@ -339,45 +357,44 @@ func (s *Service) insertNamespace(tx kv.Txn, d Detail, seeded bool) (*Detail, er
 	if err := rm.put(tx, ns.Namespace, key, &ns, 0); err != nil {
 		return nil, err
 	}
-	out := &Detail{Namespace: ns}
 	for _, a := range d.Associations {
-		a := a
 		if err := ensureResourceType(tx, a.Name, seeded, now); err != nil {
 			return nil, err
 		}
-		if err := insertRecord(tx, rm, meta.MetadefAssociation, ns.Namespace, &a, now); err != nil {
-			return nil, err
-		}
-		out.Associations = append(out.Associations, a)
 	}
-	for _, o := range d.Objects {
-		o := o
-		if err := insertRecord(tx, rm, meta.MetadefObject, ns.Namespace, &o, now); err != nil {
-			return nil, err
-		}
-		out.Objects = append(out.Objects, o)
+	out := &Detail{Namespace: ns}
+	var err error
+	if out.Associations, err = insertAll(tx, rm, meta.MetadefAssociation, ns.Namespace, d.Associations, now); err != nil {
+		return nil, err
 	}
-	for _, pr := range d.Properties {
-		pr := pr
-		if err := insertRecord(tx, rm, meta.MetadefProperty, ns.Namespace, &pr, now); err != nil {
-			return nil, err
-		}
-		out.Properties = append(out.Properties, pr)
+	if out.Objects, err = insertAll(tx, rm, meta.MetadefObject, ns.Namespace, d.Objects, now); err != nil {
+		return nil, err
 	}
-	for _, t := range d.Tags {
-		t := t
-		if err := insertRecord(tx, rm, meta.MetadefTag, ns.Namespace, &t, now); err != nil {
+	if out.Properties, err = insertAll(tx, rm, meta.MetadefProperty, ns.Namespace, d.Properties, now); err != nil {
+		return nil, err
+	}
+	if out.Tags, err = insertAll(tx, rm, meta.MetadefTag, ns.Namespace, d.Tags, now); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// insertAll inserts the records of kind k and returns them as stored.
+func insertAll[T any, P recordPtr[T]](tx kv.Txn, rm *room, k meta.MetadefKind, ns string, list []T, now time.Time) ([]T, error) {
+	var out []T
+	for _, v := range list {
+		if err := insertRecord(tx, rm, k, ns, P(&v), now); err != nil {
 			return nil, err
 		}
-		out.Tags = append(out.Tags, t)
+		out = append(out, v)
 	}
 	return out, nil
 }
 
 // GetNamespace returns the namespace with its contents.
-func (s *Service) GetNamespace(p lifecycle.Principal, name string) (*Detail, error) {
+func (s *Service) GetNamespace(ctx context.Context, p lifecycle.Principal, name string) (*Detail, error) {
 	var out *Detail
-	err := s.view(func(tx kv.Txn) error {
+	err := s.view(ctx, func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -412,9 +429,9 @@ func (s *Service) GetNamespace(p lifecycle.Principal, name string) (*Detail, err
 // UpdateNamespace replaces the namespace's own fields with u's, as
 // Glance's PUT does: visibility, protected and owner left out fall back to
 // private, false and p's project. A new name moves the contents along.
-func (s *Service) UpdateNamespace(p lifecycle.Principal, name string, u Namespace) (*Namespace, error) {
+func (s *Service) UpdateNamespace(ctx context.Context, p lifecycle.Principal, name string, u Namespace) (*Namespace, error) {
 	var out *Namespace
-	err := s.update(func(tx kv.Txn) error {
+	err := s.update(ctx, func(tx kv.Txn) error {
 		ns, err := s.visibleNamespace(tx, p, name)
 		if err != nil {
 			return err
@@ -433,9 +450,7 @@ func (s *Service) UpdateNamespace(p lifecycle.Principal, name string, u Namespac
 		}
 		u.CreatedAt, u.UpdatedAt = ns.CreatedAt, s.now()
 		if u.Namespace != name {
-			if _, err := tx.Get(meta.MetadefNamespaceKey(u.Namespace)); err == nil {
-				return refuse(ErrDuplicate, "Invalid update. It would result in a duplicate metadata definition namespace with the same name of %s", u.Namespace)
-			} else if !errors.Is(err, kv.ErrNotFound) {
+			if err := absent(tx, meta.MetadefNamespaceKey(u.Namespace), refuse(ErrDuplicate, "Invalid update. It would result in a duplicate metadata definition namespace with the same name of %s", u.Namespace)); err != nil {
 				return err
 			}
 			if err := moveContents(tx, name, u.Namespace); err != nil {
@@ -483,17 +498,10 @@ func moveContents(tx kv.Txn, from, to string) error {
 
 // DeleteNamespace deletes the namespace and everything in it; a protected
 // one is refused.
-func (s *Service) DeleteNamespace(p lifecycle.Principal, name string) error {
-	return s.update(func(tx kv.Txn) error {
-		ns, err := s.visibleNamespace(tx, p, name)
-		if err != nil {
+func (s *Service) DeleteNamespace(ctx context.Context, p lifecycle.Principal, name string) error {
+	return s.update(ctx, func(tx kv.Txn) error {
+		if err := s.deletable(tx, p, name, policy.DeleteMetadefNamespace); err != nil {
 			return err
-		}
-		if err := s.authorize(p, policy.DeleteMetadefNamespace, ns); err != nil {
-			return err
-		}
-		if ns.Protected {
-			return refuse(lifecycle.ErrForbidden, "Metadata definition namespace %s is protected and cannot be deleted.", name)
 		}
 		for _, k := range namespaceKinds {
 			if err := deleteAll(tx, k, name); err != nil {
@@ -517,25 +525,35 @@ const (
 // DeleteContents deletes every object, property or tag of the namespace
 // (DELETE .../objects, .../properties, .../tags), as Glance: it needs the
 // right to delete the namespace, which must not be protected.
-func (s *Service) DeleteContents(p lifecycle.Principal, name string, k meta.MetadefKind) error {
-	return s.update(func(tx kv.Txn) error {
-		ns, err := s.visibleNamespace(tx, p, name)
-		if err != nil {
+func (s *Service) DeleteContents(ctx context.Context, p lifecycle.Principal, name string, k meta.MetadefKind) error {
+	rules := []string{policy.DeleteMetadefNamespace}
+	if k == meta.MetadefTag {
+		rules = append(rules, policy.DeleteMetadefTags)
+	}
+	return s.update(ctx, func(tx kv.Txn) error {
+		if err := s.deletable(tx, p, name, rules...); err != nil {
 			return err
-		}
-		if err := s.authorize(p, policy.DeleteMetadefNamespace, ns); err != nil {
-			return err
-		}
-		if k == meta.MetadefTag {
-			if err := s.authorize(p, policy.DeleteMetadefTags, ns); err != nil {
-				return err
-			}
-		}
-		if ns.Protected {
-			return refuse(lifecycle.ErrForbidden, "Metadata definition namespace %s is protected and cannot be deleted.", name)
 		}
 		return deleteAll(tx, k, name)
 	})
+}
+
+// deletable allows deleting the namespace, or emptying it: it must be
+// visible, every rule must allow it, and it must not be protected.
+func (s *Service) deletable(tx kv.Txn, p lifecycle.Principal, name string, rules ...string) error {
+	ns, err := s.visibleNamespace(tx, p, name)
+	if err != nil {
+		return err
+	}
+	for _, rule := range rules {
+		if err := s.authorize(p, rule, ns); err != nil {
+			return err
+		}
+	}
+	if ns.Protected {
+		return refuse(lifecycle.ErrForbidden, "Metadata definition namespace %s is protected and cannot be deleted.", name)
+	}
+	return nil
 }
 
 func deleteAll(tx kv.Txn, k meta.MetadefKind, ns string) error {
@@ -555,15 +573,15 @@ func deleteAll(tx kv.Txn, k meta.MetadefKind, ns string) error {
 	return nil
 }
 
-// view and update run fn in a registry transaction. Metadefs are read and
-// written by short requests that do not outlive the registry, so they run
-// without a caller's deadline.
-func (s *Service) view(fn func(kv.Txn) error) error {
-	return s.db.View(context.Background(), fn)
+// view and update run fn in a registry transaction bound by the caller's
+// ctx, so that a request whose client went away, or a daemon shutting
+// down, stops waiting on the registry (an etcd one retries under it).
+func (s *Service) view(ctx context.Context, fn func(kv.Txn) error) error {
+	return s.db.View(ctx, fn)
 }
 
-func (s *Service) update(fn func(kv.Txn) error) error {
-	_, err := s.db.Update(context.Background(), fn)
+func (s *Service) update(ctx context.Context, fn func(kv.Txn) error) error {
+	_, err := s.db.Update(ctx, fn)
 	if errors.Is(err, kv.ErrTooLarge) {
 		return refuse(lifecycle.ErrTooLarge, "The change is larger than the registry takes in one transaction.")
 	}
