@@ -37,9 +37,11 @@ func startMinIO(t *testing.T) *minio.Client {
 		t.Skip("MinIO is not built: run scripts/minio build")
 	}
 	cmd := exec.Command(script, "start", t.TempDir())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("scripts/minio start: %v", err)
+		t.Fatalf("scripts/minio start: %v\n%s", err, stderr.String())
 	}
 	env := map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
