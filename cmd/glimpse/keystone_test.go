@@ -264,7 +264,11 @@ func TestKeystoneCatalogue(t *testing.T) {
 	consumer := kc.NewIdentity("osc-consumer", "member")
 	writeClouds("consumer", consumer.User, consumer.Password, consumer.Project)
 	oscTry := func(cloud string, args ...string) (stdout, stderr string, err error) {
-		cmd := exec.Command("openstack", append([]string{"--os-cloud", cloud}, args...)...)
+		// A client stuck on a server fails this test with its output,
+		// not the whole package at its timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "openstack", append([]string{"--os-cloud", cloud}, args...)...)
 		cmd.Dir = dir
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "OS_CLIENT_CONFIG_FILE=" + clouds}
 		var out, errOut bytes.Buffer
