@@ -20,7 +20,8 @@ const (
 	// ProblemStatus: the record holds a status outside Glance's machine.
 	ProblemStatus = "status"
 	// ProblemStuck: the image is saving, uploading or importing, but no
-	// writer of this process is putting data into it.
+	// writer is putting data into it: none in this process, and the
+	// daemon whose lease it records (on a shared catalogue) is gone.
 	ProblemStuck = "stuck"
 	// ProblemRecord: the record contradicts its status (content facts on an
 	// image without content, or none on one with content).
@@ -103,11 +104,24 @@ func (s *Service) Check(ctx context.Context, opts CheckOptions) (CheckReport, er
 	// An upload registers itself a moment after its image turns saving:
 	// an image is stuck only if, looked at again after the whole walk, it
 	// is unchanged and still has no writer.
+	// On a shared catalogue, another daemon's upload has its writer there:
+	// stuck only once that daemon's lease is gone (this daemon's own
+	// lease vouches for nothing that this process is not writing).
 	for _, img := range stuck {
-		if s.stillSame(img) && !s.live(img.ID) {
-			rep.Problems = append(rep.Problems, Problem{Image: img.ID, Kind: ProblemStuck,
-				Detail: fmt.Sprintf("image is %s but nothing is writing it", img.Status)})
+		if !s.stillSame(img) || s.live(img.ID) {
+			continue
 		}
+		if img.WriterLease != s.store.Lease() {
+			orphaned, err := s.orphanedWork(ctx, img)
+			if err != nil {
+				return rep, fmt.Errorf("check: %w", err)
+			}
+			if !orphaned {
+				continue
+			}
+		}
+		rep.Problems = append(rep.Problems, Problem{Image: img.ID, Kind: ProblemStuck,
+			Detail: fmt.Sprintf("image is %s but nothing is writing it", img.Status)})
 	}
 	orphans, n, err := s.orphans(ctx)
 	if err != nil {

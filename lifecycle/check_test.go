@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/glimpse-project/glimpse/meta"
 )
@@ -165,6 +166,40 @@ func TestCheckFindsStuckUploads(t *testing.T) {
 	}
 	if got := kinds(rep); strings.Join(got, " ") != "stuck:"+stuck.ID {
 		t.Fatalf("check found %v, want only the stuck upload", got)
+	}
+}
+
+// On a shared catalogue an upload another daemon writes has no writer in
+// this process: it is stuck only once that daemon's lease is gone.
+func TestCheckSparesAnotherDaemonsUpload(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	other, err := e.db.Grant(ctx, time.Minute, []byte("test-daemon/"), []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := e.create(t, "elsewhere")
+	if _, err := e.store.Update(ctx, img.ID, func(cur *meta.Image) error {
+		cur.Status, cur.WriterLease = meta.Saving, other.ID()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.svc.Check(ctx, CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kinds(rep); len(got) != 0 {
+		t.Fatalf("check found %v in a live daemon's upload", got)
+	}
+	if err := other.Revoke(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = e.svc.Check(ctx, CheckOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := kinds(rep); strings.Join(got, " ") != "stuck:"+img.ID {
+		t.Fatalf("check found %v once its daemon's lease was gone, want it stuck", got)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/glimpse-project/glimpse/backend"
 	"github.com/glimpse-project/glimpse/backend/local"
 	"github.com/glimpse-project/glimpse/meta"
+	"github.com/glimpse-project/glimpse/meta/kv"
 	"github.com/glimpse-project/glimpse/meta/kv/badgerkv"
 )
 
@@ -26,6 +27,7 @@ type env struct {
 	svc   *Service
 	store *meta.Store
 	be    *local.Local
+	db    kv.KV
 }
 
 func newEnv(t testing.TB) env {
@@ -43,7 +45,7 @@ func newEnv(t testing.TB) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return env{svc: New(Config{Store: store, Backend: be}), store: store, be: be}
+	return env{svc: New(Config{Store: store, Backend: be}), store: store, be: be, db: db}
 }
 
 func random(t *testing.T, n int) []byte {

@@ -164,16 +164,24 @@ func (s *Store) Get(id string) (*Image, error) {
 // is ids[i]'s record, nil where there is none.
 func (s *Store) GetMany(ids []string) ([]*Image, error) {
 	imgs := make([]*Image, len(ids))
+	keys := make([][]byte, len(ids))
+	for i, id := range ids {
+		keys[i] = imageKey(id)
+	}
+	// One batch read: on etcd a read per record is a round trip to the
+	// leader each, and a status directory's listing reads 128 at a time.
 	err := s.kv.View(context.Background(), func(tx kv.Txn) error {
-		for i, id := range ids {
-			img, err := getImage(tx, id)
-			if errors.Is(err, ErrNotFound) {
+		vals, err := tx.GetMany(keys)
+		if err != nil {
+			return err
+		}
+		for i, v := range vals {
+			if v == nil {
 				continue
 			}
-			if err != nil {
-				return fmt.Errorf("image %s: %w", id, err)
+			if imgs[i], err = decode(v); err != nil {
+				return fmt.Errorf("image %s: %w", ids[i], err)
 			}
-			imgs[i] = img
 		}
 		return nil
 	})

@@ -13,11 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/glimpse-project/glimpse/lifecycle"
+	"github.com/glimpse-project/glimpse/meta/kv/kvtest"
 )
 
 // What the crash and soak tests share: REST calls made the way a plain
@@ -183,15 +185,16 @@ func waitSettled(t *testing.T, addr string) {
 	}
 }
 
-// offlineScrub runs `glimpse scrub --data` on a stopped daemon's data: the
-// registry must open cleanly and hold no problem.
-func offlineScrub(t *testing.T, data string) string {
+// offlineScrub runs `glimpse scrub --data` on a stopped daemon's data (and
+// registry, with --registry in extra): the registry must open cleanly and
+// hold no problem.
+func offlineScrub(t *testing.T, data string, extra ...string) string {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "scrub", "--data", data)
+	cmd := exec.Command(exe, append([]string{"scrub", "--data", data}, extra...)...)
 	cmd.Env = append(os.Environ(), "GLIMPSE_RUN_MAIN=1")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -210,4 +213,61 @@ func offlineScrub(t *testing.T, data string) string {
 		t.Fatalf("glimpse scrub --data %s: %v\n%s", data, err, out.String())
 	}
 	return out.String()
+}
+
+// testRegistry is the registry engine a crash or soak test's daemon runs
+// on: badger under its --data, or a real etcd (one member: these tests are
+// about one daemon's crashes and resources, not the cluster's faults,
+// which shared_test.go covers on three).
+type testRegistry struct {
+	name string
+	args []string // for serve and scrub: --registry and its lease
+	etcd *kvtest.Etcd
+	// lease is the daemon's --registry-lease on etcd: the shortest etcd
+	// grants, so that a killed daemon's lease ends soon.
+	lease time.Duration
+}
+
+func badgerRegistry() testRegistry { return testRegistry{name: "badger"} }
+
+// etcdRegistry starts a single-member etcd for the test; prefix keeps the
+// test's catalogue apart.
+func etcdRegistry(t *testing.T, prefix string) testRegistry {
+	t.Helper()
+	e := kvtest.StartEtcd(t, 1)
+	const lease = 2 * time.Second
+	return testRegistry{name: "etcd", etcd: e, lease: lease,
+		args: []string{"--registry", e.URL(prefix), "--registry-lease", lease.String()}}
+}
+
+// serveArgs are the serve flags for this registry, then extra.
+func (r testRegistry) serveArgs(extra ...string) []string {
+	return append(slices.Clone(r.args), extra...)
+}
+
+// scrubArgs are the flags `glimpse scrub --data` needs besides --data.
+func (r testRegistry) scrubArgs() []string {
+	if r.etcd == nil {
+		return nil
+	}
+	return r.args[:2] // --registry URL: scrub has no lease of its own
+}
+
+// waitLeasesGone returns once no daemon holds a lease on the registry: on
+// etcd a SIGKILLed daemon's lease outlives it by up to its ttl, and until
+// it expires the daemon's uploads are not a restarted daemon's to settle
+// (badger has no leases: its lock died with the process).
+func (r testRegistry) waitLeasesGone(t *testing.T, prefix string) time.Duration {
+	t.Helper()
+	if r.etcd == nil {
+		return 0
+	}
+	start := time.Now()
+	for r.etcd.Count(t, "/"+prefix+"/d/") > 0 {
+		if time.Since(start) > 3*r.lease {
+			t.Fatalf("a killed daemon's lease still held %v after its death (lease %v)", time.Since(start), r.lease)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
 }

@@ -15,13 +15,12 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/namespace"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -30,12 +29,13 @@ import (
 
 // DB is a kv.KV on etcd, every key under the configured prefix.
 type DB struct {
-	client  *clientv3.Client
-	kv      clientv3.KV
-	watcher clientv3.Watcher
-	lease   clientv3.Lease
+	members []*member // one per endpoint, each on its own connection
+	pickMu  sync.Mutex
+	turn    int // the next member pick tries first
 	cfg     Config
 	log     *slog.Logger
+	ctx     context.Context // ends at Close
+	close   context.CancelFunc
 }
 
 var _ kv.KV = (*DB)(nil)
@@ -64,44 +64,45 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = defaultRequestTimeout
 	}
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:            cfg.Endpoints,
-		DialTimeout:          cfg.DialTimeout,
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
-		Username:             cfg.Username,
-		Password:             cfg.Password,
-		TLS:                  cfg.TLS,
-		// The client's own logging is zap; glimpse logs through slog,
-		// from the errors the client returns.
-		Logger: zap.NewNop(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("connect to etcd %v: %w", cfg.Endpoints, err)
+	dctx, cancel := context.WithCancel(context.Background())
+	db := &DB{cfg: cfg, log: logger, ctx: dctx, close: cancel}
+	var errs []error
+	for _, ep := range cfg.Endpoints {
+		m, err := dialMember(dctx, cfg, ep)
+		if err != nil {
+			// Only authentication fails here (the connection is made
+			// in the background): a member that cannot authenticate
+			// now is left out until the next start.
+			errs = append(errs, err)
+			continue
+		}
+		db.members = append(db.members, m)
 	}
-	db := &DB{
-		client:  c,
-		kv:      namespace.NewKV(c.KV, cfg.Prefix),
-		watcher: namespace.NewWatcher(c.Watcher, cfg.Prefix),
-		lease:   namespace.NewLease(c.Lease, cfg.Prefix),
-		cfg:     cfg,
-		log:     logger,
+	if len(db.members) == 0 {
+		cancel()
+		return nil, fmt.Errorf("connect to etcd %v: %w", cfg.Endpoints, errors.Join(errs...))
 	}
-	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-	defer cancel()
-	if _, err := db.kv.Get(pctx, "\x00", clientv3.WithCountOnly()); err != nil {
-		c.Close()
+	for _, err := range errs {
+		logger.Warn("etcd member left out: it did not authenticate", "err", err)
+	}
+	for _, m := range db.members {
+		go db.probe(dctx, m)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer pcancel()
+	if err := db.do(pctx, true, func(ctx context.Context, m *member) error {
+		_, err := m.kv.Get(ctx, "\x00", clientv3.WithCountOnly())
+		return err
+	}); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("connect to etcd %v: %w", cfg.Endpoints, err)
 	}
 	return db, nil
 }
 
-// Client is the connection, for the parts of glimpse that need etcd's own
-// primitives (leases).
-func (db *DB) Client() *clientv3.Client { return db.client }
-
-// Lease is the lease API under the prefix.
-func (db *DB) Lease() clientv3.Lease { return db.lease }
+// Client is a connection to one member, for what needs etcd's own API
+// (tests compact the cluster with it).
+func (db *DB) Client() *clientv3.Client { return db.members[0].client }
 
 // View implements kv.KV.
 func (db *DB) View(ctx context.Context, fn func(kv.Txn) error) error {
@@ -160,7 +161,7 @@ func (db *DB) Watch(ctx context.Context, prefix []byte, fromRev int64) <-chan kv
 		for {
 			var err error
 			next, err = db.watchOnce(ctx, ch, prefix, next)
-			if db.client.Ctx().Err() != nil {
+			if db.ctx.Err() != nil {
 				endWatch(ch, kv.ErrClosed)
 				return
 			}
@@ -193,9 +194,12 @@ func (db *DB) watchOnce(ctx context.Context, ch chan<- kv.Batch, prefix []byte, 
 	// WithRequireLeader ends the watch when the member it talks to loses
 	// its leader (a partition), so it moves to a member that has one
 	// rather than waiting in silence.
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := db.watcher.Watch(wctx, string(prefix), clientv3.WithPrefix(), clientv3.WithRev(next),
+	// On a member found hung the watch is cut short and resumes on
+	// another.
+	m := db.pick()
+	wctx, done := m.bind(clientv3.WithRequireLeader(ctx))
+	defer done()
+	wch := m.watcher.Watch(wctx, string(prefix), clientv3.WithPrefix(), clientv3.WithRev(next),
 		clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	for resp := range wch {
 		if resp.CompactRevision != 0 {
@@ -237,17 +241,27 @@ func (db *DB) watchOnce(ctx context.Context, ch chan<- kv.Batch, prefix []byte, 
 	if err := ctx.Err(); err != nil {
 		return next, err
 	}
+	if errors.Is(context.Cause(wctx), errMemberHung) {
+		return next, fmt.Errorf("etcd watch on member %s: %w", m.ep, errMemberHung)
+	}
 	return next, errors.New("etcd watch closed")
 }
 
 func (db *DB) currentRevision(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, db.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := db.kv.Get(ctx, "\x00", clientv3.WithCountOnly())
+	var rev int64
+	err := db.do(ctx, true, func(ctx context.Context, m *member) error {
+		resp, err := m.kv.Get(ctx, "\x00", clientv3.WithCountOnly())
+		if err == nil {
+			rev = resp.Header.Revision
+		}
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("etcd: %w", err)
 	}
-	return resp.Header.Revision, nil
+	return rev, nil
 }
 
 // endWatch delivers a watch's final error if the watcher still reads.
@@ -259,7 +273,16 @@ func endWatch(ch chan<- kv.Batch, err error) {
 }
 
 // Close implements kv.KV.
-func (db *DB) Close() error { return db.client.Close() }
+func (db *DB) Close() error {
+	db.close()
+	var errs []error
+	for _, m := range db.members {
+		if err := m.client.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 type write struct {
 	value   []byte
@@ -288,7 +311,11 @@ func (t *txn) opts(extra ...clientv3.OpOption) []clientv3.OpOption {
 }
 
 func (t *txn) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	resp, err := t.db.kv.Get(t.ctx, key, t.opts(opts...)...)
+	var resp *clientv3.GetResponse
+	err := t.db.do(t.ctx, true, func(ctx context.Context, m *member) (err error) {
+		resp, err = m.kv.Get(ctx, key, t.opts(opts...)...)
+		return err
+	})
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -361,7 +388,11 @@ func (t *txn) GetMany(keys [][]byte) ([][]byte, error) {
 		for j, i := range ask[:n] {
 			ops[j] = clientv3.OpGet(string(keys[i]), clientv3.WithRev(t.rev))
 		}
-		resp, err := t.db.kv.Txn(t.ctx).Then(ops...).Commit()
+		var resp *clientv3.TxnResponse
+		err := t.db.do(t.ctx, true, func(ctx context.Context, m *member) (err error) {
+			resp, err = m.kv.Txn(ctx).Then(ops...).Commit() // reads only: safe to repeat
+			return err
+		})
 		if err != nil {
 			return nil, mapErr(err)
 		}
@@ -516,7 +547,14 @@ func (t *txn) commit() (rev int64, ok bool, err error) {
 			cmps = append(cmps, c)
 		}
 	}
-	resp, err := t.db.kv.Txn(t.ctx).If(cmps...).Then(ops...).Commit()
+	var resp *clientv3.TxnResponse
+	err = t.db.do(t.ctx, false, func(ctx context.Context, m *member) (err error) {
+		resp, err = m.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		return err
+	})
+	if errors.Is(err, kv.ErrUnavailable) {
+		return 0, false, err
+	}
 	if err != nil {
 		return 0, false, mapErr(err)
 	}

@@ -30,7 +30,15 @@ func (l *lease) Revoke(ctx context.Context) error {
 	l.once.Do(func() { l.cancel() })
 	ctx, cancel := context.WithTimeout(ctx, l.db.cfg.RequestTimeout)
 	defer cancel()
-	if _, err := l.db.lease.Revoke(ctx, l.id); err != nil {
+	// Safe to repeat: a lease revoked twice is revoked.
+	err := l.db.do(ctx, true, func(ctx context.Context, m *member) error {
+		_, err := m.lease.Revoke(ctx, l.id)
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("revoke lease %x: %w", int64(l.id), mapErr(err))
 	}
 	return nil
@@ -45,39 +53,67 @@ func (db *DB) Grant(ctx context.Context, ttl time.Duration, prefix, value []byte
 	}
 	gctx, cancel := context.WithTimeout(ctx, db.cfg.RequestTimeout)
 	defer cancel()
-	g, err := db.lease.Grant(gctx, secs)
+	// Safe to repeat: a lease granted by a try cut short, and its key,
+	// expire unrenewed after ttl.
+	var id clientv3.LeaseID
+	err := db.do(gctx, true, func(ctx context.Context, m *member) error {
+		g, err := m.lease.Grant(ctx, secs)
+		if err != nil {
+			return err
+		}
+		if _, err := m.kv.Put(ctx, string(kv.LeaseKey(prefix, int64(g.ID))), string(value), clientv3.WithLease(g.ID)); err != nil {
+			m.lease.Revoke(context.Background(), g.ID)
+			return err
+		}
+		id = g.ID
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("grant lease: %w", mapErr(err))
 	}
-	if _, err := db.kv.Put(gctx, string(kv.LeaseKey(prefix, int64(g.ID))), string(value), clientv3.WithLease(g.ID)); err != nil {
-		db.lease.Revoke(context.Background(), g.ID)
-		return nil, fmt.Errorf("grant lease: %w", mapErr(err))
-	}
-	kctx, kcancel := context.WithCancel(context.Background())
-	alive, err := db.lease.KeepAlive(kctx, g.ID)
-	if err != nil {
-		kcancel()
-		db.lease.Revoke(context.Background(), g.ID)
-		return nil, fmt.Errorf("keep lease alive: %w", mapErr(err))
-	}
-	l := &lease{db: db, id: g.ID, cancel: kcancel, lost: make(chan struct{})}
-	go func() {
-		for range alive {
-		}
-		// The client gave up keeping it alive (the lease expired before a
-		// keep-alive got through), or Revoke or Close stopped it.
-		if kctx.Err() == nil {
-			close(l.lost)
-		}
-	}()
+	kctx, kcancel := context.WithCancel(db.ctx)
+	l := &lease{db: db, id: id, cancel: kcancel, lost: make(chan struct{})}
+	go l.keepAlive(kctx)
 	return l, nil
+}
+
+// keepAlive renews the lease through one member's keep-alive stream, and
+// moves to another when that member is found hung (the stream would wait
+// on it past the lease's ttl), until ctx ends or the lease is lost.
+func (l *lease) keepAlive(ctx context.Context) {
+	for {
+		m := l.db.pick()
+		mctx, done := m.bind(ctx)
+		alive, err := m.lease.KeepAlive(mctx, l.id)
+		if err == nil {
+			for range alive {
+			}
+		}
+		hung := errors.Is(context.Cause(mctx), errMemberHung)
+		done()
+		switch {
+		case ctx.Err() != nil: // Revoke or Close
+			return
+		case hung:
+			l.db.log.Warn("etcd member stopped answering; the lease is kept alive through another", "member", m.ep, "lease", fmt.Sprintf("%x", int64(l.id)))
+			continue
+		}
+		// The client gave up keeping it alive: the lease expired before
+		// a keep-alive got through.
+		close(l.lost)
+		return
+	}
 }
 
 // Alive implements kv.KV.
 func (db *DB) Alive(ctx context.Context, id int64) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, db.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := db.lease.TimeToLive(ctx, clientv3.LeaseID(id))
+	var resp *clientv3.LeaseTimeToLiveResponse
+	err := db.do(ctx, true, func(ctx context.Context, m *member) (err error) {
+		resp, err = m.lease.TimeToLive(ctx, clientv3.LeaseID(id))
+		return err
+	})
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
 		return false, nil
 	}

@@ -162,6 +162,24 @@ func (e *Etcd) Leader(t testing.TB) int {
 	}
 }
 
+// Count is how many keys under prefix (a raw etcd key, with the
+// registry's prefix) the cluster holds now.
+func (e *Etcd) Count(t testing.TB, prefix string) int64 {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatalf("count the keys under %s: %v", prefix, err)
+	}
+	return resp.Count
+}
+
 // RepoRoot is the checkout's top directory (where go.mod is), found from
 // the test's working directory.
 func RepoRoot(t testing.TB) string {
