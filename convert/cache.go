@@ -240,6 +240,10 @@ type Prefetcher interface {
 	// the cache lacks; it returns once they are cached (or failed: the
 	// read that wants them will say why).
 	Prefetch(off, length int64)
+	// ReadAtKeep is ReadAt for a sequential reader: every block it
+	// decodes is kept, even on its first read, since the prefetching
+	// ahead of the reader would otherwise decode it a second time.
+	ReadAtKeep(p []byte, off int64) (int, error)
 }
 
 // Prefetch implements Prefetcher for images opened with a cache.

@@ -253,6 +253,16 @@ func (b *blockImage) Size() int64    { return b.size }
 func (b *blockImage) Format() string { return b.format }
 
 func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
+	return b.readAt(p, off, false)
+}
+
+// ReadAtKeep implements Prefetcher: ReadAt, keeping every compressed
+// block it decodes, read before or not.
+func (b *blockImage) ReadAtKeep(p []byte, off int64) (int, error) {
+	return b.readAt(p, off, true)
+}
+
+func (b *blockImage) readAt(p []byte, off int64, keep bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("negative offset %d", off)
 	}
@@ -303,7 +313,7 @@ func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
 			}
 		case blockCompressed:
 			key := cacheKey{image: b.key, kind: cachedBlock, index: idx}
-			if b.cache != nil && (b.cache.budget == 0 || b.cache.admit(key)) {
+			if b.cache != nil && (keep || b.cache.budget == 0 || b.cache.admit(key)) {
 				block, err := b.cache.get(key, b.blockSize, func(dst []byte) error {
 					return b.m.inflate(loc, dst)
 				})

@@ -150,18 +150,18 @@ const (
 )
 
 // readahead starts prefetching past a read of [off, end) if the handle
-// reads sequentially.
-func (h *rawHandle) readahead(workers chan struct{}, off, end int64) {
+// reads sequentially, and says whether it does.
+func (h *rawHandle) readahead(workers chan struct{}, off, end int64) bool {
 	p, ok := h.disk.Image.(convert.Prefetcher)
 	if !ok {
-		return
+		return false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sequential := off >= h.next-sequentialSlack && off <= h.next+sequentialSlack
 	h.next = max(h.next, end)
 	if !sequential {
-		return
+		return false
 	}
 	h.ahead = max(h.ahead, end)
 	limit := min(end+prefetchWindow, h.disk.Size())
@@ -169,7 +169,7 @@ func (h *rawHandle) readahead(workers chan struct{}, off, end int64) {
 		select {
 		case workers <- struct{}{}:
 		default:
-			return // every worker is busy: the reads will decode for themselves
+			return true // every worker is busy: the reads will decode for themselves
 		}
 		// Chunks end on multiples of prefetchChunk, so that two of them
 		// share at most one block (which the cache decodes once).
@@ -183,6 +183,7 @@ func (h *rawHandle) readahead(workers chan struct{}, off, end int64) {
 			p.Prefetch(from, n)
 		}()
 	}
+	return true
 }
 
 // fillAttr fills a for img's virtual disk: owner, mode and times as in
@@ -302,8 +303,13 @@ func (n *rawNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off 
 		return fuse.ReadResultData(nil), 0
 	}
 	dest = dest[:min(int64(len(dest)), size-off)]
-	h.readahead(n.root.prefetchers, off, off+int64(len(dest)))
-	got, err := h.disk.ReadAt(dest, off)
+	// A sequential reader keeps what it decodes: the prefetching around
+	// it wants the same clusters.
+	read := h.disk.ReadAt
+	if h.readahead(n.root.prefetchers, off, off+int64(len(dest))) {
+		read = h.disk.Image.(convert.Prefetcher).ReadAtKeep
+	}
+	got, err := read(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, toErrno(n.root.log, "read", err)
 	}
