@@ -22,7 +22,23 @@ type BlockCache struct {
 	lru     *list.List       // of *cacheEntry, most recently used first
 	entries map[cacheKey]*list.Element
 	flights map[cacheKey]*flight // decodes in progress
+
+	// ghosts are blocks read once lately and not kept (see admit): a
+	// ring of the last ghostMax, each with the sequence number it was
+	// put in with, so that an old slot never drops a newer ghost.
+	ghosts    map[cacheKey]uint64
+	ghostRing [ghostMax]ghost
+	ghostSeq  uint64
 }
+
+type ghost struct {
+	key cacheKey
+	seq uint64
+}
+
+// ghostMax bounds the blocks remembered as read once: a few hundred
+// KiB of keys.
+const ghostMax = 8192
 
 type cacheKey struct {
 	image string // the image's identity; its content never changes
@@ -59,6 +75,7 @@ func NewBlockCache(budget int64) *BlockCache {
 		lru:      list.New(),
 		entries:  map[cacheKey]*list.Element{},
 		flights:  map[cacheKey]*flight{},
+		ghosts:   map[cacheKey]uint64{},
 	}
 }
 
@@ -97,6 +114,38 @@ func (c *BlockCache) get(key cacheKey, size int64, fill func(dst []byte) error) 
 	c.mu.Unlock()
 	close(f.done)
 	return data, err
+}
+
+// admit says whether a read of key should go through the cache (get):
+// yes if the block is cached or being decoded, or was read once lately.
+// A block read for the first time is not: it is remembered, and the
+// reader decodes only as far as it needs into a buffer of its own. So
+// random reads over more than the cache (fio, 4 KiB) neither decode
+// whole clusters they use a sixteenth of nor churn the cache and the
+// heap with them, while a block read twice (sequential small reads, a
+// filesystem's metadata) is kept from its second read on. (Prefetch
+// fills the cache for sequential readers without asking.)
+func (c *BlockCache) admit(key cacheKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[key]; ok {
+		return true
+	}
+	if _, ok := c.flights[key]; ok {
+		return true
+	}
+	if _, ok := c.ghosts[key]; ok {
+		delete(c.ghosts, key)
+		return true
+	}
+	c.ghostSeq++
+	slot := &c.ghostRing[c.ghostSeq%ghostMax]
+	if seq, ok := c.ghosts[slot.key]; ok && seq == slot.seq {
+		delete(c.ghosts, slot.key)
+	}
+	*slot = ghost{key: key, seq: c.ghostSeq}
+	c.ghosts[key] = c.ghostSeq
+	return false
 }
 
 // store adds an entry, evicting the least recently used ones of the
@@ -191,6 +240,10 @@ type Prefetcher interface {
 	// the cache lacks; it returns once they are cached (or failed: the
 	// read that wants them will say why).
 	Prefetch(off, length int64)
+	// ReadAtKeep is ReadAt for a sequential reader: every block it
+	// decodes is kept, even on its first read, since the prefetching
+	// ahead of the reader would otherwise decode it a second time.
+	ReadAtKeep(p []byte, off int64) (int, error)
 }
 
 // Prefetch implements Prefetcher for images opened with a cache.

@@ -179,3 +179,63 @@ func TestEmptyQCOW2ExtentIsCheap(t *testing.T) {
 		t.Fatalf("%d bytes read for the extent map of an empty image", n)
 	}
 }
+
+// TestCacheAdmitsOnSecondRead: a compressed block read once is decoded
+// for the read alone and not kept (random reads over more than the cache
+// would only churn it); read again, it is kept, and later reads of it come
+// from the cache with the same bytes.
+func TestCacheAdmitsOnSecondRead(t *testing.T) {
+	for _, fx := range loadFixtures(t) {
+		if fx.name != "zlib.qcow2" && fx.name != "zstd.qcow2" && fx.name != "stream.vmdk" {
+			continue
+		}
+		t.Run(fx.name, func(t *testing.T) {
+			cache := NewBlockCache(64 << 20)
+			img, err := OpenWith(bytes.NewReader(fx.data), int64(len(fx.data)), fx.format, OpenOptions{Cache: cache, Key: fx.name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := Open(bytes.NewReader(fx.data), int64(len(fx.data)), fx.format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The first compressed block past the first 4 KiB of data.
+			b := img.(*blockImage)
+			var off int64 = -1
+			for idx := int64(0); idx*b.blockSize < b.size; idx++ {
+				if loc, err := b.m.lookup(idx); err == nil && loc.kind == blockCompressed {
+					off = idx*b.blockSize + 4096
+					break
+				}
+			}
+			if off < 0 {
+				t.Fatal("no compressed block in the fixture")
+			}
+			want := make([]byte, 4096)
+			if _, err := plain.ReadAt(want, off); err != nil {
+				t.Fatal(err)
+			}
+			cachedAfter := []int{0, 1, 1}
+			for i, entries := range cachedAfter {
+				got := make([]byte, 4096)
+				if _, err := img.ReadAt(got, off); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("read %d: bytes differ from an uncached read", i+1)
+				}
+				cache.mu.Lock()
+				n := 0
+				for k := range cache.entries {
+					if k.kind == cachedBlock {
+						n++
+					}
+				}
+				cache.mu.Unlock()
+				if n != entries {
+					t.Fatalf("after read %d the cache holds %d blocks, want %d", i+1, n, entries)
+				}
+			}
+		})
+	}
+}

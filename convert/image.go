@@ -223,8 +223,8 @@ type blockMapper interface {
 	// lookup returns where guest block idx lives; it checks the location
 	// against the file size so a read never follows a table out of bounds.
 	lookup(idx int64) (blockLoc, error)
-	// inflate decompresses a blockCompressed block into dst, which is
-	// exactly one block long.
+	// inflate decompresses a blockCompressed block into dst, which is at
+	// most one block long: the first len(dst) bytes of the block.
 	inflate(loc blockLoc, dst []byte) error
 }
 
@@ -253,6 +253,16 @@ func (b *blockImage) Size() int64    { return b.size }
 func (b *blockImage) Format() string { return b.format }
 
 func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
+	return b.readAt(p, off, false)
+}
+
+// ReadAtKeep implements Prefetcher: ReadAt, keeping every compressed
+// block it decodes, read before or not.
+func (b *blockImage) ReadAtKeep(p []byte, off int64) (int, error) {
+	return b.readAt(p, off, true)
+}
+
+func (b *blockImage) readAt(p []byte, off int64, keep bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("negative offset %d", off)
 	}
@@ -302,8 +312,9 @@ func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
 				pendStart, pendHost, pendLen = done, host, n
 			}
 		case blockCompressed:
-			if b.cache != nil {
-				block, err := b.cache.get(cacheKey{image: b.key, kind: cachedBlock, index: idx}, b.blockSize, func(dst []byte) error {
+			key := cacheKey{image: b.key, kind: cachedBlock, index: idx}
+			if b.cache != nil && (keep || b.cache.budget == 0 || b.cache.admit(key)) {
+				block, err := b.cache.get(key, b.blockSize, func(dst []byte) error {
 					return b.m.inflate(loc, dst)
 				})
 				if err != nil {
@@ -312,8 +323,9 @@ func (b *blockImage) ReadAt(p []byte, off int64) (int, error) {
 				copy(dst, block[in:])
 				break
 			}
+			// Decoded only as far as the read needs.
 			bp := b.bufs.Get().(*[]byte)
-			err := b.m.inflate(loc, *bp)
+			err := b.m.inflate(loc, (*bp)[:in+int64(n)])
 			if err == nil {
 				copy(dst, (*bp)[in:])
 			}

@@ -384,8 +384,14 @@ func (q *qcow2Mapper) lookup(idx int64) (blockLoc, error) {
 func (q *qcow2Mapper) inflate(loc blockLoc, dst []byte) error {
 	// The compressed size is an upper bound rounded to sectors: both
 	// decoders stop once they have produced one cluster, as qemu's do,
-	// and never read past loc.n.
-	src := io.NewSectionReader(q.r, loc.off, loc.n)
+	// and never read past loc.n, which is at most two clusters (the L2
+	// entry's sector count).
+	bp, stored, err := readCompressed(q.r, loc.off, loc.n)
+	if err != nil {
+		return err
+	}
+	defer putCompressed(bp)
+	src := bytes.NewReader(stored)
 	if q.m.zstd {
 		return q.unzstd(src, dst)
 	}
@@ -397,7 +403,7 @@ func (q *qcow2Mapper) inflate(loc blockLoc, dst []byte) error {
 	} else if err := zr.(flate.Resetter).Reset(src, nil); err != nil {
 		return fmt.Errorf("%w: qcow2 compressed cluster: %v", ErrCorrupt, err)
 	}
-	_, err := io.ReadFull(zr, dst)
+	_, err = io.ReadFull(zr, dst)
 	q.inflaters.Put(zr)
 	if err != nil {
 		return fmt.Errorf("%w: qcow2 compressed cluster: %v", ErrCorrupt, err)

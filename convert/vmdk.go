@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zlib"
 )
@@ -213,9 +214,10 @@ func inspectVMDK(r io.ReaderAt, size int64) (Report, error) {
 }
 
 type vmdkMapper struct {
-	r        io.ReaderAt
-	fileSize int64
-	m        *vmdkMeta
+	r         io.ReaderAt
+	fileSize  int64
+	m         *vmdkMeta
+	inflaters sync.Pool // zlib readers, reset for each grain
 }
 
 func openVMDK(r io.ReaderAt, size int64) (Image, error) {
@@ -269,11 +271,24 @@ func (v *vmdkMapper) inflate(loc blockLoc, dst []byte) error {
 	if n == 0 || n > v.m.grainSize+v.m.grainSize/8+1024 || !inFile(loc.off+vmdkMarkerHeader, n, v.fileSize) {
 		return fmt.Errorf("%w: a vmdk compressed grain has a bad size", ErrCorrupt)
 	}
-	zr, err := zlib.NewReader(io.NewSectionReader(v.r, loc.off+vmdkMarkerHeader, n))
+	bp, stored, err := readCompressed(v.r, loc.off+vmdkMarkerHeader, n)
+	if err != nil {
+		return err
+	}
+	defer putCompressed(bp)
+	// Decoders are reused, as for qcow2: a new one per grain allocates
+	// more than the grain.
+	src := bytes.NewReader(stored)
+	zr, _ := v.inflaters.Get().(io.ReadCloser)
+	if zr == nil {
+		zr, err = zlib.NewReader(src)
+	} else {
+		err = zr.(zlib.Resetter).Reset(src, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: vmdk compressed grain: %v", ErrCorrupt, err)
 	}
-	defer zr.Close()
+	defer v.inflaters.Put(zr)
 	// The last grain of a disk may be short: zero-fill what the stream
 	// does not produce, but never read more than one grain.
 	k, err := io.ReadFull(zr, dst)

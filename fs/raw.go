@@ -133,47 +133,57 @@ type rawHandle struct {
 }
 
 // Readahead for sequential readers of compressed disks: the next
-// prefetchWindow bytes are decompressed into the shared cache by another
-// goroutine while the reader copies what it has, on at most one worker
-// per CPU for the whole mount (a prefetch that finds none free is
-// skipped, never queued). The kernel's own readahead asks for 128 KiB at
-// a time, two qcow2 clusters: too little to keep a second core busy.
+// prefetchWindow bytes are decompressed into the shared cache by other
+// goroutines while the reader copies what it has, in chunks of
+// prefetchChunk, one worker each, on at most one worker per CPU for the
+// whole mount (a chunk that finds no worker free is left to the reads,
+// never queued). The kernel's own readahead asks for 128 KiB at a time,
+// two qcow2 clusters: too little to keep a second core busy. One worker
+// decoding the whole window kept one: the reads caught up with it and
+// waited on the clusters it was decoding.
 const (
 	prefetchWindow = 4 << 20
+	prefetchChunk  = 512 << 10
 	// sequentialSlack: the kernel's readahead requests arrive out of
 	// order, a little ahead of or behind where the last one ended.
 	sequentialSlack = 512 << 10
 )
 
 // readahead starts prefetching past a read of [off, end) if the handle
-// reads sequentially.
-func (h *rawHandle) readahead(workers chan struct{}, off, end int64) {
+// reads sequentially, and says whether it does.
+func (h *rawHandle) readahead(workers chan struct{}, off, end int64) bool {
 	p, ok := h.disk.Image.(convert.Prefetcher)
 	if !ok {
-		return
+		return false
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	sequential := off >= h.next-sequentialSlack && off <= h.next+sequentialSlack
 	h.next = max(h.next, end)
-	from := max(h.ahead, end)
-	if !sequential || from > end+prefetchWindow/2 || from >= h.disk.Size() {
-		h.mu.Unlock()
-		return
+	if !sequential {
+		return false
 	}
-	select {
-	case workers <- struct{}{}:
-	default:
-		h.mu.Unlock()
-		return // every worker is busy: the reads will decode for themselves
+	h.ahead = max(h.ahead, end)
+	limit := min(end+prefetchWindow, h.disk.Size())
+	for h.ahead < limit {
+		select {
+		case workers <- struct{}{}:
+		default:
+			return true // every worker is busy: the reads will decode for themselves
+		}
+		// Chunks end on multiples of prefetchChunk, so that two of them
+		// share at most one block (which the cache decodes once).
+		from := h.ahead
+		h.ahead = min((from/prefetchChunk+1)*prefetchChunk, limit)
+		n := h.ahead - from
+		h.prefetching.Add(1)
+		go func() {
+			defer h.prefetching.Done()
+			defer func() { <-workers }()
+			p.Prefetch(from, n)
+		}()
 	}
-	h.ahead = end + prefetchWindow
-	h.prefetching.Add(1)
-	h.mu.Unlock()
-	go func() {
-		defer h.prefetching.Done()
-		defer func() { <-workers }()
-		p.Prefetch(from, end+prefetchWindow-from)
-	}()
+	return true
 }
 
 // fillAttr fills a for img's virtual disk: owner, mode and times as in
@@ -293,8 +303,13 @@ func (n *rawNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off 
 		return fuse.ReadResultData(nil), 0
 	}
 	dest = dest[:min(int64(len(dest)), size-off)]
-	h.readahead(n.root.prefetchers, off, off+int64(len(dest)))
-	got, err := h.disk.ReadAt(dest, off)
+	// A sequential reader keeps what it decodes: the prefetching around
+	// it wants the same clusters.
+	read := h.disk.ReadAt
+	if h.readahead(n.root.prefetchers, off, off+int64(len(dest))) {
+		read = h.disk.Image.(convert.Prefetcher).ReadAtKeep
+	}
+	got, err := read(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, toErrno(n.root.log, "read", err)
 	}

@@ -153,10 +153,11 @@ type Reader struct {
 
 	open StreamFunc // nil: readahead fetches block by block
 
-	mu     sync.Mutex
-	next   int64 // where a sequential reader reads next
-	streak int   // sequential reads in a row
-	st     *stream
+	mu       sync.Mutex
+	next     int64 // where a sequential reader reads next
+	streak   int   // sequential reads in a row
+	runBytes int64 // bytes those reads asked for
+	st       *stream
 }
 
 // stream is one long GET feeding blocks into the cache ahead of a
@@ -289,16 +290,22 @@ func (r *Reader) readahead(off, end int64) {
 	r.mu.Lock()
 	if off >= r.next-bs && off <= r.next+bs && (off > 0 || r.next > 0) {
 		r.streak++
+		r.runBytes += end - off
 	} else {
-		r.streak = 0
+		r.streak, r.runBytes = 0, end-off
 	}
 	r.next = max(r.next, end)
 	if off < r.next-bs {
 		r.next = end // a seek backwards
 	}
-	streak := r.streak
+	streak, run := r.streak, r.runBytes
 	r.mu.Unlock()
-	if streak == 0 {
+	// Readahead starts once the run has asked for a block's worth: a
+	// format reader's few small reads of its header and tables near one
+	// another (a qcow2's header, L1 and refcount table in the first
+	// block) look sequential, and must not start a window of blocks (or
+	// a GET of the object's rest) that nobody will read.
+	if streak == 0 || run < bs {
 		return
 	}
 	ahead := int64(min(r.c.cfg.ReadAhead, 1<<min(streak-1, 20)))

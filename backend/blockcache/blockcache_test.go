@@ -293,3 +293,29 @@ func TestEvictionUnderReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A format reader's first reads, small and near one another (a qcow2's
+// header, L1 and refcount table in the first block), then a read far away:
+// no readahead, no stream, only the two blocks read. Counted as sequential
+// by their offsets alone, they started a stream of the whole window (32
+// MiB of an S3 object for a 4 KiB read of the raw view).
+func TestSmallNearReadsStartNoReadahead(t *testing.T) {
+	src := newSource(t, 8<<20)
+	c := blockcache.New(blockcache.Config{BlockSize: 256 << 10, Size: 4 << 20, ReadAhead: 4})
+	r := c.Reader(context.Background(), "obj", int64(len(src.data)), src.fetch)
+	var opens atomic.Int64
+	r.SetStream(src.stream(&opens, 0))
+	defer r.Close()
+	p := make([]byte, 512)
+	for _, off := range []int64{0, 512, 64 << 10, 192 << 10, 200 << 10, 5 << 20} {
+		if _, err := r.ReadAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(p, src.data[off:off+512]) {
+			t.Fatalf("content at %d differs", off)
+		}
+	}
+	if o, b := opens.Load(), src.bytes.Load(); o != 0 || b != 2*256<<10 {
+		t.Fatalf("%d streams and %d bytes fetched; want none and the 2 blocks read", o, b)
+	}
+}

@@ -1,6 +1,6 @@
 // Package metered wraps a backend.Backend with Prometheus metrics: the
 // latency of every store request and the requests that failed, by
-// operation. It keeps the optional interfaces of what it wraps
+// operation, and the bytes read from stored objects. It keeps the optional interfaces of what it wraps
 // (backend.RandomWriter, backend.FileReader), so that wrapping changes no
 // fast path.
 package metered
@@ -19,8 +19,9 @@ import (
 // Metrics are the store metrics, labelled by store kind (file, s3, swift,
 // rbd) and operation.
 type Metrics struct {
-	seconds *prometheus.HistogramVec
-	errors  *prometheus.CounterVec
+	seconds   *prometheus.HistogramVec
+	errors    *prometheus.CounterVec
+	readBytes *prometheus.CounterVec
 }
 
 // NewMetrics creates the store metrics and registers them on reg; a nil
@@ -36,9 +37,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "glimpse_store_errors_total",
 			Help: "Requests to the content store that failed, by store and operation (a missing object on open or stat included).",
 		}, []string{"store", "op"}),
+		readBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "glimpse_store_read_bytes_total",
+			Help: "Bytes the daemon read from stored objects through the store's readers, by store (reads through a local file's descriptor, which bypass the daemon, not included).",
+		}, []string{"store"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.seconds, m.errors)
+		reg.MustRegister(m.seconds, m.errors, m.readBytes)
 	}
 	return m
 }
@@ -192,6 +197,7 @@ func (r *meteredReader) ReadAt(p []byte, off int64) (int, error) {
 	start := time.Now()
 	n, err := r.r.ReadAt(p, off)
 	r.o.observe("read", start, err)
+	r.o.m.readBytes.WithLabelValues(r.o.store).Add(float64(n))
 	return n, err
 }
 

@@ -3,6 +3,7 @@ package metered_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,6 +59,15 @@ func TestKeepsFastPathsAndCounts(t *testing.T) {
 	}
 	if _, err := b.Open(ctx, "missing"); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("open missing: %v", err)
+	}
+	buf := make([]byte, 3)
+	if _, err := r.ReadAt(buf, 1); err != nil || string(buf) != "ell" {
+		t.Fatalf("read: %q, %v", buf, err)
+	}
+	want := "# HELP glimpse_store_read_bytes_total Bytes the daemon read from stored objects through the store's readers, by store (reads through a local file's descriptor, which bypass the daemon, not included).\n" +
+		"# TYPE glimpse_store_read_bytes_total counter\nglimpse_store_read_bytes_total{store=\"file\"} 3\n"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "glimpse_store_read_bytes_total"); err != nil {
+		t.Error(err)
 	}
 	n, err := testutil.GatherAndCount(reg, "glimpse_store_request_duration_seconds")
 	if err != nil || n < 4 { // create, write, commit, open: one series each
