@@ -1,13 +1,33 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
+
+// processesNaming lists the processes whose command line holds arg.
+func processesNaming(arg string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.Contains(cmdline, []byte(arg)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
 
 // serveInProcess runs the real daemon (runServe) in-process on a free loopback
 // port (REST only unless o.mount is set), and waits for /healthcheck to
@@ -26,6 +46,9 @@ func serveInProcess(t *testing.T, o serveOptions) string {
 	}
 	// o.mount "" (the zero value): REST only.
 	o.listen = addr
+	// The watchdog would be this test binary, which without
+	// GLIMPSE_RUN_MAIN runs every test again (it did, outliving the run).
+	o.noMountWatchdog = true
 	if o.logLevel == "" {
 		o.logLevel = "error"
 	}
@@ -38,6 +61,11 @@ func serveInProcess(t *testing.T, o serveOptions) string {
 		<-done
 		if runErr != nil {
 			t.Errorf("daemon: %v", runErr)
+		}
+		if o.mount != "" {
+			if pids := processesNaming(o.mount); len(pids) > 0 {
+				t.Errorf("processes %v outlive the in-process daemon of %s", pids, o.mount)
+			}
 		}
 	})
 	url := "http://" + addr

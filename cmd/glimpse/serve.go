@@ -75,6 +75,11 @@ type serveOptions struct {
 	// allowOtherWithAuth: the operator knows --allow-other opens what the
 	// fs project sees to every local user, whatever the REST tokens say.
 	allowOtherWithAuth bool
+	// noMountWatchdog: no watchdog process beside the daemon. For a daemon
+	// run inside another program (the tests' in-process daemons), where
+	// os.Executable is not glimpse and a kill -9 takes the mount's only
+	// client along anyway.
+	noMountWatchdog bool
 }
 
 func serveCommand() *cli.Command { return serveCommandRunning(runServe) }
@@ -339,7 +344,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 		go func() { mnt.Wait(); close(mountGone) }()
 		log.Info("catalogue mounted", "mount", o.mount)
-		startMountWatchdog(o.mount, log)
+		if !o.noMountWatchdog {
+			startMountWatchdog(o.mount, log)
+		}
 	}
 
 	rest.SetReady(true)
