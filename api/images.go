@@ -475,7 +475,10 @@ func (s *Server) removeTag(w http.ResponseWriter, r *http.Request, p lifecycle.P
 	return nil
 }
 
-// Members: glimpse has no image sharing yet; lists are empty.
+// listTasks is GET /v2/images/{id}/tasks: the tasks of an image's import.
+// glimpse's imports (glance-direct, web-download) run without a task
+// record, so the list is empty; the tasks API's own import tasks are
+// listed by GET /v2/tasks.
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, p lifecycle.Principal) error {
 	if _, err := s.svc.Get(r.Context(), p, r.PathValue("id")); err != nil {
 		return notFound(r.PathValue("id"), err)
