@@ -79,5 +79,10 @@ var (
 	_ gofs.NodeRemovexattrer = (*imageNode)(nil)
 	_ gofs.NodeOnForgetter   = (*imageNode)(nil)
 
+	_ gofs.NodeGetxattrer    = (*rawNode)(nil)
+	_ gofs.NodeListxattrer   = (*rawNode)(nil)
+	_ gofs.NodeSetxattrer    = (*rawNode)(nil)
+	_ gofs.NodeRemovexattrer = (*rawNode)(nil)
+
 	_ gofs.FilePassthroughFder = (*readHandle)(nil)
 )

@@ -17,6 +17,7 @@ import (
 // mkdir(2), rmdir(2), link(2), symlink(2) and mknod(2) answer on a
 // filesystem that does not support them.
 type fixedDir struct {
+	noProperties
 	root  *Root
 	ino   uint64
 	nlink uint32 // 2, plus one per subdirectory
@@ -54,14 +55,20 @@ func (d *fixedDir) Symlink(ctx context.Context, target, name string, out *fuse.E
 // images, no ACLs or labels (EOPNOTSUPP, which tells cp -a and tar that
 // this filesystem has no ACLs to copy or remove).
 
-func (d *fixedDir) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+// noProperties is the reading half of the attributes of an entry with no
+// properties of its own (directories, raw/): no user.* attribute
+// (ENODATA), and no ACLs or labels (EOPNOTSUPP). Each kind says itself
+// how setting one fails.
+type noProperties struct{}
+
+func (noProperties) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if strings.HasPrefix(attr, userPrefix) {
 		return 0, syscall.ENODATA
 	}
 	return 0, syscall.EOPNOTSUPP
 }
 
-func (d *fixedDir) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+func (noProperties) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	return 0, 0
 }
 

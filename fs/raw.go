@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash/fnv"
 	"io"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -104,6 +103,7 @@ func (d *rawDir) Rename(ctx context.Context, name string, newParent gofs.InodeEm
 // rawNode is one image's virtual disk, read-only.
 type rawNode struct {
 	gofs.Inode
+	noProperties
 	root *Root
 	id   string
 
@@ -374,17 +374,6 @@ const (
 // The view has no properties of its own: those are on the image in
 // active/. Reading one says there is none; setting or removing one is
 // refused, as on a read-only filesystem.
-
-func (n *rawNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if strings.HasPrefix(attr, userPrefix) {
-		return 0, syscall.ENODATA
-	}
-	return 0, syscall.EOPNOTSUPP
-}
-
-func (n *rawNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	return 0, 0
-}
 
 func (n *rawNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
 	return syscall.EROFS
