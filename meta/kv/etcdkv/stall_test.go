@@ -21,23 +21,31 @@ import (
 // members were probed it took the gRPC keep-alive's 12 s.
 const hungMemberBound = 4 * time.Second
 
+// openOnThree opens a client under prefix on a fresh 3-member cluster,
+// closed when the test ends.
+func openOnThree(t *testing.T, prefix string) (*kvtest.Etcd, *etcdkv.DB) {
+	t.Helper()
+	cluster := kvtest.StartEtcd(t, 3)
+	cfg, err := etcdkv.ParseURL(cluster.URL(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := etcdkv.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return cluster, db
+}
+
 // The leader hangs while a client writes, watches and holds a lease:
 // writes are acknowledged again within hungMemberBound and then go on
 // without waiting on it, a write cut short is refused as unavailable (not
 // hung on), every acknowledged write reaches the watch, and the lease,
 // whose keep-alives may have gone through the hung member, is not lost.
 func TestHungMemberIsLeft(t *testing.T) {
-	cluster := kvtest.StartEtcd(t, 3)
-	cfg, err := etcdkv.ParseURL(cluster.URL("hung"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster, db := openOnThree(t, "hung")
 	ctx := context.Background()
-	db, err := etcdkv.Open(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	put := func(key string) error {
 		_, err := db.Update(ctx, func(tx kv.Txn) error {
 			if _, err := tx.Get([]byte(key)); !errors.Is(err, kv.ErrNotFound) {
@@ -157,17 +165,8 @@ func TestHungMemberIsLeft(t *testing.T) {
 // under a stalling disk or a starved CPU) still answers the probes: it is
 // not taken for hung, and no write is refused.
 func TestSlowMemberIsKept(t *testing.T) {
-	cluster := kvtest.StartEtcd(t, 3)
-	cfg, err := etcdkv.ParseURL(cluster.URL("slow"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cluster, db := openOnThree(t, "slow")
 	ctx := context.Background()
-	db, err := etcdkv.Open(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	leader := cluster.Leader(t)
 	stop := make(chan struct{})
 	toggled := make(chan struct{})
