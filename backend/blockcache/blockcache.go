@@ -337,11 +337,20 @@ func (r *Reader) streamAhead(cur, ahead, last int64) {
 		st = nil
 	}
 	if st == nil {
+		// A new stream starts at the first block the window lacks. When
+		// it lacks none (a stream that ended had read to the end before
+		// the reader got there), a GET would read bytes only to discard
+		// them: the reader's next calls start one if a block goes missing.
+		first := r.c.firstUnknown(r.id, cur+1, limit)
+		if first == limit {
+			r.st = nil
+			return
+		}
 		ctx, cancel := context.WithCancel(r.ctx)
 		st = &stream{cancel: cancel, poke: make(chan struct{}, 1), done: make(chan struct{}), owned: make(map[int64]*block)}
-		st.next.Store(cur + 1)
+		st.next.Store(first)
 		r.st = st
-		go r.runStream(ctx, st, cur+1, last)
+		go r.runStream(ctx, st, first, last)
 	}
 	st.claim(r, limit)
 	st.limit.Store(limit)
@@ -408,6 +417,19 @@ func (r *Reader) runStream(ctx context.Context, st *stream, first, last int64) {
 			return
 		}
 	}
+}
+
+// firstUnknown is the first block in [from, to) of object id that is
+// neither cached nor in flight, or to if there is none.
+func (c *Cache) firstUnknown(id string, from, to int64) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for idx := from; idx < to; idx++ {
+		if _, ok := c.blocks[blockKey{id, idx}]; !ok {
+			return idx
+		}
+	}
+	return to
 }
 
 // uncachedRun is the length of the run of whole blocks from pos (which

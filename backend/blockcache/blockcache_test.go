@@ -210,6 +210,61 @@ func TestStream(t *testing.T) {
 	}
 }
 
+// A stream that has read to the end before the reader gets there is not
+// followed by more: the reader's last blocks are cached, and a new GET
+// would only read the tail again and throw it away (CI saw 4 streams for
+// one sequential read when the first finished early).
+func TestStreamFinishedEarly(t *testing.T) {
+	const bs = 256 << 10
+	src := newSource(t, 8<<20)
+	c := blockcache.New(blockcache.Config{BlockSize: bs, Size: 4 << 20, ReadAhead: 4})
+	r := c.Reader(context.Background(), "obj", int64(len(src.data)), src.fetch)
+	var opens atomic.Int64
+	drained := make(chan struct{}, 8)
+	r.SetStream(func(ctx context.Context, off int64) (io.ReadCloser, error) {
+		opens.Add(1)
+		return io.NopCloser(&signalAtEOF{r: bytes.NewReader(src.data[off:]), eof: drained}), nil
+	})
+	defer r.Close()
+	// Read to four blocks before the end, which lets the stream run to it.
+	head := int64(len(src.data) - 4*bs)
+	got := readSequential(t, io.NewSectionReader(r, 0, head), head)
+	select {
+	case <-drained:
+	case <-time.After(time.Minute):
+		t.Fatal("the stream never reached the end")
+	}
+	tail := make([]byte, len(src.data)-int(head))
+	for off := 0; off < len(tail); off += 128 << 10 {
+		if _, err := r.ReadAt(tail[off:off+128<<10], head+int64(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(append(got, tail...), src.data) {
+		t.Fatal("content differs")
+	}
+	if o := opens.Load(); o != 1 {
+		t.Fatalf("%d streams for one sequential read", o)
+	}
+}
+
+// signalAtEOF sends on eof once its last byte has been read.
+type signalAtEOF struct {
+	r   *bytes.Reader
+	eof chan<- struct{}
+}
+
+func (s *signalAtEOF) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if s.r.Len() == 0 {
+		select {
+		case s.eof <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
+}
+
 // A stream that breaks mid-way costs nothing but speed: the reader fetches
 // the blocks itself (or starts another stream).
 func TestStreamBreaks(t *testing.T) {
