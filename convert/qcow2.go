@@ -391,19 +391,28 @@ func (q *qcow2Mapper) inflate(loc blockLoc, dst []byte) error {
 		return err
 	}
 	defer putCompressed(bp)
-	src := bytes.NewReader(stored)
 	if q.m.zstd {
-		return q.unzstd(src, dst)
+		return q.unzstd(bytes.NewReader(stored), dst)
 	}
-	// qemu writes raw deflate (no zlib header). Decoders are reused: a
-	// new one per cluster costs more than the inflating of a small one.
+	// qemu writes raw deflate (no zlib header).
+	if inflateFast(stored, dst, q.m.clusterSize, nil) {
+		return nil
+	}
+	return q.inflateGo(stored, dst)
+}
+
+// inflateGo decodes a deflate cluster with Go, for the streams libdeflate
+// leaves to it. Decoders are reused: a new one per cluster costs more
+// than the inflating of a small one.
+func (q *qcow2Mapper) inflateGo(stored, dst []byte) error {
+	src := bytes.NewReader(stored)
 	zr, _ := q.inflaters.Get().(io.ReadCloser)
 	if zr == nil {
 		zr = flate.NewReader(src)
 	} else if err := zr.(flate.Resetter).Reset(src, nil); err != nil {
 		return fmt.Errorf("%w: qcow2 compressed cluster: %v", ErrCorrupt, err)
 	}
-	_, err = io.ReadFull(zr, dst)
+	_, err := io.ReadFull(zr, dst)
 	q.inflaters.Put(zr)
 	if err != nil {
 		return fmt.Errorf("%w: qcow2 compressed cluster: %v", ErrCorrupt, err)

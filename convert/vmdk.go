@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/adler32"
 	"io"
 	"strconv"
 	"strings"
@@ -261,25 +262,61 @@ func (v *vmdkMapper) lookup(idx int64) (blockLoc, error) {
 	return blockLoc{kind: blockData, off: off}, nil
 }
 
+// zlibHeaderPlain reports whether a zlib stream's two header bytes say
+// DEFLATE with no preset dictionary (RFC 1950), the raw stream following.
+func zlibHeaderPlain(cmf, flg byte) bool {
+	return cmf&0x0f == 8 && cmf>>4 <= 7 && (uint16(cmf)<<8|uint16(flg))%31 == 0 && flg&0x20 == 0
+}
+
 func (v *vmdkMapper) inflate(loc blockLoc, dst []byte) error {
-	var mh [vmdkMarkerHeader]byte
-	if _, err := v.r.ReadAt(mh[:], loc.off); err != nil {
-		return fmt.Errorf("read vmdk grain marker: %w", err)
-	}
-	n := int64(binary.LittleEndian.Uint32(mh[8:]))
-	// A compressed grain can exceed the grain only by zlib's framing.
-	if n == 0 || n > v.m.grainSize+v.m.grainSize/8+1024 || !inFile(loc.off+vmdkMarkerHeader, n, v.fileSize) {
-		return fmt.Errorf("%w: a vmdk compressed grain has a bad size", ErrCorrupt)
-	}
-	bp, stored, err := readCompressed(v.r, loc.off+vmdkMarkerHeader, n)
+	bp, stored, err := v.readGrain(loc)
 	if err != nil {
 		return err
 	}
 	defer putCompressed(bp)
-	// Decoders are reused, as for qcow2: a new one per grain allocates
-	// more than the grain.
+	if inflateZlibFast(stored, dst, v.m.grainSize) {
+		return nil
+	}
+	return v.inflateGo(stored, dst)
+}
+
+// readGrain reads the stored bytes of the compressed grain at loc, its
+// length bounded by the grain size; the buffer goes back with
+// putCompressed.
+func (v *vmdkMapper) readGrain(loc blockLoc) (*[]byte, []byte, error) {
+	var mh [vmdkMarkerHeader]byte
+	if _, err := v.r.ReadAt(mh[:], loc.off); err != nil {
+		return nil, nil, fmt.Errorf("read vmdk grain marker: %w", err)
+	}
+	n := int64(binary.LittleEndian.Uint32(mh[8:]))
+	// A compressed grain can exceed the grain only by zlib's framing.
+	if n == 0 || n > v.m.grainSize+v.m.grainSize/8+1024 || !inFile(loc.off+vmdkMarkerHeader, n, v.fileSize) {
+		return nil, nil, fmt.Errorf("%w: a vmdk compressed grain has a bad size", ErrCorrupt)
+	}
+	return readCompressed(v.r, loc.off+vmdkMarkerHeader, n)
+}
+
+// inflateZlibFast is inflateFast for a zlib stream (RFC 1950): a header
+// asking for DEFLATE without a preset dictionary, and the Adler-32 after
+// the stream matching the block. Anything else is the Go decoder's to
+// judge.
+func inflateZlibFast(stored, dst []byte, blockLen int64) bool {
+	if len(stored) < 2 || !zlibHeaderPlain(stored[0], stored[1]) {
+		return false
+	}
+	return inflateFast(stored[2:], dst, blockLen, func(block []byte, used int) bool {
+		sum := stored[2+used:]
+		return len(sum) >= 4 && binary.BigEndian.Uint32(sum) == adler32.Checksum(block)
+	})
+}
+
+// inflateGo decodes a grain with Go, for the streams libdeflate leaves to
+// it. Decoders are reused, as for qcow2: a new one per grain allocates
+// more than the grain.
+func (v *vmdkMapper) inflateGo(stored, dst []byte) error {
 	src := bytes.NewReader(stored)
 	zr, _ := v.inflaters.Get().(io.ReadCloser)
+	var err error
 	if zr == nil {
 		zr, err = zlib.NewReader(src)
 	} else {
